@@ -1,0 +1,122 @@
+//! Anomaly codes of spec §3 and the anomaly record every report carries.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Code {
+    F01, F02, F03, F04, F05, F06, F07, F08, F09, F10, F11, F12, F13,
+    L01, L02, L03, L04, L05, L06, L07, L08, L09, L10, L11, L12,
+}
+
+/// A file anomaly rejects the whole file; a line anomaly rejects its line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    File,
+    Line,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        use Code::*;
+        match self {
+            F01 => "F01", F02 => "F02", F03 => "F03", F04 => "F04", F05 => "F05",
+            F06 => "F06", F07 => "F07", F08 => "F08", F09 => "F09", F10 => "F10",
+            F11 => "F11", F12 => "F12", F13 => "F13",
+            L01 => "L01", L02 => "L02", L03 => "L03", L04 => "L04", L05 => "L05",
+            L06 => "L06", L07 => "L07", L08 => "L08", L09 => "L09", L10 => "L10",
+            L11 => "L11", L12 => "L12",
+        }
+    }
+
+    pub fn level(self) -> Level {
+        if self.as_str().starts_with('F') {
+            Level::File
+        } else {
+            Level::Line
+        }
+    }
+
+    /// Short French title of the rule, for report legends.
+    pub fn title_fr(self) -> &'static str {
+        use Code::*;
+        match self {
+            F01 => "Fichier XML mal formé ou illisible",
+            F02 => "Fichier non conforme au schéma FactficTrans.xsd",
+            F03 => "Extension du fichier différente de .xml",
+            F04 => "Nom du fichier non conforme",
+            F05 => "Site inconnu ou non validé",
+            F06 => "Caisse inconnue ou convention non validée",
+            F07 => "Prestation de l'en-tête inconnue",
+            F08 => "Totaux de fin de fichier incohérents",
+            F09 => "Fichier déjà reçu",
+            F10 => "Aucune ligne de facturation",
+            F11 => "Fichier trop volumineux",
+            F12 => "Site n'appartenant pas au prestataire émetteur",
+            F13 => "Champ d'en-tête ou de fin de fichier vide",
+            L01 => "Prestation de la ligne différente de l'en-tête",
+            L02 => "NIR invalide",
+            L03 => "Date d'intervention invalide",
+            L04 => "Bénéficiaire sans plan d'aide pour cette prestation",
+            L05 => "Période hors des dates du plan d'aide",
+            L06 => "Quantité invalide",
+            L07 => "Montant supérieur au reste du plan d'aide",
+            L08 => "Période déjà facturée",
+            L09 => "Tarif unitaire ou montant incorrect",
+            L10 => "Régularisation non acceptée",
+            L11 => "Site intervenant n'appartenant pas au prestataire",
+            L12 => "Champ de la ligne vide",
+        }
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One problem found in a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Anomaly {
+    pub code: Code,
+    /// 1-based index of the `factprest` line (line anomalies), else `None`.
+    pub line: Option<u32>,
+    /// Line of the file where the problem is, when known.
+    pub xml_line: Option<u64>,
+    /// The element (field) concerned, when there is one.
+    pub field: Option<String>,
+    /// French message for the provider.
+    pub message: String,
+}
+
+impl Anomaly {
+    pub fn file(code: Code, xml_line: Option<u64>, field: Option<&str>, message: impl Into<String>) -> Anomaly {
+        Anomaly {
+            code,
+            line: None,
+            xml_line,
+            field: field.map(str::to_owned),
+            message: message.into(),
+        }
+    }
+
+    pub fn line(code: Code, line: u32, xml_line: u64, field: &str, message: impl Into<String>) -> Anomaly {
+        Anomaly {
+            code,
+            line: Some(line),
+            xml_line: Some(xml_line),
+            field: Some(field.to_owned()),
+            message: message.into(),
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "code": self.code.as_str(),
+            "line": self.line,
+            "xml_line": self.xml_line,
+            "field": self.field,
+            "message": self.message,
+        })
+    }
+}

@@ -1,0 +1,190 @@
+//! Command line: clap definitions in, a process exit code out.
+//!
+//! Each subcommand lives in its own file and returns an [`Outcome`]; this
+//! module only parses arguments, loads the configuration and the clock, and
+//! maps errors to exit code 2 with their whole context chain (spec §8:
+//! 0 success, 1 some file partial or rejected, 2 usage/configuration/I/O).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::clock::Clock;
+use crate::config::Config;
+
+mod check;
+mod config_cmd;
+mod stubs;
+
+/// What a command ends with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit 0: done, every file accepted.
+    Ok,
+    /// Exit 1: some file partial or rejected.
+    Anomalies,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "ppas-gateway", version, about = "File-exchange gateway between a caisse and its home-care providers")]
+pub struct Cli {
+    /// Configuration file (TOML). Missing default file: the embedded default.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Logs as one JSON object per line (same as `[log] format = "json"`).
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon: SFTP server, drop-folder watch, jobs.
+    Serve,
+    /// Process what is waiting in every inbound folder, then exit.
+    Process(ProcessArgs),
+    /// Stateless conformance check of billing files (no database needed).
+    Check(FilesArgs),
+    /// Dry run of every control against the current state; changes nothing.
+    Validate(FilesArgs),
+    /// Import caisse reference data (providers, beneficiaries, …).
+    Import(ImportArgs),
+    /// Provider accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Run one scheduled job now.
+    Run(RunArgs),
+    /// Exchange history for a period.
+    History(HistoryArgs),
+    /// Queue depths, job runs, pending e-mails, last errors.
+    Status,
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct ProcessArgs {
+    /// Drain every inbound folder once and exit (cron-style use).
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct FilesArgs {
+    /// One JSON object per file, one per line, on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Billing files to check.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// providers, beneficiaries, orders, payments, report-anomalies, evaluations, decisions.
+    pub kind: String,
+    pub file: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create an account (a one-time password is e-mailed when no key is given).
+    Add {
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        login: String,
+        #[arg(long)]
+        email: String,
+        /// OpenSSH public key file.
+        #[arg(long, value_name = "PUBKEY_FILE")]
+        key: Option<PathBuf>,
+        /// Administrator of the provider account.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List accounts.
+    List {
+        #[arg(long)]
+        provider: Option<String>,
+    },
+    /// Disable an account (its sessions are refused from then on).
+    Disable { login: String },
+    /// Add an SSH public key to an account.
+    KeyAdd { login: String, pubkey_file: PathBuf },
+    /// Set a password (read from stdin, or generated and e-mailed with --generate).
+    Passwd {
+        login: String,
+        #[arg(long)]
+        generate: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// invoice-threshold, invoice-weekly, relances, bordereaux, purge, mail.
+    pub job: String,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// First day of the period (YYYY-MM-DD or JJ/MM/AAAA).
+    #[arg(long)]
+    pub from: String,
+    /// Last day of the period (inclusive).
+    #[arg(long)]
+    pub to: String,
+    #[arg(long)]
+    pub provider: Option<String>,
+    #[arg(long)]
+    pub convention: Option<String>,
+    #[arg(long)]
+    pub interface: Option<String>,
+    #[arg(long)]
+    pub comment: Option<String>,
+    #[arg(long, default_value = "desc", value_parser = ["asc", "desc"])]
+    pub order: String,
+    #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
+    pub format: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Validate the configuration and print the effective values.
+    Check,
+}
+
+/// What every command gets: the validated configuration and the clock.
+pub struct Ctx {
+    pub cfg: Config,
+    pub clock: Clock,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Anomalies) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("ppas-gateway: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    let cfg = Config::load(cli.config.as_deref())?;
+    crate::logging::init(&cfg, cli.log_json);
+    let ctx = Ctx {
+        cfg,
+        clock: Clock::from_env()?,
+    };
+    match cli.command {
+        Command::Check(a) => check::run(&ctx, &a),
+        Command::Config(ConfigCommand::Check) => config_cmd::run(&ctx),
+        other => stubs::run(&ctx, other),
+    }
+}

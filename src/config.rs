@@ -1,0 +1,339 @@
+//! Typed configuration: one TOML file in, one validated [`Config`] out.
+//!
+//! Every key has a default, so an empty file (or no file at all when the
+//! default path is missing) runs the gateway on the embedded default: spool
+//! under `./spool`, SQLite state, SFTP on 127.0.0.1:2222, e-mail written as
+//! `.eml` files. The keys of `[paths]`, `[sftp] listen/host_key` and
+//! `[mail] from/smtp_url` are fixed by the product specification (§8);
+//! the rest are documented in `config/ppas-gateway.toml`.
+//!
+//! Unknown keys are refused: a typo in a production config must not silently
+//! fall back to a default.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// Where the configuration is read from when `--config` is not given.
+pub const DEFAULT_PATH: &str = "config/ppas-gateway.toml";
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub paths: Paths,
+    pub sftp: Sftp,
+    pub mail: Mail,
+    pub limits: Limits,
+    pub intake: Intake,
+    pub billing: Billing,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Paths {
+    /// Root of the spool (inbound, outbound, outbox, work, archive, state, mail).
+    pub spool: PathBuf,
+    /// The SQLite state database.
+    pub database: PathBuf,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths {
+            spool: PathBuf::from("spool"),
+            database: PathBuf::from("spool/state/gateway.db"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sftp {
+    /// Start the SFTP server with `serve`.
+    pub enabled: bool,
+    /// Address the SFTP server listens on.
+    pub listen: String,
+    /// Ed25519 host key, generated (mode 0600) when missing.
+    pub host_key: PathBuf,
+    /// Seconds without any client traffic before a session is closed.
+    pub idle_timeout_secs: u64,
+    /// Concurrent sessions allowed for one login.
+    pub max_sessions_per_user: u32,
+    /// Concurrent sessions allowed in total.
+    pub max_sessions: u32,
+    /// Failed logins from one source address before it is locked.
+    pub lockout_after_failures: u32,
+    /// How long a locked source stays locked (seconds).
+    pub lockout_secs: u64,
+    /// Window over which failures are counted (seconds).
+    pub failure_window_secs: u64,
+}
+
+impl Default for Sftp {
+    fn default() -> Self {
+        Sftp {
+            enabled: true,
+            listen: "127.0.0.1:2222".into(),
+            host_key: PathBuf::from("spool/state/ssh_host_ed25519_key"),
+            idle_timeout_secs: 600,
+            max_sessions_per_user: 8,
+            max_sessions: 128,
+            lockout_after_failures: 5,
+            lockout_secs: 900,
+            failure_window_secs: 600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mail {
+    /// Sender address of every notice.
+    pub from: String,
+    /// SMTP relay (`smtp://host:port`, `smtps://…`); absent: `.eml` files under `spool/mail/`.
+    pub smtp_url: Option<String>,
+    /// Attempts before a message is marked failed (it stays in the queue).
+    pub max_attempts: u32,
+}
+
+impl Default for Mail {
+    fn default() -> Self {
+        Mail {
+            from: "ppas-gateway@localhost".into(),
+            smtp_url: None,
+            max_attempts: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest file accepted (bytes): larger billing files get F11; SFTP
+    /// uploads are cut off when they pass it.
+    pub max_file_size: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_file_size: 256 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Intake {
+    /// Watch drop folders for close-after-write and rename-in events.
+    pub watch: bool,
+    /// Seconds between two full rescans of the inbound folders.
+    pub rescan_secs: u64,
+}
+
+impl Default for Intake {
+    fn default() -> Self {
+        Intake {
+            watch: true,
+            rescan_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Billing {
+    /// The prestation table (code → monthly maximum of `nb-quant`, in hours).
+    pub prestations: BTreeMap<String, rust_decimal::Decimal>,
+    /// Known caisses (`id-cram` → name), from the billing specification.
+    pub caisses: BTreeMap<String, String>,
+}
+
+impl Default for Billing {
+    fn default() -> Self {
+        let prestations = [("PPP100", 30u32), ("PPP119", 45)]
+            .into_iter()
+            .map(|(c, m)| (c.to_string(), m.into()))
+            .collect();
+        let caisses = [
+            ("01", "Carsat Aquitaine"),
+            ("02", "Carsat Auvergne"),
+            ("03", "Carsat Bourgogne et Franche-Comté"),
+            ("04", "Carsat Nord-Picardie"),
+            ("05", "Carsat Centre-Ouest"),
+            ("06", "Carsat Rhône-Alpes"),
+            ("07", "Carsat Sud-Est"),
+            ("08", "Carsat Languedoc-Roussillon"),
+            ("09", "Carsat Nord-Est"),
+            ("10", "Carsat Pays de la Loire"),
+            ("11", "Carsat Centre"),
+            ("12", "Carsat Ile de France"),
+            ("13", "Carsat Bretagne"),
+            ("14", "Carsat Normandie"),
+            ("15", "Crav Alsace-Moselle"),
+            ("16", "Carsat Midi-Pyrénées"),
+            ("20", "CGSS Guadeloupe"),
+            ("21", "CGSS Martinique"),
+            ("22", "CGSS Guyane"),
+            ("23", "CGSS Réunion"),
+            ("26", "CAVIMAC"),
+            ("27", "DGAFP"),
+            ("66", "CNRACL"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        Billing {
+            prestations,
+            caisses,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// `human` (default) or `json`.
+    pub format: LogFormat,
+    /// Filter in `tracing` syntax, e.g. `info` or `ppas_gateway=debug`.
+    pub level: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates the configuration. A missing file is only
+    /// tolerated at the default path (the embedded default then applies).
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let (path, explicit) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_PATH), false),
+        };
+        let cfg = match std::fs::read_to_string(&path) {
+            Ok(text) => Config::parse(&text)
+                .with_context(|| format!("configuration {}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Config::default(),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read configuration {}", path.display()))
+            }
+        };
+        Ok(cfg)
+    }
+
+    pub fn parse(text: &str) -> Result<Config> {
+        let cfg: Config = toml::from_str(text)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.paths.spool.as_os_str().is_empty() {
+            bail!("[paths] spool must not be empty");
+        }
+        if self.paths.database.as_os_str().is_empty() {
+            bail!("[paths] database must not be empty");
+        }
+        self.sftp
+            .listen
+            .parse::<SocketAddr>()
+            .with_context(|| format!("[sftp] listen: {:?} is not an address:port", self.sftp.listen))?;
+        if self.mail.from.parse::<lettre::Address>().is_err() {
+            bail!("[mail] from: {:?} is not an e-mail address", self.mail.from);
+        }
+        if let Some(url) = &self.mail.smtp_url {
+            if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+                bail!("[mail] smtp_url: {url:?} must start with smtp:// or smtps://");
+            }
+        }
+        if self.limits.max_file_size == 0 {
+            bail!("[limits] max_file_size must be positive");
+        }
+        if self.intake.rescan_secs == 0 {
+            bail!("[intake] rescan_secs must be positive");
+        }
+        if self.billing.prestations.is_empty() {
+            bail!("[billing] prestations must list at least one prestation");
+        }
+        for (code, max) in &self.billing.prestations {
+            if code.is_empty() || code.chars().count() > 6 {
+                bail!("[billing] prestations: code {code:?} must have 1 to 6 characters");
+            }
+            if *max <= rust_decimal::Decimal::ZERO {
+                bail!("[billing] prestations: monthly maximum of {code} must be positive");
+            }
+        }
+        for id in self.billing.caisses.keys() {
+            if id.chars().count() != 2 {
+                bail!("[billing] caisses: id-cram {id:?} must have 2 characters");
+            }
+        }
+        if self.sftp.lockout_after_failures == 0 {
+            bail!("[sftp] lockout_after_failures must be at least 1");
+        }
+        if self.sftp.max_sessions == 0 || self.sftp.max_sessions_per_user == 0 {
+            bail!("[sftp] session limits must be at least 1");
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .with_context(|| format!("[log] level: {:?}", self.log.level))?;
+        Ok(())
+    }
+
+    /// The effective configuration as TOML (what `config check` prints).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print: {e}"))
+    }
+
+    /// Monthly maximum of a prestation, if the code is in the table.
+    pub fn prestation_max(&self, code: &str) -> Option<rust_decimal::Decimal> {
+        self.billing.prestations.get(code).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_embedded_default() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.sftp.listen, "127.0.0.1:2222");
+        assert_eq!(c.paths.database, PathBuf::from("spool/state/gateway.db"));
+        assert_eq!(c.prestation_max("PPP119"), Some(45.into()));
+        assert_eq!(c.billing.caisses.len(), 23);
+    }
+
+    #[test]
+    fn unknown_key_and_bad_values_are_refused() {
+        let e = Config::parse("[paths]\nspoll = \"x\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("spoll"), "{e:#}");
+        let e = Config::parse("[sftp]\nlisten = \"nowhere\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("[sftp] listen"), "{e:#}");
+        let e = Config::parse("[mail]\nfrom = \"not an address\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("[mail] from"), "{e:#}");
+    }
+
+    #[test]
+    fn effective_values_round_trip() {
+        let c = Config::parse("[limits]\nmax_file_size = 1000\n").unwrap();
+        let again = Config::parse(&c.to_toml()).unwrap();
+        assert_eq!(again.limits.max_file_size, 1000);
+    }
+}

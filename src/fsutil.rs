@@ -1,0 +1,127 @@
+//! File-system helpers with context: every error names its path.
+//!
+//! [`write_atomic`] is how the gateway publishes every file: written under a
+//! hidden temporary name in the destination folder, flushed, renamed into
+//! place, then the folder itself is flushed. A reader (a provider's SFTP
+//! client, the payment chain) never sees a half-written file, and a crash
+//! leaves at worst a hidden temporary file that [`remove_stale_temps`] clears.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// Prefix of the temporary files the gateway writes (hidden: starts with `.`).
+pub const TEMP_PREFIX: &str = ".ppas-tmp-";
+
+pub fn create_dir_all(path: &Path) -> Result<()> {
+    fs::create_dir_all(path).with_context(|| format!("cannot create folder {}", path.display()))
+}
+
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Flushes a folder so that a rename inside it survives a power loss.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let d = File::open(dir).with_context(|| format!("cannot open folder {}", dir.display()))?;
+    d.sync_all().with_context(|| format!("cannot flush folder {}", dir.display()))
+}
+
+/// Writes `data` to `path` atomically and durably (temp file, fsync, rename,
+/// fsync of the folder). Missing parent folders are created.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    write_atomic_with(path, |f| f.write_all(data))
+}
+
+/// Like [`write_atomic`], with a writer callback (for streamed content).
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut std::io::BufWriter<&File>) -> std::io::Result<()>,
+) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} has no file name", path.display()))?;
+    let tmp = dir.join(format!(
+        "{TEMP_PREFIX}{}-{}-{}",
+        std::process::id(),
+        unique(),
+        name.to_string_lossy()
+    ));
+    let result = (|| -> Result<()> {
+        let f = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        {
+            let mut w = std::io::BufWriter::with_capacity(1 << 16, &f);
+            fill(&mut w).with_context(|| format!("cannot write {}", tmp.display()))?;
+            w.flush().with_context(|| format!("cannot write {}", tmp.display()))?;
+        }
+        f.sync_all().with_context(|| format!("cannot flush {}", tmp.display()))?;
+        fs::rename(&tmp, path)
+            .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result?;
+    sync_dir(dir)
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Removes the temporary files a crash may have left in `dir` (not recursive).
+pub fn remove_stale_temps(dir: &Path) -> Result<usize> {
+    let mut n = 0;
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            let p: PathBuf = entry.path();
+            fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_creates_parents_and_leaves_no_temp() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a/b/c.txt");
+        write_atomic(&p, b"hello").unwrap();
+        write_atomic(&p, b"again").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"again");
+        let names: Vec<_> = fs::read_dir(p.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn stale_temps_are_removed() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join(format!("{TEMP_PREFIX}1-2-x")), b"").unwrap();
+        fs::write(d.path().join("keep.xml"), b"").unwrap();
+        assert_eq!(remove_stale_temps(d.path()).unwrap(), 1);
+        assert!(d.path().join("keep.xml").exists());
+    }
+}

@@ -1,0 +1,28 @@
+//! ppas-gateway: the file-exchange gateway between a caisse (pension fund)
+//! and its home-care providers.
+//!
+//! # Layout
+//!
+//! - [`config`], [`clock`], [`logging`], [`fsutil`]: the foundation — typed
+//!   configuration, the one clock, logs, atomic durable writes.
+//! - [`xml`]: the streaming XML input layer (encoding, well-formedness,
+//!   line numbers) shared by every XML format the gateway reads.
+//! - [`billing`]: billing files — streaming parse, schema conformance,
+//!   stateless controls, the verdict. Pure: bytes in, a report out.
+//! - [`store`]: the SQLite state and its migrations.
+//! - [`history`], [`mail`]: the exchange history and the mail queue,
+//!   written in the same transaction as what they record.
+//! - [`cli`]: the `ppas-gateway` command line.
+//!
+//! See `ARCHITECTURE.md` for the bird's-eye view and the invariants.
+
+pub mod billing;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod fsutil;
+pub mod history;
+pub mod logging;
+pub mod mail;
+pub mod store;
+pub mod xml;

@@ -1,0 +1,33 @@
+//! E-mail: every message is queued in the database first (in the same
+//! transaction as its cause, under a dedup key so a cause mails once), then
+//! delivered by the mail worker, with back-off while the relay is down.
+
+use anyhow::Result;
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{params, Connection};
+
+/// A message to queue.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// Unique key of the cause (e.g. `report:<file-id>`): queued at most once.
+    pub dedup_key: String,
+    pub recipients: Vec<String>,
+    pub subject: String,
+    pub body: String,
+}
+
+/// Queues a message; a second message with the same dedup key is ignored.
+/// Returns whether it was newly queued.
+pub fn enqueue(conn: &Connection, now: DateTime<Utc>, m: &Message) -> Result<bool> {
+    if m.recipients.is_empty() {
+        return Ok(false);
+    }
+    let at = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let n = conn.execute(
+        "INSERT INTO mail_queue (dedup_key, created_at, recipients, subject, body, next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?2)
+         ON CONFLICT(dedup_key) DO NOTHING",
+        params![m.dedup_key, at, m.recipients.join(","), m.subject, m.body],
+    )?;
+    Ok(n == 1)
+}

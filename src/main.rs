@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    ppas_gateway::cli::main()
+}
