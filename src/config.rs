@@ -77,6 +77,9 @@ pub struct Sftp {
     pub failure_delay_ms: u64,
     /// Seconds a connection may stay unauthenticated before it is closed.
     pub login_grace_secs: u64,
+    /// Connections one source address may hold open before they have
+    /// logged in (one host cannot fill the server with half-open logins).
+    pub max_unauthenticated_per_source: u32,
     /// Flush each upload to disk before it is renamed into `/in` and the
     /// client is told it is complete (a crash then never leaves a
     /// truncated file where a complete one was acknowledged).
@@ -97,6 +100,7 @@ impl Default for Sftp {
             failure_window_secs: 600,
             failure_delay_ms: 1000,
             login_grace_secs: 60,
+            max_unauthenticated_per_source: 10,
             fsync_uploads: true,
         }
     }
@@ -301,7 +305,10 @@ impl Config {
         if self.sftp.lockout_after_failures == 0 {
             bail!("[sftp] lockout_after_failures must be at least 1");
         }
-        if self.sftp.max_sessions == 0 || self.sftp.max_sessions_per_user == 0 {
+        if self.sftp.max_sessions == 0
+            || self.sftp.max_sessions_per_user == 0
+            || self.sftp.max_unauthenticated_per_source == 0
+        {
             bail!("[sftp] session limits must be at least 1");
         }
         if self.sftp.idle_timeout_secs == 0 || self.sftp.login_grace_secs == 0 {

@@ -6,11 +6,14 @@
 //! OpenSSH's sftp-server does (exit-status 0, EOF, CLOSE — some clients
 //! hang without it). Requests are handled one at a time, in order (SFTP
 //! clients rely on it for writes at increasing offsets); the disk work of
-//! each runs on a blocking thread while russh keeps reading the socket.
+//! each runs on a blocking thread while a reader task keeps draining the
+//! channel (see [`spawn_reader`] for why that matters).
 //! READ and WRITE, the hot path, are decoded and encoded here without
 //! copying the payload; everything else goes through russh-sftp's codec.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -19,7 +22,7 @@ use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 use russh_sftp::protocol::{
     Attrs, ExtendedReply, File, FileAttributes, Handle, Name, Packet, Status, StatusCode, Version,
 };
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::ops::{Ops, MAX_HANDLES, MAX_READ};
 use super::space::Fail;
@@ -44,7 +47,7 @@ pub enum End {
     Idle,
     /// The server is shutting down.
     Shutdown,
-    /// Undecodable framing.
+    /// Undecodable framing, or more unanswered requests than allowed.
     Protocol,
 }
 
@@ -60,29 +63,82 @@ pub async fn shutdown_flipped(rx: &mut watch::Receiver<bool>) {
     }
 }
 
+/// Bytes of requests that may wait unprocessed in a session. Clients bound
+/// what they have in flight (OpenSSH: 64 requests of 255 KiB = 16 MiB); a
+/// session that goes past this is cut, not buffered without end.
+const MAX_QUEUED: usize = 32 * 1024 * 1024;
+
+enum Input {
+    Data(Bytes),
+    Eof,
+    Gone,
+    Overflow,
+}
+
+/// Drains the channel into an unbounded queue, so that russh's session
+/// loop never blocks on us. It must not: while a reply waits for the
+/// client's window (a download) or for room in russh's outgoing queue, the
+/// window adjustment or the room can only come from that loop. With
+/// russh's bounded channel in between, a full channel stopped the loop and
+/// both sides waited for ever (seen: a 128 MiB download stuck at 28 MB).
+/// Memory stays bounded by [`MAX_QUEUED`].
+fn spawn_reader(
+    mut read: ChannelReadHalf,
+    queued: Arc<AtomicUsize>,
+) -> (mpsc::UnboundedReceiver<Input>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        loop {
+            let input = match read.wait().await {
+                Some(ChannelMsg::Data { data }) => {
+                    if queued.fetch_add(data.len(), Ordering::SeqCst) + data.len() > MAX_QUEUED {
+                        Input::Overflow
+                    } else {
+                        Input::Data(data)
+                    }
+                }
+                Some(ChannelMsg::Eof) | Some(ChannelMsg::Close) => Input::Eof,
+                None => Input::Gone,
+                // Window adjustments and the like: russh has applied them.
+                Some(_) => continue,
+            };
+            let last = !matches!(input, Input::Data(_));
+            if tx.send(input).is_err() || last {
+                break;
+            }
+        }
+    });
+    (rx, task)
+}
+
 /// Runs the SFTP session on a channel until it ends.
 pub async fn serve(
-    mut read: ChannelReadHalf,
+    read: ChannelReadHalf,
     write: ChannelWriteHalf<Msg>,
     mut ops: Ops,
     idle: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> End {
+    let queued = Arc::new(AtomicUsize::new(0));
+    let (mut input, reader) = spawn_reader(read, queued.clone());
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let end = 'session: loop {
         let msg = tokio::select! {
             biased;
             _ = shutdown_flipped(&mut shutdown) => break End::Shutdown,
-            m = tokio::time::timeout(idle, read.wait()) => match m {
+            m = tokio::time::timeout(idle, input.recv()) => match m {
                 Ok(m) => m,
                 Err(_) => break End::Idle,
             },
         };
         match msg {
-            Some(ChannelMsg::Data { data }) => buf.extend_from_slice(&data),
-            Some(ChannelMsg::Eof) | Some(ChannelMsg::Close) => break End::ClientDone,
-            None => break End::ClientGone,
-            Some(_) => continue,
+            Some(Input::Data(data)) => {
+                queued.fetch_sub(data.len(), Ordering::SeqCst);
+                buf.extend_from_slice(&data);
+            }
+            Some(Input::Eof) => break End::ClientDone,
+            Some(Input::Overflow) => break End::Protocol,
+            Some(Input::Gone) | None => break End::ClientGone,
         }
         while buf.len() >= 4 {
             let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
@@ -96,11 +152,14 @@ pub async fn serve(
             let mut packet = buf.split_to(4 + len).freeze();
             packet.advance(4);
             let reply = dispatch(&mut ops, packet).await;
-            if write.data_bytes(reply).await.is_err() {
-                break 'session End::ClientGone;
+            // A client that stops reading its replies is gone as well.
+            match tokio::time::timeout(idle, write.data_bytes(reply)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => break 'session End::ClientGone,
             }
         }
     };
+    reader.abort();
     ops.finish().await;
     if end != End::ClientGone {
         // What OpenSSH sends when its sftp-server exits.

@@ -328,7 +328,7 @@ impl Ops {
                 }
             }
             if space.fsync {
-                space.sync_inbound()?;
+                space.sync_inbound();
             }
             tracing::info!(login = %space.login, provider = %space.provider, %from, %to, "renamed by the provider");
             if vfs::intake_visible(&to) {

@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,9 +42,11 @@ pub(crate) struct Shared {
     pub fsync: bool,
     pub idle: Duration,
     pub max_sessions_per_user: u32,
+    max_unauthenticated: u32,
     /// What unknown logins' passwords are checked against (same cost).
     pub dummy_hash: String,
     per_user: Mutex<HashMap<String, u32>>,
+    unauthenticated: Mutex<HashMap<IpAddr, u32>>,
     connections: AtomicUsize,
     pub closing: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
@@ -88,6 +90,40 @@ impl Shared {
             shared: self.clone(),
             login: login.to_string(),
         })
+    }
+}
+
+impl Shared {
+    /// A slot for a connection from `ip` that has not logged in yet.
+    fn unauthenticated_slot(self: &Arc<Self>, ip: IpAddr) -> Option<PendingSlot> {
+        let mut m = self.unauthenticated.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= self.max_unauthenticated {
+            return None;
+        }
+        *n += 1;
+        Some(PendingSlot {
+            shared: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// Held by a connection until it logs in (or ends).
+pub(crate) struct PendingSlot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        let mut m = self.shared.unauthenticated.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -173,8 +209,10 @@ impl SftpServer {
             fsync: s.fsync_uploads,
             idle: Duration::from_secs(s.idle_timeout_secs),
             max_sessions_per_user: s.max_sessions_per_user,
+            max_unauthenticated: s.max_unauthenticated_per_source,
             dummy_hash: auth::dummy_hash()?,
             per_user: Mutex::new(HashMap::new()),
+            unauthenticated: Mutex::new(HashMap::new()),
             connections: AtomicUsize::new(0),
             closing: Arc::new(AtomicBool::new(false)),
             stop,
@@ -258,6 +296,16 @@ fn spawn_connection(
     max_sessions: usize,
     login_grace: Duration,
 ) {
+    // A locked source is dropped before any SSH work, like OpenSSH's
+    // per-source penalties: it costs the server nothing and holds no slot.
+    if shared.defender.is_locked(peer.ip()) {
+        tracing::info!(%peer, "SFTP connection refused: source locked after failed logins");
+        return;
+    }
+    let Some(pending) = shared.unauthenticated_slot(peer.ip()) else {
+        tracing::warn!(%peer, "SFTP connection refused: too many unauthenticated connections from this address");
+        return;
+    };
     if shared.connections.fetch_add(1, Ordering::SeqCst) >= max_sessions {
         shared.connections.fetch_sub(1, Ordering::SeqCst);
         tracing::warn!(%peer, "SFTP connection refused: {max_sessions} sessions already open");
@@ -272,7 +320,7 @@ fn spawn_connection(
         let _guard = guard;
         let _ = sock.set_nodelay(true);
         let authed = Arc::new(AtomicBool::new(false));
-        let handler = Connection::new(shared.clone(), peer.ip(), authed.clone());
+        let handler = Connection::new(shared.clone(), peer.ip(), authed.clone(), pending);
         let mut stop = shared.stop_rx();
         let grace = tokio::time::sleep(login_grace);
         tokio::pin!(grace);

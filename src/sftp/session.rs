@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use super::auth::{account_has_key, key_allowed, verify_password};
 use super::channel::{self, End};
 use super::ops::Ops;
-use super::server::{Shared, UserSlot};
+use super::server::{PendingSlot, Shared, UserSlot};
 use super::space::{Space, SpaceConfig};
 use super::SftpAccount;
 
@@ -47,10 +47,12 @@ pub(crate) struct Connection {
     user: Option<(SftpAccount, UserSlot)>,
     key_failure_counted: bool,
     channels: HashMap<ChannelId, Channel<Msg>>,
+    /// Counts this connection against its address until it logs in.
+    pending: Option<PendingSlot>,
 }
 
 impl Connection {
-    pub fn new(shared: Arc<Shared>, peer: IpAddr, authed: Arc<AtomicBool>) -> Connection {
+    pub fn new(shared: Arc<Shared>, peer: IpAddr, authed: Arc<AtomicBool>, pending: PendingSlot) -> Connection {
         Connection {
             shared,
             peer,
@@ -60,6 +62,7 @@ impl Connection {
             user: None,
             key_failure_counted: false,
             channels: HashMap::new(),
+            pending: Some(pending),
         }
     }
 
@@ -209,6 +212,7 @@ impl russh::server::Handler for Connection {
                 );
                 self.user = Some((account, slot));
                 self.authed.store(true, Ordering::SeqCst);
+                self.pending = None;
             }
             None => {
                 tracing::warn!(peer = %self.peer, login = %account.login, "SFTP login refused: too many sessions for this login");

@@ -84,8 +84,13 @@ impl Space {
     }
 
     /// Flushes the inbound folder so that a rename in it survives a crash.
-    pub fn sync_inbound(&self) -> io::Result<()> {
-        self.inbound.try_clone()?.into_std_file().sync_all()
+    /// (The `Dir` capability is an `O_PATH` handle, which cannot be
+    /// flushed; the folder is opened read-only for this alone.) A failure
+    /// is logged, not returned: the rename itself has happened.
+    pub fn sync_inbound(&self) {
+        if let Err(e) = crate::fsutil::sync_dir(&self.inbound_path) {
+            tracing::warn!(provider = %self.provider, "{e:#}");
+        }
     }
 }
 

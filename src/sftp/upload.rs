@@ -199,7 +199,7 @@ impl Upload {
                 return Err(e);
             }
             if space.fsync {
-                space.sync_inbound()?;
+                space.sync_inbound();
             }
             tracing::info!(login = %space.login, provider = %space.provider, %name, size, "upload complete");
             if intake_visible(&name) {

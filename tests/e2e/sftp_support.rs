@@ -63,7 +63,7 @@ pub struct Gateway {
 /// Test settings: fast refusals, small limits.
 pub fn test_config(root: &Path, extra: &str) -> Config {
     let mut sftp = String::from("listen = \"127.0.0.1:0\"\n");
-    for (k, v) in [("failure_delay_ms", "50"), ("fsync_uploads", "false")] {
+    for (k, v) in [("failure_delay_ms", "50")] {
         if !extra.contains(k) {
             sftp.push_str(&format!("{k} = {v}\n"));
         }
