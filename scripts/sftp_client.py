@@ -4,7 +4,8 @@
 Connects once, runs a list of operations given as JSON on the command line,
 and prints one JSON object per operation on stdout:
 {"op": ..., "ok": true, "result": ...} or {"op": ..., "ok": false, "error": ...}.
-Authentication failures print {"op": "auth", "ok": false, "error": ..., "seconds": ...}
+With --no-auth N: handshake only, then wait up to N seconds for the server
+to close the connection. Authentication failures print {"op": "auth", "ok": false, "error": ..., "seconds": ...}
 and exit with status 3.
 
 Operations (each a JSON list: name then arguments):
@@ -137,18 +138,30 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--source", help="local address to connect from (127.0.0.x)")
     p.add_argument("--user", required=True)
     p.add_argument("--password")
     p.add_argument("--key")
+    p.add_argument("--no-auth", type=float, metavar="SECONDS",
+                   help="complete the SSH handshake, never log in, report when the server closes")
     p.add_argument("ops", help="JSON list of operations")
     a = p.parse_args()
     ops = json.loads(a.ops)
 
-    sock = socket.create_connection((a.host, a.port), timeout=30)
+    source = (a.source, 0) if a.source else None
+    sock = socket.create_connection((a.host, a.port), timeout=30, source_address=source)
     transport = paramiko.Transport(sock)
     started = time.time()
     try:
         transport.start_client(timeout=30)
+        # "seconds" below times the authentication exchange alone.
+        started = time.time()
+        if a.no_auth is not None:
+            while transport.is_active() and time.time() - started < a.no_auth:
+                time.sleep(0.05)
+            emit({"op": "no_auth", "ok": True, "result": {"closed": not transport.is_active(),
+                  "seconds": round(time.time() - started, 2)}})
+            return
         if a.key:
             transport.auth_publickey(a.user, load_key(a.key))
         else:

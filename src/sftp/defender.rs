@@ -4,8 +4,9 @@
 //! Each refused login is answered after a delay that doubles with every
 //! recent failure from the same address (base, 2×, 4×, … capped at 16×
 //! `[sftp] failure_delay_ms`). After `lockout_after_failures` failures within
-//! `failure_window_secs` the address is locked for `lockout_secs`: every
-//! login from it is refused, even with the right key or password.
+//! `failure_window_secs` the address is locked for `lockout_secs`: its new
+//! connections are dropped at accept, and logins on connections already
+//! open are refused, even with the right key or password.
 //!
 //! This is a security throttle, not a business rule, so it runs on
 //! `std::time::Instant` (monotonic, immune to clock changes) rather than the

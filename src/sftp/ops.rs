@@ -453,3 +453,7 @@ fn list(space: &Space, target: &Target, now: SystemTime) -> Result<Vec<File>, Fa
     out.sort_by(|a, b| a.filename.cmp(&b.filename));
     Ok(out)
 }
+
+#[cfg(test)]
+#[path = "ops_tests.rs"]
+mod tests;
