@@ -216,12 +216,14 @@ for s in $(seq 1 "$SESSIONS"); do
     for i in $(seq 1 "$per"); do
         [ "$n" -lt "$FILES" ] || break
         n=$((n + 1))
-        f="load-$s-$i.dat"
+        # .part: names the intake leaves alone, so that what arrived can be
+        # checked where it landed.
+        f="load-$s-$i.dat.part"
         head -c $(( 32768 + RANDOM * 8 )) /dev/urandom > "$work/load/$f"
         echo "put $work/load/$f /in/$f" >> "$work/load/batch-$s"
     done
 done
-(cd "$work/load" && sha256sum load-*.dat) | sort -k2 > "$work/load/expected"
+(cd "$work/load" && sha256sum load-*.dat.part) | sort -k2 > "$work/load/expected"
 
 load() { # target port: prints seconds, checks every file arrived once
     local target=$1 port=$2 t0 t1 s failed=0
@@ -241,9 +243,9 @@ load() { # target port: prints seconds, checks every file arrived once
     t1=$(now)
     local root=$gw/spool
     [ "$target" = openssh ] && root=$sd/root
-    # Every name exactly once anywhere under the root (the intake may have
-    # moved some), with the right content, and no temporary file left.
-    find "$root" -name 'load-*.dat' -type f -exec sha256sum {} + \
+    # Every name exactly once under the root, with the right content, and no
+    # temporary file left.
+    find "$root" -name 'load-*.dat.part' -type f -exec sha256sum {} + \
         | awk '{ n = $2; sub(/.*\//, "", n); print $1 "  " n }' | sort -k2 > "$work/load/got-$target"
     local dupes temps content_ok=yes
     dupes=$(awk '{ print $2 }' "$work/load/got-$target" | uniq -d | wc -l)
