@@ -40,13 +40,16 @@ pub fn key_allowed(key: &PublicKey, algorithm: &Algorithm) -> Result<(), &'stati
 /// Lines that do not parse are skipped: a damaged entry must not lock the
 /// account out of its other keys.
 pub fn account_has_key(account: &SftpAccount, key: &PublicKey) -> bool {
-    account.keys.iter().any(|line| match PublicKey::from_openssh(line.trim()) {
-        Ok(k) => k.key_data() == key.key_data(),
-        Err(e) => {
-            tracing::warn!(login = %account.login, "unreadable public key in account: {e}");
-            false
-        }
-    })
+    account
+        .keys
+        .iter()
+        .any(|line| match PublicKey::from_openssh(line.trim()) {
+            Ok(k) => k.key_data() == key.key_data(),
+            Err(e) => {
+                tracing::warn!(login = %account.login, "unreadable public key in account: {e}");
+                false
+            }
+        })
 }
 
 /// A hash of a random secret with the default Argon2id parameters: what
@@ -72,7 +75,9 @@ pub fn verify_password(hash: Option<&str>, password: &str, dummy: &str) -> bool 
         }
     });
     match parsed {
-        Some(p) => Argon2::default().verify_password(password.as_bytes(), &p).is_ok(),
+        Some(p) => Argon2::default()
+            .verify_password(password.as_bytes(), &p)
+            .is_ok(),
         None => {
             if let Ok(p) = PasswordHash::new(dummy) {
                 let _ = Argon2::default().verify_password(password.as_bytes(), &p);
@@ -126,7 +131,13 @@ mod tests {
         assert!(key_allowed(&k, &Algorithm::Rsa { hash: None }).is_err());
         assert!(key_allowed(&k, &Algorithm::Dsa).is_err());
         // An Ed25519 key presented as RSA is not an RSA key.
-        assert!(key_allowed(&k, &Algorithm::Rsa { hash: Some(HashAlg::Sha256) }).is_err());
+        assert!(key_allowed(
+            &k,
+            &Algorithm::Rsa {
+                hash: Some(HashAlg::Sha256)
+            }
+        )
+        .is_err());
     }
 
     #[test]

@@ -228,7 +228,8 @@ impl<'a> Cursor<'a> {
         Some(a)
     }
     fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        self.take(4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
     fn u64(&mut self) -> Option<u64> {
         self.take(8).map(|b| {
@@ -242,7 +243,8 @@ impl<'a> Cursor<'a> {
         self.take(n)
     }
     fn text(&mut self) -> Option<String> {
-        self.string().map(|s| String::from_utf8_lossy(s).into_owned())
+        self.string()
+            .map(|s| String::from_utf8_lossy(s).into_owned())
     }
 }
 
@@ -253,8 +255,8 @@ fn malformed() -> Fail {
 /// SSH_FXP_READ: id, handle, offset, length.
 async fn read(ops: &mut Ops, packet: &Bytes) -> Result<Bytes, Fail> {
     let mut c = Cursor(&packet[1..]);
-    let (id, handle, offset, len) = (|| Some((c.u32()?, c.text()?, c.u64()?, c.u32()?)))()
-        .ok_or_else(malformed)?;
+    let (id, handle, offset, len) =
+        (|| Some((c.u32()?, c.text()?, c.u64()?, c.u32()?)))().ok_or_else(malformed)?;
     ops.read(id, &handle, offset, len).await
 }
 
@@ -262,8 +264,8 @@ async fn read(ops: &mut Ops, packet: &Bytes) -> Result<Bytes, Fail> {
 /// request buffer.
 async fn write(ops: &mut Ops, packet: &Bytes) -> Result<Bytes, Fail> {
     let mut c = Cursor(&packet[1..]);
-    let (id, handle, offset, len) = (|| Some((c.u32()?, c.text()?, c.u64()?, c.u32()? as usize)))()
-        .ok_or_else(malformed)?;
+    let (id, handle, offset, len) =
+        (|| Some((c.u32()?, c.text()?, c.u64()?, c.u32()? as usize)))().ok_or_else(malformed)?;
     let start = packet.len() - c.0.len();
     if c.0.len() < len {
         return Err(malformed());
@@ -370,7 +372,12 @@ async fn extended(ops: &mut Ops, id: u32, request: &str, data: &[u8]) -> Result<
         }
         "limits@openssh.com" => {
             let mut d = Vec::with_capacity(32);
-            for v in [LIMIT_PACKET, u64::from(MAX_READ), u64::from(MAX_READ), MAX_HANDLES as u64] {
+            for v in [
+                LIMIT_PACKET,
+                u64::from(MAX_READ),
+                u64::from(MAX_READ),
+                MAX_HANDLES as u64,
+            ] {
                 d.extend_from_slice(&v.to_be_bytes());
             }
             Ok(encode(Packet::ExtendedReply(ExtendedReply { id, data: d })))

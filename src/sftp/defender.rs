@@ -103,11 +103,17 @@ impl Defender {
             if m.len() > PRUNE_ABOVE {
                 m.retain(|_, s| {
                     s.locked_until.is_some_and(|u| u > now)
-                        || s.failures.back().is_some_and(|t| now.duration_since(*t) < p.window)
+                        || s.failures
+                            .back()
+                            .is_some_and(|t| now.duration_since(*t) < p.window)
                 });
             }
             let s = m.entry(ip).or_default();
-            while s.failures.front().is_some_and(|t| now.duration_since(*t) >= p.window) {
+            while s
+                .failures
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= p.window)
+            {
                 s.failures.pop_front();
             }
             s.failures.push_back(now);

@@ -20,10 +20,14 @@ use russh::keys::{Algorithm, HashAlg, PrivateKey};
 pub fn load_or_create(path: &Path) -> Result<PrivateKey> {
     match fs::read_to_string(path) {
         Ok(text) => {
-            let key = PrivateKey::from_openssh(text.as_bytes())
-                .with_context(|| format!("host key {} is not an OpenSSH private key", path.display()))?;
+            let key = PrivateKey::from_openssh(text.as_bytes()).with_context(|| {
+                format!("host key {} is not an OpenSSH private key", path.display())
+            })?;
             if key.is_encrypted() {
-                bail!("host key {} is encrypted: the daemon cannot unlock it", path.display());
+                bail!(
+                    "host key {} is encrypted: the daemon cannot unlock it",
+                    path.display()
+                );
             }
             if key.algorithm() != Algorithm::Ed25519 {
                 bail!("host key {} is not an Ed25519 key", path.display());
@@ -126,7 +130,10 @@ mod tests {
         let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let text = fs::read_to_string(&p).unwrap();
-        assert!(text.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"), "{text}");
+        assert!(
+            text.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"),
+            "{text}"
+        );
         let b = load_or_create(&p).unwrap();
         assert_eq!(fingerprint(&a), fingerprint(&b));
         let public = fs::read_to_string(d.path().join("state/ssh_host_ed25519_key.pub")).unwrap();
@@ -141,7 +148,10 @@ mod tests {
         let p = d.path().join("k");
         fs::write(&p, "not a key").unwrap();
         let e = load_or_create(&p).unwrap_err();
-        assert!(format!("{e:#}").contains("not an OpenSSH private key"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("not an OpenSSH private key"),
+            "{e:#}"
+        );
         assert_eq!(fs::read_to_string(&p).unwrap(), "not a key");
     }
 }

@@ -82,32 +82,32 @@ impl Ops {
         let space = self.space.clone();
         let open = match target {
             Target::Root | Target::AreaRoot(_) => return Err(Fail::failure("is a folder")),
-            Target::Entry(Area::Out, _) if writes => {
-                return Err(Fail::denied("/out is read-only"))
-            }
+            Target::Entry(Area::Out, _) if writes => return Err(Fail::denied("/out is read-only")),
             Target::Entry(Area::In, name) if writes => {
                 let up = blocking(move || Upload::start(&space, &name, flags)).await?;
                 Open::Up(up)
             }
-            Target::Entry(area, rel) => blocking(move || {
-                let dir = space.dir(area);
-                let meta = dir.symlink_metadata(&rel)?;
-                if meta.is_dir() {
-                    return Err(Fail::failure("is a folder"));
-                }
-                if !meta.is_file() {
-                    return Err(Fail::no_such("no such file"));
-                }
-                let file = dir.open(&rel)?.into_std();
-                Ok(Open::Down(Download {
-                    area,
-                    rel,
-                    file: Arc::new(file),
-                    read_to: 0,
-                    reported: false,
-                }))
-            })
-            .await?,
+            Target::Entry(area, rel) => {
+                blocking(move || {
+                    let dir = space.dir(area);
+                    let meta = dir.symlink_metadata(&rel)?;
+                    if meta.is_dir() {
+                        return Err(Fail::failure("is a folder"));
+                    }
+                    if !meta.is_file() {
+                        return Err(Fail::no_such("no such file"));
+                    }
+                    let file = dir.open(&rel)?.into_std();
+                    Ok(Open::Down(Download {
+                        area,
+                        rel,
+                        file: Arc::new(file),
+                        read_to: 0,
+                        reported: false,
+                    }))
+                })
+                .await?
+            }
         };
         if let Open::Up(up) = &open {
             tracing::debug!(login = %self.space.login, name = %up.name, "upload started");
@@ -142,7 +142,9 @@ impl Ops {
         let bytes = d.read_to;
         tracing::info!(login = %space.login, provider = %space.provider, file = %rel, bytes, "download");
         let _ = blocking(move || {
-            space.events.downloaded(&space.login, &space.provider, &rel, bytes);
+            space
+                .events
+                .downloaded(&space.login, &space.provider, &rel, bytes);
             Ok(())
         })
         .await;
@@ -150,7 +152,13 @@ impl Ops {
 
     /// SSH_FXP_READ: answers a complete SSH_FXP_DATA packet, read straight
     /// into the reply buffer.
-    pub async fn read(&mut self, id: u32, handle: &str, offset: u64, len: u32) -> Result<Bytes, Fail> {
+    pub async fn read(
+        &mut self,
+        id: u32,
+        handle: &str,
+        offset: u64,
+        len: u32,
+    ) -> Result<Bytes, Fail> {
         let d = match self.handles.get_mut(handle) {
             Some(Open::Down(d)) => d,
             Some(Open::Up(_)) => return Err(Fail::denied("file opened for writing")),
@@ -390,7 +398,10 @@ fn stat_target(space: &Space, target: &Target) -> Result<FileAttributes, Fail> {
         Target::Root => Ok(vfs::dir_attrs(false, None)),
         Target::AreaRoot(area) => {
             let m = space.dir(*area).dir_metadata()?;
-            Ok(vfs::dir_attrs(*area == Area::In, m.modified().ok().map(|t| t.into_std())))
+            Ok(vfs::dir_attrs(
+                *area == Area::In,
+                m.modified().ok().map(|t| t.into_std()),
+            ))
         }
         Target::Entry(area, rel) => {
             let m = space.dir(*area).symlink_metadata(rel)?;
@@ -433,7 +444,9 @@ fn list(space: &Space, target: &Target, now: SystemTime) -> Result<Vec<File>, Fa
         };
         // Only what the client could address: no temporary files, no
         // names the path rules refuse.
-        if name.starts_with(TEMP_PREFIX) || vfs::resolve(&format!("/{}/{name}", area.name())).is_err() {
+        if name.starts_with(TEMP_PREFIX)
+            || vfs::resolve(&format!("/{}/{name}", area.name())).is_err()
+        {
             continue;
         }
         let ft = e.file_type()?;

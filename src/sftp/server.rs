@@ -96,7 +96,10 @@ impl Shared {
 impl Shared {
     /// A slot for a connection from `ip` that has not logged in yet.
     fn unauthenticated_slot(self: &Arc<Self>, ip: IpAddr) -> Option<PendingSlot> {
-        let mut m = self.unauthenticated.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self
+            .unauthenticated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let n = m.entry(ip).or_insert(0);
         if *n >= self.max_unauthenticated {
             return None;
@@ -117,7 +120,11 @@ pub(crate) struct PendingSlot {
 
 impl Drop for PendingSlot {
     fn drop(&mut self) {
-        let mut m = self.shared.unauthenticated.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self
+            .shared
+            .unauthenticated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(n) = m.get_mut(&self.ip) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -145,7 +152,11 @@ pub(crate) struct UserSlot {
 
 impl Drop for UserSlot {
     fn drop(&mut self) {
-        let mut m = self.shared.per_user.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self
+            .shared
+            .per_user
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(n) = m.get_mut(&self.login) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -198,7 +209,9 @@ impl SftpServer {
         listener
             .set_nonblocking(true)
             .context("cannot make the SFTP socket non-blocking")?;
-        let addr = listener.local_addr().context("cannot read the SFTP socket address")?;
+        let addr = listener
+            .local_addr()
+            .context("cannot read the SFTP socket address")?;
         let (stop, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             accounts,

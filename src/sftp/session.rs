@@ -52,7 +52,12 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    pub fn new(shared: Arc<Shared>, peer: IpAddr, authed: Arc<AtomicBool>, pending: PendingSlot) -> Connection {
+    pub fn new(
+        shared: Arc<Shared>,
+        peer: IpAddr,
+        authed: Arc<AtomicBool>,
+        pending: PendingSlot,
+    ) -> Connection {
         Connection {
             shared,
             peer,
@@ -68,7 +73,8 @@ impl Connection {
 
     async fn lookup(&self, login: &str) -> Lookup {
         // Logins are letters and digits: anything else cannot exist.
-        if login.is_empty() || login.len() > 64 || !login.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        if login.is_empty() || login.len() > 64 || !login.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
             return Lookup::Unknown;
         }
         let accounts = self.shared.accounts.clone();
@@ -89,7 +95,14 @@ impl Connection {
 
     /// The one refusal: same methods offered, answered after the
     /// source's current delay (counted from when the request arrived).
-    async fn refuse(&self, started: Instant, count: bool, login: &str, method: &str, why: &str) -> Auth {
+    async fn refuse(
+        &self,
+        started: Instant,
+        count: bool,
+        login: &str,
+        method: &str,
+        why: &str,
+    ) -> Auth {
         let delay = self.shared.defender.delay(self.peer);
         if count && self.shared.defender.record_failure(self.peer) {
             tracing::warn!(peer = %self.peer, "too many failed SFTP logins: source locked");
@@ -97,7 +110,9 @@ impl Connection {
         tracing::info!(peer = %self.peer, login, method, "SFTP login refused: {why}");
         tokio::time::sleep_until(started + delay).await;
         Auth::Reject {
-            proceed_with_methods: Some(MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..])),
+            proceed_with_methods: Some(MethodSet::from(
+                &[MethodKind::PublicKey, MethodKind::Password][..],
+            )),
             partial_success: false,
         }
     }
@@ -119,7 +134,11 @@ impl Connection {
         Auth::Accept
     }
 
-    async fn account_with_key(&mut self, login: &str, key: &russh::keys::PublicKey) -> Result<SftpAccount, (bool, &'static str)> {
+    async fn account_with_key(
+        &mut self,
+        login: &str,
+        key: &russh::keys::PublicKey,
+    ) -> Result<SftpAccount, (bool, &'static str)> {
         let account = match self.candidate.take() {
             Some(a) if a.login == login => Lookup::Found(a),
             _ => self.lookup(login).await,
@@ -138,7 +157,9 @@ impl russh::server::Handler for Connection {
 
     async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
         Ok(Auth::Reject {
-            proceed_with_methods: Some(MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..])),
+            proceed_with_methods: Some(MethodSet::from(
+                &[MethodKind::PublicKey, MethodKind::Password][..],
+            )),
             partial_success: false,
         })
     }
@@ -146,7 +167,9 @@ impl russh::server::Handler for Connection {
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
         let started = Instant::now();
         if self.shared.defender.is_locked(self.peer) {
-            return Ok(self.refuse(started, false, user, "password", "source locked").await);
+            return Ok(self
+                .refuse(started, false, user, "password", "source locked")
+                .await);
         }
         let found = self.lookup(user).await;
         let hash = match &found {
@@ -160,16 +183,43 @@ impl russh::server::Handler for Connection {
             .unwrap_or(false);
         Ok(match found {
             Lookup::Found(a) if ok && !a.disabled => self.accept(a, "password"),
-            Lookup::Found(a) if a.disabled => self.refuse(started, true, user, "password", "account disabled").await,
-            Lookup::Error => self.refuse(started, false, user, "password", "account store unavailable").await,
-            _ => self.refuse(started, true, user, "password", "unknown login or wrong password").await,
+            Lookup::Found(a) if a.disabled => {
+                self.refuse(started, true, user, "password", "account disabled")
+                    .await
+            }
+            Lookup::Error => {
+                self.refuse(
+                    started,
+                    false,
+                    user,
+                    "password",
+                    "account store unavailable",
+                )
+                .await
+            }
+            _ => {
+                self.refuse(
+                    started,
+                    true,
+                    user,
+                    "password",
+                    "unknown login or wrong password",
+                )
+                .await
+            }
         })
     }
 
-    async fn auth_publickey_offered(&mut self, user: &str, offer: PublicKeyOffer<'_>) -> Result<Auth, Self::Error> {
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
         let started = Instant::now();
         if self.shared.defender.is_locked(self.peer) {
-            return Ok(self.refuse(started, false, user, "publickey", "source locked").await);
+            return Ok(self
+                .refuse(started, false, user, "publickey", "source locked")
+                .await);
         }
         if let Err(why) = key_allowed(offer.public_key, offer.algorithm) {
             return Ok(self.refuse_key(started, user, why).await);
@@ -185,10 +235,16 @@ impl russh::server::Handler for Connection {
         })
     }
 
-    async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
         let started = Instant::now();
         if self.shared.defender.is_locked(self.peer) {
-            return Ok(self.refuse(started, false, user, "publickey", "source locked").await);
+            return Ok(self
+                .refuse(started, false, user, "publickey", "source locked")
+                .await);
         }
         if let Err(why) = key_allowed(key.public_key, key.algorithm) {
             return Ok(self.refuse_key(started, user, why).await);
@@ -240,7 +296,11 @@ impl russh::server::Handler for Connection {
         Ok(())
     }
 
-    async fn channel_close(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
         self.channels.remove(&channel);
         Ok(())
     }
@@ -313,13 +373,22 @@ impl russh::server::Handler for Connection {
         Ok(())
     }
 
-    async fn exec_request(&mut self, channel: ChannelId, _data: &[u8], session: &mut Session) -> Result<(), Self::Error> {
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        _data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         tracing::info!(peer = %self.peer, "exec refused");
         session.channel_failure(channel)?;
         Ok(())
     }
 
-    async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         tracing::info!(peer = %self.peer, "shell refused");
         session.channel_failure(channel)?;
         Ok(())

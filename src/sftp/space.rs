@@ -47,7 +47,9 @@ pub struct SpaceConfig<'a> {
 
 /// A provider name that may become a folder name.
 pub fn valid_provider(provider: &str) -> bool {
-    !provider.is_empty() && provider.len() <= 64 && provider.bytes().all(|b| b.is_ascii_alphanumeric())
+    !provider.is_empty()
+        && provider.len() <= 64
+        && provider.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 impl Space {
@@ -110,12 +112,14 @@ pub fn remove_stale_uploads(spool: &Path) -> Result<usize> {
             continue;
         }
         let dir = p.path();
-        let entries = std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?;
+        let entries =
+            std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?;
         for e in entries {
             let e = e.with_context(|| format!("cannot list {}", dir.display()))?;
             if e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
                 let path = e.path();
-                std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
                 n += 1;
             }
         }

@@ -13,7 +13,11 @@ fn openssh_key_login_upload_list_download() {
     let gw = Gateway::start("");
     let key = gw.user_with_key("alice", "saad1");
     fs::create_dir_all(gw.outbound("saad1").join("reports")).unwrap();
-    fs::write(gw.outbound("saad1").join("reports/r1.report.csv"), "verdict;accepted\n").unwrap();
+    fs::write(
+        gw.outbound("saad1").join("reports/r1.report.csv"),
+        "verdict;accepted\n",
+    )
+    .unwrap();
     let local = gw.dir.path().join("bill.xml");
     fs::write(&local, "<factbord/>\n").unwrap();
     let got = gw.dir.path().join("got.csv");
@@ -25,18 +29,34 @@ fn openssh_key_login_upload_list_download() {
     let (ok, out) = gw.sftp_batch("alice", &key, &batch, &[]);
     assert!(ok, "{out}");
     assert!(out.contains("Remote working directory: /"), "{out}");
-    assert!(out.contains(" in\n") && out.contains(" out\n"), "root lists in and out: {out}");
+    assert!(
+        out.contains(" in\n") && out.contains(" out\n"),
+        "root lists in and out: {out}"
+    );
     assert!(out.contains("bill.xml"), "{out}");
-    assert_eq!(fs::read_to_string(gw.inbound("saad1").join("bill.xml")).unwrap(), "<factbord/>\n");
+    assert_eq!(
+        fs::read_to_string(gw.inbound("saad1").join("bill.xml")).unwrap(),
+        "<factbord/>\n"
+    );
     assert_eq!(fs::read_to_string(&got).unwrap(), "verdict;accepted\n");
     assert_eq!(Gateway::names(&gw.inbound("saad1")), vec!["bill.xml"]);
     let ups = gw.events.uploads.lock().unwrap().clone();
-    assert_eq!(ups, vec![("saad1".to_string(), gw.inbound("saad1").join("bill.xml"))]);
-    Gateway::wait_until("download notice", || !gw.events.downloads.lock().unwrap().is_empty());
+    assert_eq!(
+        ups,
+        vec![("saad1".to_string(), gw.inbound("saad1").join("bill.xml"))]
+    );
+    Gateway::wait_until("download notice", || {
+        !gw.events.downloads.lock().unwrap().is_empty()
+    });
     let downs = gw.events.downloads.lock().unwrap().clone();
     assert_eq!(
         downs,
-        vec![("alice".into(), "saad1".into(), "reports/r1.report.csv".into(), 17)]
+        vec![(
+            "alice".into(),
+            "saad1".into(),
+            "reports/r1.report.csv".into(),
+            17
+        )]
     );
 }
 
@@ -53,7 +73,12 @@ fn paramiko_password_login_and_listing_ends_with_eof() {
     let lines = gw.paramiko(
         "bob",
         Secret::Password("secret12"),
-        json!([["ls", "/"], ["ls", "/out/reports"], ["normalize", "."], ["ls_long", "/out"]]),
+        json!([
+            ["ls", "/"],
+            ["ls", "/out/reports"],
+            ["normalize", "."],
+            ["ls_long", "/out"]
+        ]),
     );
     assert!(ok(op(&lines, 0)), "{lines:?}");
     assert_eq!(op(&lines, 1)["result"], json!(["in", "out"]));
@@ -61,7 +86,10 @@ fn paramiko_password_login_and_listing_ends_with_eof() {
     assert_eq!(names.len(), 300, "{:?}", op(&lines, 2));
     assert_eq!(op(&lines, 3)["result"], json!("/"));
     let long = op(&lines, 4)["result"][0].as_str().unwrap().to_string();
-    assert!(long.starts_with("dr-xr-xr-x ") && long.ends_with(" reports"), "{long}");
+    assert!(
+        long.starts_with("dr-xr-xr-x ") && long.ends_with(" reports"),
+        "{long}"
+    );
     assert!(long.contains(" bob ") && long.contains(" ergo7 "), "{long}");
 }
 
@@ -78,24 +106,50 @@ fn refusals_look_the_same_for_unknown_disabled_and_wrong() {
     });
     // Each case from its own loopback address: none is slowed by the
     // failures of another.
-    let cases = [("carol", "wrong123", "127.0.0.2"), ("nobody", "right123", "127.0.0.3"), ("dave", "right123", "127.0.0.4")];
+    let cases = [
+        ("carol", "wrong123", "127.0.0.2"),
+        ("nobody", "right123", "127.0.0.3"),
+        ("dave", "right123", "127.0.0.4"),
+    ];
     let mut answers = Vec::new();
     for (login, pw, source) in cases {
         let mut cmd = gw.paramiko_cmd(login, Secret::Password(pw), &json!([]));
         cmd.args(["--source", source]);
         let out = run_with_timeout(cmd, Duration::from_secs(60));
-        let first: serde_json::Value = serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+        let first: serde_json::Value =
+            serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
         assert!(!ok(&first), "{login} must be refused: {first}");
-        answers.push((first["error"].as_str().unwrap().to_string(), first["seconds"].as_f64().unwrap()));
+        answers.push((
+            first["error"].as_str().unwrap().to_string(),
+            first["seconds"].as_f64().unwrap(),
+        ));
     }
     for (err, secs) in &answers {
-        assert_eq!(err, &answers[0].0, "same answer for every refusal: {answers:?}");
-        assert!(*secs >= 0.4, "refusals wait the configured delay: {answers:?}");
+        assert_eq!(
+            err, &answers[0].0,
+            "same answer for every refusal: {answers:?}"
+        );
+        assert!(
+            *secs >= 0.4,
+            "refusals wait the configured delay: {answers:?}"
+        );
     }
-    let (min, max) = answers.iter().fold((f64::MAX, 0f64), |(a, b), (_, s)| (a.min(*s), b.max(*s)));
-    assert!(max - min < 0.3, "timings do not tell the cases apart: {answers:?}");
-    let lines = gw.paramiko("carol", Secret::Password("right123"), json!([["ls", "/in"]]));
-    assert!(ok(op(&lines, 1)), "the right password still works: {lines:?}");
+    let (min, max) = answers
+        .iter()
+        .fold((f64::MAX, 0f64), |(a, b), (_, s)| (a.min(*s), b.max(*s)));
+    assert!(
+        max - min < 0.3,
+        "timings do not tell the cases apart: {answers:?}"
+    );
+    let lines = gw.paramiko(
+        "carol",
+        Secret::Password("right123"),
+        json!([["ls", "/in"]]),
+    );
+    assert!(
+        ok(op(&lines, 1)),
+        "the right password still works: {lines:?}"
+    );
 }
 
 #[test]
@@ -117,8 +171,16 @@ fn several_key_types_per_user_and_weak_ones_refused() {
         assert!(ok, "{}: {out}", k.display());
     }
     let (ok, out) = gw.sftp_batch("eve", &weak, "ls /\n", &[]);
-    assert!(!ok && out.contains("Permission denied"), "RSA 1024 refused: {out}");
-    let (ok, out) = gw.sftp_batch("eve", &rsa, "ls /\n", &["-o", "PubkeyAcceptedAlgorithms=ssh-rsa"]);
+    assert!(
+        !ok && out.contains("Permission denied"),
+        "RSA 1024 refused: {out}"
+    );
+    let (ok, out) = gw.sftp_batch(
+        "eve",
+        &rsa,
+        "ls /\n",
+        &["-o", "PubkeyAcceptedAlgorithms=ssh-rsa"],
+    );
     assert!(!ok, "ssh-rsa (SHA-1) signatures refused: {out}");
 }
 
@@ -133,11 +195,22 @@ fn legacy_algorithms_are_not_offered() {
         "HostKeyAlgorithms=ssh-rsa,ssh-dss",
     ] {
         let extra = ["-o", opt, "-o", "Ciphers=aes128-ctr"];
-        let extra: &[&str] = if opt.starts_with("MACs") { &extra } else { &extra[..2] };
+        let extra: &[&str] = if opt.starts_with("MACs") {
+            &extra
+        } else {
+            &extra[..2]
+        };
         let (ok, out) = gw.sftp_batch("frank", &key, "ls /\n", extra);
-        assert!(!ok && out.contains("no matching"), "{opt} must be refused: {out}");
+        assert!(
+            !ok && out.contains("no matching"),
+            "{opt} must be refused: {out}"
+        );
     }
-    for cipher in ["aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com", "aes256-ctr"] {
+    for cipher in [
+        "aes128-gcm@openssh.com",
+        "chacha20-poly1305@openssh.com",
+        "aes256-ctr",
+    ] {
         let (ok, out) = gw.sftp_batch("frank", &key, "ls /\n", &["-c", cipher]);
         assert!(ok, "{cipher}: {out}");
     }
@@ -160,16 +233,30 @@ fn no_shell_no_exec_no_other_subsystem_and_sftp_exits_cleanly() {
     let out = ssh(&["-T"]);
     assert!(!out.status.success(), "shell refused: {}", text(&out));
     let out = ssh(&["-s", "netconf"]);
-    assert!(!out.status.success(), "other subsystems refused: {}", text(&out));
+    assert!(
+        !out.status.success(),
+        "other subsystems refused: {}",
+        text(&out)
+    );
     // The SFTP subsystem ends with exit-status 0: ssh reports 255 without it.
     let out = ssh(&["-s", "sftp"]);
-    assert_eq!(out.status.code(), Some(0), "exit-status sent: {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "exit-status sent: {}",
+        text(&out)
+    );
 }
 
 /// Layout with another provider's files and links planted on the server
 /// side, to try to reach them.
 fn planted(gw: &Gateway) {
-    let (in1, out1, in2, out2) = (gw.inbound("saad1"), gw.outbound("saad1"), gw.inbound("saad2"), gw.outbound("saad2"));
+    let (in1, out1, in2, out2) = (
+        gw.inbound("saad1"),
+        gw.outbound("saad1"),
+        gw.inbound("saad2"),
+        gw.outbound("saad2"),
+    );
     for d in [&in1, &in2, &out2.join("reports"), &out1.join("reports")] {
         fs::create_dir_all(d).unwrap();
     }
@@ -179,7 +266,8 @@ fn planted(gw: &Gateway) {
     std::os::unix::fs::symlink("/etc", out1.join("etc")).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", out1.join("passwd")).unwrap();
     std::os::unix::fs::symlink("../saad2", out1.join("other")).unwrap();
-    std::os::unix::fs::symlink("../../inbound/saad2/secret.xml", out1.join("reports/s.xml")).unwrap();
+    std::os::unix::fs::symlink("../../inbound/saad2/secret.xml", out1.join("reports/s.xml"))
+        .unwrap();
 }
 
 #[test]
@@ -217,7 +305,11 @@ fn confinement_holds_against_every_escape_attempt() {
         ["rmdir", "/out/reports"],
         ["rm", "/out/reports/ok.pdf"],
         ["rename", "/out/reports/ok.pdf", "/in/ok.pdf"],
-        ["rename", "/in/../../inbound/saad2/secret.xml", "/in/stolen.xml"],
+        [
+            "rename",
+            "/in/../../inbound/saad2/secret.xml",
+            "/in/stolen.xml"
+        ],
         ["stat", "/in/.sftp-0000000000000000"],
         ["chmod", "/etc/passwd", 511],
     ]);
@@ -225,17 +317,29 @@ fn confinement_holds_against_every_escape_attempt() {
     let lines = gw.paramiko("alice", Secret::Password("pass1234"), attempts.clone());
     assert!(ok(op(&lines, 0)), "{lines:?}");
     for i in 1..=n {
-        assert!(!ok(op(&lines, i)), "{} must fail: {:?}", attempts[i - 1], op(&lines, i));
+        assert!(
+            !ok(op(&lines, i)),
+            "{} must fail: {:?}",
+            attempts[i - 1],
+            op(&lines, i)
+        );
     }
     // What is allowed still works, and the view is exactly in + out.
     let lines = gw.paramiko(
         "alice",
         Secret::Password("pass1234"),
         json!([
-            ["ls", "/"], ["ls", ".."], ["ls", "/in/../../"], ["ls", "/out"], ["ls", "/out/reports"],
+            ["ls", "/"],
+            ["ls", ".."],
+            ["ls", "/in/../../"],
+            ["ls", "/out"],
+            ["ls", "/out/reports"],
             ["get", "/out/reports/ok.pdf"],
-            ["put", "/in/ok.xml", "x"], ["chmod", "/in/ok.xml", 511], ["utime", "/in/ok.xml"],
-            ["ls", "/in"], ["rm", "/in/ok.xml"],
+            ["put", "/in/ok.xml", "x"],
+            ["chmod", "/in/ok.xml", 511],
+            ["utime", "/in/ok.xml"],
+            ["ls", "/in"],
+            ["rm", "/in/ok.xml"],
         ]),
     );
     for i in 1..=11 {
@@ -244,18 +348,34 @@ fn confinement_holds_against_every_escape_attempt() {
     for i in 1..=3 {
         assert_eq!(op(&lines, i)["result"], json!(["in", "out"]));
     }
-    assert_eq!(op(&lines, 4)["result"], json!(["reports"]), "links are not listed");
+    assert_eq!(
+        op(&lines, 4)["result"],
+        json!(["reports"]),
+        "links are not listed"
+    );
     assert_eq!(op(&lines, 5)["result"], json!(["ok.pdf"]));
     assert_eq!(op(&lines, 6)["result"]["text"], json!("mine"));
     assert_eq!(op(&lines, 10)["result"], json!(["ok.xml"]));
     // Nothing was created, changed or taken anywhere.
     assert_eq!(Gateway::names(&gw.inbound("saad1")), Vec::<String>::new());
     assert_eq!(Gateway::names(&gw.inbound("saad2")), vec!["secret.xml"]);
-    assert_eq!(fs::read_to_string(gw.inbound("saad2").join("secret.xml")).unwrap(), "saad2 data");
-    assert_eq!(fs::read_to_string(gw.outbound("saad1").join("reports/ok.pdf")).unwrap(), "mine");
-    assert_eq!(Gateway::names(&gw.outbound("saad1")), vec!["etc", "other", "passwd", "reports"]);
+    assert_eq!(
+        fs::read_to_string(gw.inbound("saad2").join("secret.xml")).unwrap(),
+        "saad2 data"
+    );
+    assert_eq!(
+        fs::read_to_string(gw.outbound("saad1").join("reports/ok.pdf")).unwrap(),
+        "mine"
+    );
+    assert_eq!(
+        Gateway::names(&gw.outbound("saad1")),
+        vec!["etc", "other", "passwd", "reports"]
+    );
     let downs = gw.events.downloads.lock().unwrap().clone();
-    assert_eq!(downs, vec![("alice".into(), "saad1".into(), "reports/ok.pdf".into(), 4)]);
+    assert_eq!(
+        downs,
+        vec![("alice".into(), "saad1".into(), "reports/ok.pdf".into(), 4)]
+    );
 }
 
 #[test]
@@ -289,7 +409,14 @@ fn two_providers_side_by_side_never_see_each_other() {
             ["put", format!("/in/{login}-2.xml"), login],
             ["hold", 0.5],
             ["ls", "/in"],
-            ["get", if login == "alice" { "/in/bob-1.xml" } else { "/in/alice-1.xml" }],
+            [
+                "get",
+                if login == "alice" {
+                    "/in/bob-1.xml"
+                } else {
+                    "/in/alice-1.xml"
+                }
+            ],
         ]);
         let cmd = gw.paramiko_cmd(login, Secret::Password(pw), &ops);
         std::thread::spawn(move || run_with_timeout(cmd, Duration::from_secs(60)))
@@ -308,18 +435,31 @@ fn two_providers_side_by_side_never_see_each_other() {
         );
         assert!(!ok(op(&lines, 5)), "{lines:?}");
     }
-    assert_eq!(Gateway::names(&gw.inbound("saad1")), vec!["alice-1.xml", "alice-2.xml"]);
-    assert_eq!(Gateway::names(&gw.inbound("saad2")), vec!["bob-1.xml", "bob-2.xml"]);
+    assert_eq!(
+        Gateway::names(&gw.inbound("saad1")),
+        vec!["alice-1.xml", "alice-2.xml"]
+    );
+    assert_eq!(
+        Gateway::names(&gw.inbound("saad2")),
+        vec!["bob-1.xml", "bob-2.xml"]
+    );
     let mut ups = gw.events.uploads.lock().unwrap().clone();
     ups.sort();
     assert_eq!(ups.len(), 4);
     for (provider, path) in ups {
-        assert_eq!(path.parent().unwrap(), gw.inbound(&provider), "announced in its own folder");
+        assert_eq!(
+            path.parent().unwrap(),
+            gw.inbound(&provider),
+            "announced in its own folder"
+        );
     }
 }
 
 fn temps(dir: &std::path::Path) -> Vec<String> {
-    Gateway::names(dir).into_iter().filter(|n| n.starts_with(".sftp-")).collect()
+    Gateway::names(dir)
+        .into_iter()
+        .filter(|n| n.starts_with(".sftp-"))
+        .collect()
 }
 
 #[test]
@@ -338,7 +478,9 @@ fn killed_client_mid_upload_leaves_nothing() {
     assert_eq!(temps(&inbound).len(), 1, "{:?}", Gateway::names(&inbound));
     assert!(!inbound.join("big.xml").exists());
     client.kill();
-    Gateway::wait_until("temporary file removed", || Gateway::names(&inbound).is_empty());
+    Gateway::wait_until("temporary file removed", || {
+        Gateway::names(&inbound).is_empty()
+    });
     assert!(gw.events.uploads.lock().unwrap().is_empty());
 }
 
@@ -355,29 +497,59 @@ fn uploads_in_flight_are_discarded_on_shutdown() {
     assert_eq!(client.next()["result"], json!("PARTIAL"));
     assert_eq!(temps(&gw.inbound("saad1")).len(), 1);
     gw.stop().unwrap();
-    assert_eq!(Gateway::names(&gw.inbound("saad1")), Vec::<String>::new(), "nothing renamed, no temp");
+    assert_eq!(
+        Gateway::names(&gw.inbound("saad1")),
+        Vec::<String>::new(),
+        "nothing renamed, no temp"
+    );
     assert!(gw.events.uploads.lock().unwrap().is_empty());
     let rest = client.finish();
-    assert!(rest.iter().all(|l| !ok(l)), "the client saw the connection end: {rest:?}");
+    assert!(
+        rest.iter().all(|l| !ok(l)),
+        "the client saw the connection end: {rest:?}"
+    );
 }
 
 #[test]
 fn upload_over_the_size_limit_is_refused_and_cleaned() {
     let gw = Gateway::start("[limits]\nmax_file_size = 1000000\n");
     let key = gw.user_with_key("alice", "saad1");
-    let (big, fits) = (gw.dir.path().join("big.xml"), gw.dir.path().join("fits.xml"));
+    let (big, fits) = (
+        gw.dir.path().join("big.xml"),
+        gw.dir.path().join("fits.xml"),
+    );
     fs::write(&big, vec![b'x'; 1_000_001]).unwrap();
     fs::write(&fits, vec![b'x'; 1_000_000]).unwrap();
-    let (ok1, out) = gw.sftp_batch("alice", &key, &format!("put {} /in/big.xml\n", big.display()), &[]);
+    let (ok1, out) = gw.sftp_batch(
+        "alice",
+        &key,
+        &format!("put {} /in/big.xml\n", big.display()),
+        &[],
+    );
     assert!(!ok1, "over the limit: {out}");
-    let (ok2, out) = gw.sftp_batch("alice", &key, &format!("put {} /in/fits.xml\n", fits.display()), &[]);
+    let (ok2, out) = gw.sftp_batch(
+        "alice",
+        &key,
+        &format!("put {} /in/fits.xml\n", fits.display()),
+        &[],
+    );
     assert!(ok2, "at the limit: {out}");
     assert_eq!(Gateway::names(&gw.inbound("saad1")), vec!["fits.xml"]);
     // paramiko shows the server's reason.
     gw.user_with_password("bob", "saad1", "pass1234");
-    let lines = gw.paramiko("bob", Secret::Password("pass1234"), json!([["put_size", "/in/b2.xml", 2_000_000]]));
+    let lines = gw.paramiko(
+        "bob",
+        Secret::Password("pass1234"),
+        json!([["put_size", "/in/b2.xml", 2_000_000]]),
+    );
     assert!(!ok(op(&lines, 1)), "{lines:?}");
-    assert!(op(&lines, 1)["error"].as_str().unwrap().contains("file too large"), "{lines:?}");
+    assert!(
+        op(&lines, 1)["error"]
+            .as_str()
+            .unwrap()
+            .contains("file too large"),
+        "{lines:?}"
+    );
     assert_eq!(Gateway::names(&gw.inbound("saad1")), vec!["fits.xml"]);
 }
 
@@ -407,17 +579,33 @@ fn client_side_temp_then_rename() {
         assert!(ok(op(&lines, i)), "{:?}", op(&lines, i));
     }
     assert_eq!(op(&lines, 2)["result"], json!(["a.xml.filepart"]));
-    assert!(!ok(op(&lines, 8)), "plain RENAME does not overwrite: {:?}", op(&lines, 8));
+    assert!(
+        !ok(op(&lines, 8)),
+        "plain RENAME does not overwrite: {:?}",
+        op(&lines, 8)
+    );
     assert_eq!(op(&lines, 10)["result"]["size"], json!(200_000));
-    assert_eq!(op(&lines, 11)["result"], json!(["a.xml", "b.xml", "b2.xml"]));
-    assert_eq!(fs::read_to_string(gw.inbound("saad1").join("b2.xml")).unwrap(), "c");
+    assert_eq!(
+        op(&lines, 11)["result"],
+        json!(["a.xml", "b.xml", "b2.xml"])
+    );
+    assert_eq!(
+        fs::read_to_string(gw.inbound("saad1").join("b2.xml")).unwrap(),
+        "c"
+    );
     // OpenSSH's rename (posix-rename@openssh.com when offered).
     let local = gw.dir.path().join("d.xml");
     fs::write(&local, "d").unwrap();
-    let batch = format!("put {} /in/d.xml.filepart\nrename /in/d.xml.filepart /in/d.xml\n", local.display());
+    let batch = format!(
+        "put {} /in/d.xml.filepart\nrename /in/d.xml.filepart /in/d.xml\n",
+        local.display()
+    );
     let (ok, out) = gw.sftp_batch("alice2", &key, &batch, &[]);
     assert!(ok, "{out}");
-    assert_eq!(Gateway::names(&gw.inbound("saad1")), vec!["a.xml", "b.xml", "b2.xml", "d.xml"]);
+    assert_eq!(
+        Gateway::names(&gw.inbound("saad1")),
+        vec!["a.xml", "b.xml", "b2.xml", "d.xml"]
+    );
     // Only final names are announced to the intake.
     let ups: Vec<String> = gw
         .events
@@ -442,7 +630,10 @@ fn lockout_refuses_even_the_right_key() {
         assert!(!ok(op(&lines, 0)));
     }
     let (ok1, out) = gw.sftp_batch("alice", &key, "ls /\n", &[]);
-    assert!(!ok1 && !out.contains("Remote working directory"), "locked: {out}");
+    assert!(
+        !ok1 && !out.contains("Remote working directory"),
+        "locked: {out}"
+    );
     let lines = gw.paramiko("bob", Secret::Password("pass1234"), json!([]));
     assert!(!ok(op(&lines, 0)), "the right password too: {lines:?}");
 }
@@ -454,7 +645,12 @@ fn lock_ends_after_lockout_secs_and_agents_with_many_keys_are_not_locked() {
     let other = keygen(gw.dir.path(), "stranger", "ed25519", None);
     // Offering a wrong key before the right one, several times over.
     for _ in 0..4 {
-        let (ok, out) = gw.sftp_batch("alice", &other, "ls /\n", &["-i", &key.display().to_string()]);
+        let (ok, out) = gw.sftp_batch(
+            "alice",
+            &other,
+            "ls /\n",
+            &["-i", &key.display().to_string()],
+        );
         assert!(ok, "{out}");
     }
     for _ in 0..2 {
@@ -464,7 +660,9 @@ fn lock_ends_after_lockout_secs_and_agents_with_many_keys_are_not_locked() {
     let (ok1, _) = gw.sftp_batch("alice", &key, "ls /\n", &[]);
     assert!(!ok1, "locked");
     let start = std::time::Instant::now();
-    Gateway::wait_until("lock to expire", || gw.sftp_batch("alice", &key, "ls /\n", &[]).0);
+    Gateway::wait_until("lock to expire", || {
+        gw.sftp_batch("alice", &key, "ls /\n", &[]).0
+    });
     assert!(start.elapsed() < Duration::from_secs(10));
 }
 
@@ -472,19 +670,29 @@ fn lock_ends_after_lockout_secs_and_agents_with_many_keys_are_not_locked() {
 fn host_key_is_generated_once_and_reused() {
     let mut gw = Gateway::start("");
     let key_path = gw.spool().join("state/ssh_host_ed25519_key");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&key_path).unwrap().permissions());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&key_path).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
-    assert!(fs::read_to_string(&key_path).unwrap().starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
+    assert!(fs::read_to_string(&key_path)
+        .unwrap()
+        .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
     let scan = |port: u16| {
         let mut cmd = std::process::Command::new("ssh-keyscan");
         cmd.args(["-t", "ed25519", "-p", &port.to_string(), "127.0.0.1"]);
         let out = run_with_timeout(cmd, Duration::from_secs(30));
         let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        line.split_whitespace().skip(1).take(2).collect::<Vec<_>>().join(" ")
+        line.split_whitespace()
+            .skip(1)
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
     };
     let first = scan(gw.port());
     let public = fs::read_to_string(gw.spool().join("state/ssh_host_ed25519_key.pub")).unwrap();
-    assert!(first.starts_with("ssh-ed25519 ") && public.starts_with(&first), "{first} / {public}");
+    assert!(
+        first.starts_with("ssh-ed25519 ") && public.starts_with(&first),
+        "{first} / {public}"
+    );
     let fp = gw.fingerprint.clone();
     gw.restart();
     assert_eq!(scan(gw.port()), first, "same key after a restart");
@@ -495,7 +703,11 @@ fn host_key_is_generated_once_and_reused() {
 fn idle_sessions_are_closed() {
     let gw = Gateway::start("idle_timeout_secs = 1\n");
     gw.user_with_password("alice", "saad1", "pass1234");
-    let lines = gw.paramiko("alice", Secret::Password("pass1234"), json!([["ls", "/"], ["wait_closed", 20]]));
+    let lines = gw.paramiko(
+        "alice",
+        Secret::Password("pass1234"),
+        json!([["ls", "/"], ["wait_closed", 20]]),
+    );
     assert!(ok(op(&lines, 1)));
     let r = &op(&lines, 2)["result"];
     assert_eq!(r["closed"], json!(true), "{lines:?}");
@@ -506,11 +718,18 @@ fn idle_sessions_are_closed() {
 fn sessions_per_login_are_limited() {
     let gw = Gateway::start("max_sessions_per_user = 1\n");
     gw.user_with_password("alice", "saad1", "pass1234");
-    let mut first = gw.paramiko_spawn("alice", Secret::Password("pass1234"), json!([["ls", "/"], ["hold", 30]]));
+    let mut first = gw.paramiko_spawn(
+        "alice",
+        Secret::Password("pass1234"),
+        json!([["ls", "/"], ["hold", 30]]),
+    );
     assert!(ok(&first.next()));
     assert!(ok(&first.next()));
     let lines = gw.paramiko("alice", Secret::Password("pass1234"), json!([["ls", "/"]]));
-    assert!(lines.iter().any(|l| !ok(l)), "second session refused: {lines:?}");
+    assert!(
+        lines.iter().any(|l| !ok(l)),
+        "second session refused: {lines:?}"
+    );
     first.kill();
     Gateway::wait_until("slot released", || {
         let lines = gw.paramiko("alice", Secret::Password("pass1234"), json!([["ls", "/"]]));
@@ -523,7 +742,9 @@ fn large_transfers_both_ways_with_openssh_and_paramiko() {
     let gw = Gateway::start("");
     let key = gw.user_with_key("alice", "saad1");
     gw.user_with_password("bob", "saad1", "pass1234");
-    let data: Vec<u8> = (0..48u32 * 1024 * 1024).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let data: Vec<u8> = (0..48u32 * 1024 * 1024)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let local = gw.dir.path().join("big.bin");
     fs::write(&local, &data).unwrap();
     fs::create_dir_all(gw.outbound("saad1")).unwrap();
@@ -537,11 +758,21 @@ fn large_transfers_both_ways_with_openssh_and_paramiko() {
         );
         let (ok, out) = gw.sftp_batch("alice", &key, &batch, &["-c", cipher]);
         assert!(ok, "{cipher}: {out}");
-        assert!(fs::read(&got).unwrap() == data, "download intact ({cipher})");
-        assert!(fs::read(gw.inbound("saad1").join(format!("big-{cipher}.bin"))).unwrap() == data, "upload intact");
+        assert!(
+            fs::read(&got).unwrap() == data,
+            "download intact ({cipher})"
+        );
+        assert!(
+            fs::read(gw.inbound("saad1").join(format!("big-{cipher}.bin"))).unwrap() == data,
+            "upload intact"
+        );
     }
     // paramiko's prefetch asks for the whole file at once.
-    let lines = gw.paramiko("bob", Secret::Password("pass1234"), json!([["get", "/out/big.bin"]]));
+    let lines = gw.paramiko(
+        "bob",
+        Secret::Password("pass1234"),
+        json!([["get", "/out/big.bin"]]),
+    );
     assert!(ok(op(&lines, 1)), "{lines:?}");
     assert_eq!(op(&lines, 1)["result"]["size"], json!(data.len()));
 }
@@ -555,12 +786,17 @@ fn connections_that_never_log_in_are_closed_after_the_grace_time() {
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut sink = Vec::new();
     let _ = std::io::Read::read_to_end(&mut s, &mut sink);
-    assert!(start.elapsed() < Duration::from_secs(10), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
     // An SSH handshake, then nothing.
     let mut cmd = gw.paramiko_cmd("alice", Secret::Password("x"), &json!([]));
     cmd.arg("--no-auth").arg("20");
     let out = run_with_timeout(cmd, Duration::from_secs(60));
-    let line: serde_json::Value = serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    let line: serde_json::Value =
+        serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
     assert_eq!(line["result"]["closed"], json!(true), "{line}");
     assert!(line["result"]["seconds"].as_f64().unwrap() < 10.0, "{line}");
 }
@@ -636,8 +872,17 @@ sys.stdout.write(out.decode("utf-8", "replace"))
     let t = text(&out);
     assert!(t.contains("Remote working directory: /"), "{t}");
     assert!(t.contains("Uploading") && t.contains("f.xml"), "{t}");
-    assert!(t.contains("-rw-r--r--") && t.contains("alice"), "ls -l shows the long names: {t}");
-    assert!(t.contains("nowhere"), "a failed cd is reported and the session goes on: {t}");
+    assert!(
+        t.contains("-rw-r--r--") && t.contains("alice"),
+        "ls -l shows the long names: {t}"
+    );
+    assert!(
+        t.contains("nowhere"),
+        "a failed cd is reported and the session goes on: {t}"
+    );
     assert!(t.matches("<prompt>").count() >= 7, "{t}");
-    assert_eq!(fs::read_to_string(gw.inbound("saad1").join("f.xml")).unwrap(), "<f/>");
+    assert_eq!(
+        fs::read_to_string(gw.inbound("saad1").join("f.xml")).unwrap(),
+        "<f/>"
+    );
 }

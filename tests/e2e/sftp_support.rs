@@ -35,7 +35,10 @@ pub struct Events {
 
 impl SftpEvents for Events {
     fn upload_complete(&self, provider: &str, path: &Path) {
-        self.uploads.lock().unwrap().push((provider.to_string(), path.to_path_buf()));
+        self.uploads
+            .lock()
+            .unwrap()
+            .push((provider.to_string(), path.to_path_buf()));
     }
     fn downloaded(&self, login: &str, provider: &str, rel_path: &str, bytes: u64) {
         self.downloads.lock().unwrap().push((
@@ -87,13 +90,19 @@ impl Gateway {
         Gateway::start_with(dir, cfg, Arc::default(), Arc::default())
     }
 
-    pub fn start_with(dir: tempfile::TempDir, cfg: Config, accounts: Arc<Accounts>, events: Arc<Events>) -> Gateway {
+    pub fn start_with(
+        dir: tempfile::TempDir,
+        cfg: Config,
+        accounts: Arc<Accounts>,
+        events: Arc<Events>,
+    ) -> Gateway {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let server = SftpServer::new(&cfg, accounts.clone(), events.clone()).expect("server starts");
+        let server =
+            SftpServer::new(&cfg, accounts.clone(), events.clone()).expect("server starts");
         let addr = server.local_addr();
         let fingerprint = server.host_key_fingerprint().to_string();
         let (stop, rx) = tokio::sync::watch::channel(false);
@@ -150,7 +159,11 @@ impl Gateway {
     }
 
     pub fn add(&self, account: SftpAccount) {
-        self.accounts.0.lock().unwrap().insert(account.login.clone(), account);
+        self.accounts
+            .0
+            .lock()
+            .unwrap()
+            .insert(account.login.clone(), account);
     }
 
     /// An account with a fresh Ed25519 key (returns the private key path).
@@ -178,14 +191,23 @@ impl Gateway {
     /// Names in a folder (empty when it does not exist).
     pub fn names(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)
-            .map(|r| r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+            .map(|r| {
+                r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         v.sort();
         v
     }
 
     /// OpenSSH `sftp -b` with a key; returns (success, stdout + stderr).
-    pub fn sftp_batch(&self, login: &str, key: &Path, batch: &str, extra: &[&str]) -> (bool, String) {
+    pub fn sftp_batch(
+        &self,
+        login: &str,
+        key: &Path,
+        batch: &str,
+        extra: &[&str],
+    ) -> (bool, String) {
         let file = self.dir.path().join(format!("batch-{}", rand_suffix()));
         std::fs::write(&file, batch).unwrap();
         let mut cmd = Command::new("sftp");
@@ -202,7 +224,10 @@ impl Gateway {
 
     /// The paramiko driver; returns one JSON value per line it printed.
     pub fn paramiko(&self, login: &str, secret: Secret<'_>, ops: Value) -> Vec<Value> {
-        let out = run_with_timeout(self.paramiko_cmd(login, secret, &ops), Duration::from_secs(90));
+        let out = run_with_timeout(
+            self.paramiko_cmd(login, secret, &ops),
+            Duration::from_secs(90),
+        );
         parse_lines(&out)
     }
 
@@ -234,7 +259,10 @@ impl Gateway {
     pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         let start = Instant::now();
         while !cond() {
-            assert!(start.elapsed() < Duration::from_secs(15), "timed out waiting for {what}");
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "timed out waiting for {what}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -278,17 +306,24 @@ impl Running {
         let mut rest = String::new();
         std::io::Read::read_to_string(&mut self.lines, &mut rest).unwrap();
         let _ = self.child.wait();
-        rest.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        rest.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 }
 
 pub fn ssh_options(key: &Path) -> Vec<String> {
     [
-        "-o", "StrictHostKeyChecking=no",
-        "-o", "UserKnownHostsFile=/dev/null",
-        "-o", "BatchMode=yes",
-        "-o", "IdentitiesOnly=yes",
-        "-o", "ConnectTimeout=20",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "ConnectTimeout=20",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -327,20 +362,33 @@ pub fn text(out: &Output) -> String {
 
 fn parse_lines(out: &Output) -> Vec<Value> {
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: Vec<Value> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    assert!(!v.is_empty(), "paramiko driver printed nothing: {}", text(out));
+    let v: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        !v.is_empty(),
+        "paramiko driver printed nothing: {}",
+        text(out)
+    );
     v
 }
 
 fn rand_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Runs a client; kills it if it hangs (a test must fail, not stall).
 pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let child = cmd.spawn().expect("client starts");
     let id = child.id();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -358,7 +406,9 @@ pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {
 
 /// The result of operation `i` (0 is the authentication line).
 pub fn op(lines: &[Value], i: usize) -> &Value {
-    lines.get(i).unwrap_or_else(|| panic!("no line {i} in {lines:?}"))
+    lines
+        .get(i)
+        .unwrap_or_else(|| panic!("no line {i} in {lines:?}"))
 }
 
 pub fn ok(v: &Value) -> bool {
