@@ -14,6 +14,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -39,8 +40,18 @@ impl Policy {
 
 #[derive(Debug, Default)]
 struct Source {
-    failures: VecDeque<Instant>,
+    /// When each recent failure happened, with its id (see [`Defender::forgive`]).
+    failures: VecDeque<(Instant, u64)>,
     locked_until: Option<Instant>,
+}
+
+/// What [`Defender::record_failure`] reports.
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded {
+    /// This failure locked the address.
+    pub locked: bool,
+    /// To withdraw this very failure later.
+    pub id: u64,
 }
 
 /// Above this many tracked addresses, stale entries are pruned.
@@ -50,6 +61,7 @@ const PRUNE_ABOVE: usize = 4096;
 pub struct Defender {
     policy: Policy,
     sources: Mutex<HashMap<IpAddr, Source>>,
+    next_id: AtomicU64,
 }
 
 impl Defender {
@@ -57,6 +69,7 @@ impl Defender {
         Defender {
             policy,
             sources: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
         }
     }
 
@@ -88,16 +101,17 @@ impl Defender {
                 }
                 s.failures
                     .iter()
-                    .filter(|t| now.duration_since(**t) < self.policy.window)
+                    .filter(|(t, _)| now.duration_since(*t) < self.policy.window)
                     .count()
             })
         });
         self.policy.base_delay * (1u32 << recent.min(4))
     }
 
-    /// Records one failure; returns true when it locks the address.
-    pub fn record_failure(&self, ip: IpAddr) -> bool {
+    /// Records one failure.
+    pub fn record_failure(&self, ip: IpAddr) -> Recorded {
         let now = Instant::now();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let p = &self.policy;
         self.with(|m| {
             if m.len() > PRUNE_ABOVE {
@@ -105,41 +119,36 @@ impl Defender {
                     s.locked_until.is_some_and(|u| u > now)
                         || s.failures
                             .back()
-                            .is_some_and(|t| now.duration_since(*t) < p.window)
+                            .is_some_and(|(t, _)| now.duration_since(*t) < p.window)
                 });
             }
             let s = m.entry(ip).or_default();
             while s
                 .failures
                 .front()
-                .is_some_and(|t| now.duration_since(*t) >= p.window)
+                .is_some_and(|(t, _)| now.duration_since(*t) >= p.window)
             {
                 s.failures.pop_front();
             }
-            s.failures.push_back(now);
+            s.failures.push_back((now, id));
             let already = s.locked_until.is_some_and(|u| u > now);
-            if !already && s.failures.len() >= p.lock_after as usize {
+            let locked = !already && s.failures.len() >= p.lock_after as usize;
+            if locked {
                 s.locked_until = Some(now + p.lockout);
                 s.failures.clear();
-                true
-            } else {
-                false
             }
+            Recorded { locked, id }
         })
     }
 
-    /// Withdraws the `n` most recent failures of `ip`: a connection that
-    /// tried other keys of an agent before the right one is not held
-    /// against its address once it gets in.
-    pub fn forgive(&self, ip: IpAddr, n: usize) {
-        if n == 0 {
-            return;
-        }
+    /// Withdraws one recorded failure (if it still counts): a connection
+    /// that tried other keys of an agent before the right one is not held
+    /// against its address once it gets in. Only that connection's own
+    /// failure is withdrawn, never another one's.
+    pub fn forgive(&self, ip: IpAddr, id: u64) {
         self.with(|m| {
             if let Some(s) = m.get_mut(&ip) {
-                for _ in 0..n {
-                    s.failures.pop_back();
-                }
+                s.failures.retain(|(_, i)| *i != id);
             }
         })
     }
@@ -164,12 +173,17 @@ mod tests {
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let other: IpAddr = "192.0.2.2".parse().unwrap();
         assert_eq!(d.delay(ip), Duration::from_millis(10));
-        assert!(!d.record_failure(ip));
+        assert!(!d.record_failure(ip).locked);
         assert_eq!(d.delay(ip), Duration::from_millis(20));
-        assert!(!d.record_failure(ip));
+        assert!(!d.record_failure(ip).locked);
         assert_eq!(d.delay(ip), Duration::from_millis(40));
         assert!(!d.is_locked(ip));
-        assert!(d.record_failure(ip), "third failure locks");
+        assert!(d.record_failure(ip).locked, "third failure locks");
+        assert_eq!(
+            d.delay(ip),
+            Duration::from_millis(160),
+            "locked: longest delay"
+        );
         assert!(d.is_locked(ip));
         assert!(!d.is_locked(other), "other sources are not affected");
     }
@@ -189,11 +203,16 @@ mod tests {
         let d = Defender::new(policy(60_000));
         let ip: IpAddr = "192.0.2.9".parse().unwrap();
         for _ in 0..5 {
-            d.record_failure(ip);
-            d.forgive(ip, 1);
+            let r = d.record_failure(ip);
+            d.forgive(ip, r.id);
         }
         assert!(!d.is_locked(ip));
         assert_eq!(d.delay(ip), Duration::from_millis(10));
+        // Forgiving one failure leaves the others.
+        let a = d.record_failure(ip);
+        d.record_failure(ip);
+        d.forgive(ip, a.id);
+        assert_eq!(d.delay(ip), Duration::from_millis(20));
     }
 
     #[test]

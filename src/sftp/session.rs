@@ -45,7 +45,9 @@ pub(crate) struct Connection {
     candidate: Option<SftpAccount>,
     method: &'static str,
     user: Option<(SftpAccount, UserSlot)>,
-    key_failure_counted: bool,
+    /// The failure a rejected key recorded (once per connection).
+    key_failure: Option<u64>,
+    key_refused: bool,
     channels: HashMap<ChannelId, Channel<Msg>>,
     /// Counts this connection against its address until it logs in.
     pending: Option<PendingSlot>,
@@ -65,7 +67,8 @@ impl Connection {
             candidate: None,
             method: "",
             user: None,
-            key_failure_counted: false,
+            key_failure: None,
+            key_refused: false,
             channels: HashMap::new(),
             pending: Some(pending),
         }
@@ -95,6 +98,7 @@ impl Connection {
 
     /// The one refusal: same methods offered, answered after the
     /// source's current delay (counted from when the request arrived).
+    /// Returns the id of the failure recorded, if `count`.
     async fn refuse(
         &self,
         started: Instant,
@@ -102,32 +106,45 @@ impl Connection {
         login: &str,
         method: &str,
         why: &str,
-    ) -> Auth {
+    ) -> (Auth, Option<u64>) {
         let delay = self.shared.defender.delay(self.peer);
-        if count && self.shared.defender.record_failure(self.peer) {
-            tracing::warn!(peer = %self.peer, "too many failed SFTP logins: source locked");
+        let mut id = None;
+        if count {
+            let r = self.shared.defender.record_failure(self.peer);
+            if r.locked {
+                tracing::warn!(peer = %self.peer, "too many failed SFTP logins: source locked");
+            }
+            id = Some(r.id);
         }
         tracing::info!(peer = %self.peer, login, method, "SFTP login refused: {why}");
         tokio::time::sleep_until(started + delay).await;
-        Auth::Reject {
+        let auth = Auth::Reject {
             proceed_with_methods: Some(MethodSet::from(
                 &[MethodKind::PublicKey, MethodKind::Password][..],
             )),
             partial_success: false,
-        }
+        };
+        (auth, id)
+    }
+
+    async fn refuse_password(&self, started: Instant, count: bool, login: &str, why: &str) -> Auth {
+        self.refuse(started, count, login, "password", why).await.0
     }
 
     /// A rejected key counts once per connection.
     async fn refuse_key(&mut self, started: Instant, login: &str, why: &str) -> Auth {
-        let count = !self.key_failure_counted;
-        self.key_failure_counted = true;
-        self.refuse(started, count, login, "publickey", why).await
+        let count = !self.key_refused;
+        self.key_refused = true;
+        let (auth, id) = self.refuse(started, count, login, "publickey", why).await;
+        if id.is_some() {
+            self.key_failure = id;
+        }
+        auth
     }
 
     fn accept(&mut self, account: SftpAccount, method: &'static str) -> Auth {
-        if self.key_failure_counted {
-            self.shared.defender.forgive(self.peer, 1);
-            self.key_failure_counted = false;
+        if let Some(id) = self.key_failure.take() {
+            self.shared.defender.forgive(self.peer, id);
         }
         self.method = method;
         self.candidate = Some(account);
@@ -168,7 +185,7 @@ impl russh::server::Handler for Connection {
         let started = Instant::now();
         if self.shared.defender.is_locked(self.peer) {
             return Ok(self
-                .refuse(started, false, user, "password", "source locked")
+                .refuse_password(started, false, user, "source locked")
                 .await);
         }
         let found = self.lookup(user).await;
@@ -184,28 +201,16 @@ impl russh::server::Handler for Connection {
         Ok(match found {
             Lookup::Found(a) if ok && !a.disabled => self.accept(a, "password"),
             Lookup::Found(a) if a.disabled => {
-                self.refuse(started, true, user, "password", "account disabled")
+                self.refuse_password(started, true, user, "account disabled")
                     .await
             }
             Lookup::Error => {
-                self.refuse(
-                    started,
-                    false,
-                    user,
-                    "password",
-                    "account store unavailable",
-                )
-                .await
+                self.refuse_password(started, false, user, "account store unavailable")
+                    .await
             }
             _ => {
-                self.refuse(
-                    started,
-                    true,
-                    user,
-                    "password",
-                    "unknown login or wrong password",
-                )
-                .await
+                self.refuse_password(started, true, user, "unknown login or wrong password")
+                    .await
             }
         })
     }
@@ -219,7 +224,8 @@ impl russh::server::Handler for Connection {
         if self.shared.defender.is_locked(self.peer) {
             return Ok(self
                 .refuse(started, false, user, "publickey", "source locked")
-                .await);
+                .await
+                .0);
         }
         if let Err(why) = key_allowed(offer.public_key, offer.algorithm) {
             return Ok(self.refuse_key(started, user, why).await);
@@ -231,7 +237,7 @@ impl russh::server::Handler for Connection {
                 Auth::Accept
             }
             Err((true, why)) => self.refuse_key(started, user, why).await,
-            Err((false, why)) => self.refuse(started, false, user, "publickey", why).await,
+            Err((false, why)) => self.refuse(started, false, user, "publickey", why).await.0,
         })
     }
 
@@ -244,7 +250,8 @@ impl russh::server::Handler for Connection {
         if self.shared.defender.is_locked(self.peer) {
             return Ok(self
                 .refuse(started, false, user, "publickey", "source locked")
-                .await);
+                .await
+                .0);
         }
         if let Err(why) = key_allowed(key.public_key, key.algorithm) {
             return Ok(self.refuse_key(started, user, why).await);
@@ -252,7 +259,7 @@ impl russh::server::Handler for Connection {
         Ok(match self.account_with_key(user, key.public_key).await {
             Ok(a) => self.accept(a, "publickey"),
             Err((true, why)) => self.refuse_key(started, user, why).await,
-            Err((false, why)) => self.refuse(started, false, user, "publickey", why).await,
+            Err((false, why)) => self.refuse(started, false, user, "publickey", why).await.0,
         })
     }
 
