@@ -406,6 +406,72 @@ mod tests {
         assert_eq!(short.string(), None, "a string longer than the packet");
     }
 
+    /// Whatever a client sends, the answer is a well-framed packet, never a
+    /// panic and never a file outside the provider's folders.
+    #[test]
+    fn arbitrary_requests_get_framed_answers() {
+        use proptest::prelude::*;
+        use std::sync::atomic::AtomicBool;
+
+        struct Quiet;
+        impl crate::sftp::SftpEvents for Quiet {
+            fn upload_complete(&self, _: &str, _: &std::path::Path) {}
+            fn downloaded(&self, _: &str, _: &str, _: &str, _: u64) {}
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let space = crate::sftp::space::Space::open(
+            crate::sftp::space::SpaceConfig {
+                spool: &dir.path().join("spool"),
+                max_file_size: 1 << 20,
+                fsync: false,
+                events: Arc::new(Quiet),
+                closing: Arc::new(AtomicBool::new(false)),
+            },
+            "alice",
+            "p1",
+        )
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let ops = std::cell::RefCell::new(Ops::new(Arc::new(space)));
+        // A request type (valid or not) followed by arbitrary bytes, with
+        // plausible strings (paths, handles) mixed in.
+        let piece = prop_oneof![
+            any::<u32>().prop_map(|n| n.to_be_bytes().to_vec()),
+            "(/|\\.\\.|in|out|x\\.xml|1|\\.sftp-0|\\x00){0,6}".prop_map(|p| {
+                let mut v = (p.len() as u32).to_be_bytes().to_vec();
+                v.extend_from_slice(p.as_bytes());
+                v
+            }),
+            proptest::collection::vec(any::<u8>(), 0..16),
+        ];
+        let request = (0u8..=210, proptest::collection::vec(piece, 0..6));
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(512));
+        runner
+            .run(&request, |(kind, pieces)| {
+                let mut p = vec![kind];
+                for piece in pieces {
+                    p.extend_from_slice(&piece);
+                }
+                let reply = rt.block_on(dispatch(&mut ops.borrow_mut(), Bytes::from(p)));
+                prop_assert!(reply.len() >= 5);
+                let len = u32::from_be_bytes([reply[0], reply[1], reply[2], reply[3]]) as usize;
+                prop_assert_eq!(len + 4, reply.len());
+                Ok(())
+            })
+            .unwrap();
+        rt.block_on(ops.borrow_mut().finish());
+        // Nothing but the two folders ever appeared in the spool.
+        let mut top: Vec<_> = std::fs::read_dir(dir.path().join("spool"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        top.sort();
+        assert_eq!(top, ["inbound", "outbound"]);
+    }
+
     #[test]
     fn status_replies_encode_with_their_length() {
         let b = encode(status(3, StatusCode::Failure, "no"));

@@ -312,7 +312,8 @@ fn spawn_connection(
     // A locked source is dropped before any SSH work, like OpenSSH's
     // per-source penalties: it costs the server nothing and holds no slot.
     if shared.defender.is_locked(peer.ip()) {
-        tracing::info!(%peer, "SFTP connection refused: source locked after failed logins");
+        // Logged once when the lock starts; not for every retry.
+        tracing::debug!(%peer, "SFTP connection refused: source locked after failed logins");
         return;
     }
     let Some(pending) = shared.unauthenticated_slot(peer.ip()) else {
