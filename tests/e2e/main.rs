@@ -3,3 +3,6 @@
 //! One test binary; one module per area; shared helpers in `support`.
 
 mod support;
+mod check_support;
+mod check_spec;
+mod check_cli;
