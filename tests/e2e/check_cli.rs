@@ -163,7 +163,13 @@ fn binary_and_library_agree_on_every_fixture() {
 
 #[test]
 fn all_accepted_exits_0() {
-    let o = run(&["check", "--json", p(&fixture(VALID)), p(&fixture(LATIN1_119)), p(&fixture(CP1252_CRLF))]);
+    let o = run(&[
+        "check",
+        "--json",
+        p(&fixture(VALID)),
+        p(&fixture(LATIN1_119)),
+        p(&fixture(CP1252_CRLF)),
+    ]);
     assert_eq!(code(&o), 0, "{}{}", text(&o.stdout), text(&o.stderr));
     assert_eq!(json_lines(&o).len(), 3);
 }
@@ -180,7 +186,9 @@ fn human_output_is_the_default() {
     let o = run(&["check", p(&fixture(FIVE)), p(&fixture(PARTIAL))]);
     assert_eq!(code(&o), 1);
     let out = text(&o.stdout);
-    for needle in [FIVE, PARTIAL, "F08", "L02", "L06", "L09", "L10", "nir-per", "nb-quant", "bo-regul"] {
+    for needle in [
+        FIVE, PARTIAL, "F08", "L02", "L06", "L09", "L10", "nir-per", "nb-quant", "bo-regul",
+    ] {
         assert!(out.contains(needle), "{needle} missing from:\n{out}");
     }
     let low = out.to_lowercase();
@@ -194,7 +202,11 @@ fn missing_file_exits_2() {
     let missing = dir.path().join("03_150521_100_29999999.xml");
     let o = run_in(dir.path(), NOW, &["check", "--json", p(&missing)]);
     assert_eq!(code(&o), 2, "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("03_150521_100_29999999.xml"), "the error names the file: {}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("03_150521_100_29999999.xml"),
+        "the error names the file: {}",
+        text(&o.stderr)
+    );
     // Along with good files, the I/O error still wins.
     let o = run_in(dir.path(), NOW, &["check", "--json", p(&fixture(VALID)), p(&missing)]);
     assert_eq!(code(&o), 2, "{}", text(&o.stderr));
@@ -217,7 +229,9 @@ fn empty_file_and_binary_garbage_are_rejected_f01() {
     let garbage_dir = dir.path().join("g");
     std::fs::create_dir(&garbage_dir).expect("mkdir");
     let garbage = garbage_dir.join("03_150521_100_21999000.xml");
-    let bytes: Vec<u8> = (0..65536u32).map(|i| (i.wrapping_mul(0x9E37_79B9) >> 11) as u8).collect();
+    let bytes: Vec<u8> = (0..65536u32)
+        .map(|i| (i.wrapping_mul(0x9E37_79B9) >> 11) as u8)
+        .collect();
     std::fs::write(&garbage, &bytes).expect("write");
     let o = run_in(dir.path(), NOW, &["check", "--json", p(&empty), p(&garbage)]);
     assert_eq!(code(&o), 1, "{}", text(&o.stderr));
@@ -233,10 +247,18 @@ fn empty_file_and_binary_garbage_are_rejected_f01() {
 
 #[test]
 fn usage_errors_exit_2() {
-    for args in [vec!["check"], vec!["check", "--json"], vec!["check", "--jsn", "x.xml"], vec!["chek", "x.xml"]] {
+    for args in [
+        vec!["check"],
+        vec!["check", "--json"],
+        vec!["check", "--jsn", "x.xml"],
+        vec!["chek", "x.xml"],
+    ] {
         let o = run(&args);
         assert_eq!(code(&o), 2, "{args:?}: {}", text(&o.stderr));
-        assert!(o.stdout.is_empty() || !text(&o.stdout).trim_start().starts_with('{'), "{args:?}");
+        assert!(
+            o.stdout.is_empty() || !text(&o.stdout).trim_start().starts_with('{'),
+            "{args:?}"
+        );
     }
 }
 
@@ -259,7 +281,11 @@ fn config_sets_the_size_limit_and_the_prestation_table() {
 
     // A table without PPP119: the PPP119 fixture's header is unknown (F07).
     std::fs::write(&cfg, "[billing.prestations]\nPPP100 = 30\n").expect("config");
-    let o = run_in(dir.path(), NOW, &["check", "--json", "--config", p(&cfg), p(&fixture(LATIN1_119))]);
+    let o = run_in(
+        dir.path(),
+        NOW,
+        &["check", "--json", "--config", p(&cfg), p(&fixture(LATIN1_119))],
+    );
     assert_eq!(code(&o), 1);
     assert!(anomaly_codes(&json_lines(&o)[0]).contains(&"F07".to_string()));
 }
@@ -313,7 +339,15 @@ fn names_are_checked_on_the_file_name_not_the_path() {
     assert_eq!(code(&o), 0, "{}", text(&o.stdout));
     assert_eq!(json_lines(&o)[0]["file"], VALID);
     // A relative path from the working directory.
-    let o = run_in(dir.path(), NOW, &["check", "--json", "a.b/03_150521_100_21999000.d/03_150521_100_21999000.xml"]);
+    let o = run_in(
+        dir.path(),
+        NOW,
+        &[
+            "check",
+            "--json",
+            "a.b/03_150521_100_21999000.d/03_150521_100_21999000.xml",
+        ],
+    );
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
     // Renamed: the name no longer matches rf-borfact.
     let g = dir.path().join("03_150521_100_21999009.XML");

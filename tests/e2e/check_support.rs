@@ -30,8 +30,17 @@ pub const ROOT_OPEN: &str = r#"<factbord xmlns:xsi="http://www.w3.org/2001/XMLSc
 
 pub const HEADER_FIELDS: [&str; 5] = ["rf-borfact", "log-fact", "id-cram", "id-site", "rf-prstpap"];
 pub const LINE_FIELDS: [&str; 11] = [
-    "nir-per", "nom-per", "pn-per", "rf-prstpap", "id-prest", "dtd-interv", "dtf-interv", "nb-quant",
-    "mt-tu", "mt-total", "bo-regul",
+    "nir-per",
+    "nom-per",
+    "pn-per",
+    "rf-prstpap",
+    "id-prest",
+    "dtd-interv",
+    "dtf-interv",
+    "nb-quant",
+    "mt-tu",
+    "mt-total",
+    "bo-regul",
 ];
 pub const FOOTER_FIELDS: [&str; 3] = ["nb-ligbor", "mt-totamd", "mt-totprest"];
 
@@ -153,7 +162,8 @@ impl Bill {
     /// A PPP119 file (header, name and lines).
     pub fn ppp119() -> Bill {
         let mut b = Bill::example();
-        b.header("rf-borfact", "03_150521_119_21999000").header("rf-prstpap", "PPP119");
+        b.header("rf-borfact", "03_150521_119_21999000")
+            .header("rf-prstpap", "PPP119");
         for i in 1..=b.lines.len() {
             b.set(i, "rf-prstpap", "PPP119");
         }
@@ -339,5 +349,75 @@ pub fn is_xsd_decimal(s: &str) -> bool {
     match f {
         None => !i.is_empty() && digits(i),
         Some(f) => digits(i) && digits(f) && !(i.is_empty() && f.is_empty()),
+    }
+}
+
+// ---------------------------------------------------------------- charsets
+
+/// ISO-8859-1 byte of a character, if it has one.
+pub fn latin1(c: char) -> Option<u8> {
+    u8::try_from(u32::from(c)).ok()
+}
+
+/// Windows-1252 byte of a character, if it has one (0x81, 0x8D, 0x8F,
+/// 0x90, 0x9D are undefined).
+pub fn cp1252(c: char) -> Option<u8> {
+    const HIGH: [(char, u8); 27] = [
+        ('€', 0x80),
+        ('‚', 0x82),
+        ('ƒ', 0x83),
+        ('„', 0x84),
+        ('…', 0x85),
+        ('†', 0x86),
+        ('‡', 0x87),
+        ('ˆ', 0x88),
+        ('‰', 0x89),
+        ('Š', 0x8A),
+        ('‹', 0x8B),
+        ('Œ', 0x8C),
+        ('Ž', 0x8E),
+        ('‘', 0x91),
+        ('’', 0x92),
+        ('“', 0x93),
+        ('”', 0x94),
+        ('•', 0x95),
+        ('–', 0x96),
+        ('—', 0x97),
+        ('˜', 0x98),
+        ('™', 0x99),
+        ('š', 0x9A),
+        ('›', 0x9B),
+        ('œ', 0x9C),
+        ('ž', 0x9E),
+        ('Ÿ', 0x9F),
+    ];
+    if let Some((_, b)) = HIGH.iter().find(|(ch, _)| *ch == c) {
+        return Some(*b);
+    }
+    match u32::from(c) {
+        0..=0x7F | 0xA0..=0xFF => Some(u32::from(c) as u8),
+        _ => None,
+    }
+}
+
+/// ISO-8859-15 byte of a character, if it has one.
+pub fn latin9(c: char) -> Option<u8> {
+    const DIFF: [(char, u8); 8] = [
+        ('€', 0xA4),
+        ('Š', 0xA6),
+        ('š', 0xA8),
+        ('Ž', 0xB4),
+        ('ž', 0xB8),
+        ('Œ', 0xBC),
+        ('œ', 0xBD),
+        ('Ÿ', 0xBE),
+    ];
+    if let Some((_, b)) = DIFF.iter().find(|(ch, _)| *ch == c) {
+        return Some(*b);
+    }
+    match u32::from(c) {
+        0xA4 | 0xA6 | 0xA8 | 0xB4 | 0xB8 | 0xBC | 0xBD | 0xBE => None,
+        0..=0xFF => Some(u32::from(c) as u8),
+        _ => None,
     }
 }

@@ -6,3 +6,4 @@ mod support;
 mod check_support;
 mod check_spec;
 mod check_cli;
+mod check_oracle;

@@ -40,7 +40,12 @@ fn f01_doctype_is_refused() {
     let v = check_named(NAME, t.as_bytes());
     expect_rejected(&v);
     let f01 = v.anomalies.iter().find(|a| a.code.as_str() == "F01");
-    assert_eq!(f01.and_then(|a| a.xml_line), Some(2), "F01 at the DOCTYPE line\n{}", dump(&v));
+    assert_eq!(
+        f01.and_then(|a| a.xml_line),
+        Some(2),
+        "F01 at the DOCTYPE line\n{}",
+        dump(&v)
+    );
 }
 
 #[test]
@@ -74,10 +79,24 @@ fn f01_predefined_entities_and_character_references_are_fine() {
 
 #[test]
 fn f01_forbidden_character_references() {
-    for r in ["&#1;", "&#x0;", "&#xFFFE;", "&#xFFFF;", "&#x110000;", "&#xD800;", "&#;", "&#x;", "&#12a;"] {
+    for r in [
+        "&#1;",
+        "&#x0;",
+        "&#xFFFE;",
+        "&#xFFFF;",
+        "&#x110000;",
+        "&#xD800;",
+        "&#;",
+        "&#x;",
+        "&#12a;",
+    ] {
         let t = example_with(">Dupont<", &format!(">Dup{r}ont<"));
         let v = check_named(NAME, t.as_bytes());
-        assert!(v.anomalies.iter().any(|a| a.code.as_str() == "F01"), "{r}\n{}", dump(&v));
+        assert!(
+            v.anomalies.iter().any(|a| a.code.as_str() == "F01"),
+            "{r}\n{}",
+            dump(&v)
+        );
         expect_rejected(&v);
     }
 }
@@ -93,17 +112,59 @@ fn f01_unclosed_root() {
 #[test]
 fn f01_second_root_and_text_after_root() {
     let mut wrong = Vec::new();
-    for tail in ["<factbord/>\n", "<x>1</x>\n", "junk\n"] {
+    for tail in [
+        "<factbord/>\n",
+        "<x>1</x>\n",
+        "junk\n",
+        "&#32;\n",
+        "&amp;\n",
+        "<![CDATA[ ]]>\n",
+    ] {
         let t = format!("{}{tail}", example_text());
         let v = check_named(NAME, t.as_bytes());
         expect_rejected(&v);
         let f01 = v.anomalies.iter().find(|a| a.code.as_str() == "F01");
         assert!(f01.is_some(), "{tail:?}\n{}", dump(&v));
         if f01.and_then(|a| a.xml_line) != Some(38) {
-            wrong.push(format!("{tail:?}: expected F01 at xml line 38, the line after </factbord>\n{}", dump(&v)));
+            wrong.push(format!(
+                "{tail:?}: expected F01 at xml line 38, the line after </factbord>\n{}",
+                dump(&v)
+            ));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn f01_malformed_xml_declarations() {
+    for decl in [
+        "<?xml version=\"1.0\" standalone=\"maybe\"?>",
+        "<?xml encoding=\"UTF-8\"?>",
+        "<?xml version=\"2.0\"?>",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\" version=\"1.0\"?>",
+        "<?xml version=\"1.0\" standalone=\"yes\" encoding=\"UTF-8\"?>",
+        "<?xml version=\"1.0\" encoding=\"\"?>",
+        "<?XML version=\"1.0\"?>",
+    ] {
+        let mut b = Bill::example();
+        b.decl = decl.to_string();
+        let v = b.check();
+        assert!(
+            v.anomalies.iter().any(|a| a.code.as_str() == "F01"),
+            "{decl}\n{}",
+            dump(&v)
+        );
+        expect_rejected(&v);
+    }
+    for decl in [
+        "<?xml version=\"1.0\" standalone=\"no\"?>",
+        "<?xml version = '1.0'  encoding = 'UTF-8' ?>",
+        "<?xml version=\"1.1\"?>",
+    ] {
+        let mut b = Bill::example();
+        b.decl = decl.to_string();
+        expect_accepted(&b.check(), 2);
+    }
 }
 
 #[test]
@@ -125,10 +186,19 @@ fn f01_mismatched_tags() {
 fn f01_undecodable_and_forbidden_bytes() {
     let base = example_text().into_bytes();
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("latin-1 byte in a UTF-8 file", replace_bytes(&base, b"Dupont", b"Dup\xe9ont")),
+        (
+            "latin-1 byte in a UTF-8 file",
+            replace_bytes(&base, b"Dupont", b"Dup\xe9ont"),
+        ),
         ("overlong UTF-8", replace_bytes(&base, b"Dupont", b"Dup\xc0\xafont")),
-        ("UTF-8 surrogate", replace_bytes(&base, b"Dupont", b"Dup\xed\xa0\x80ont")),
-        ("truncated UTF-8 sequence", replace_bytes(&base, b"Dupont", b"Dup\xc3ont")),
+        (
+            "UTF-8 surrogate",
+            replace_bytes(&base, b"Dupont", b"Dup\xed\xa0\x80ont"),
+        ),
+        (
+            "truncated UTF-8 sequence",
+            replace_bytes(&base, b"Dupont", b"Dup\xc3ont"),
+        ),
         ("control character", replace_bytes(&base, b"Dupont", b"Dup\x01ont")),
         ("NUL", replace_bytes(&base, b"Dupont", b"Dup\x00ont")),
         ("U+FFFE", replace_bytes(&base, b"Dupont", "Dup\u{FFFE}ont".as_bytes())),
@@ -137,7 +207,11 @@ fn f01_undecodable_and_forbidden_bytes() {
     ];
     for (what, bytes) in cases {
         let v = check_named(NAME, &bytes);
-        assert!(v.anomalies.iter().any(|a| a.code.as_str() == "F01"), "{what}\n{}", dump(&v));
+        assert!(
+            v.anomalies.iter().any(|a| a.code.as_str() == "F01"),
+            "{what}\n{}",
+            dump(&v)
+        );
         expect_rejected(&v);
     }
 }
@@ -153,14 +227,21 @@ fn f01_empty_blank_and_garbage_files() {
         ("not xml", b"nir;nom\n1541299999000;Dupont\n".to_vec()),
     ] {
         let v = check_named(NAME, &bytes);
-        assert!(v.anomalies.iter().any(|a| a.code.as_str() == "F01"), "{what}\n{}", dump(&v));
+        assert!(
+            v.anomalies.iter().any(|a| a.code.as_str() == "F01"),
+            "{what}\n{}",
+            dump(&v)
+        );
         expect_rejected(&v);
         assert_eq!(v.lines, 0, "{what}");
     }
 }
 
 pub fn replace_bytes(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
-    let at = hay.windows(from.len()).position(|w| w == from).expect("pattern present");
+    let at = hay
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("pattern present");
     [&hay[..at], to, &hay[at + from.len()..]].concat()
 }
 
@@ -168,13 +249,19 @@ pub fn replace_bytes(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
 
 fn named(name: &str, rf_borfact: &str, id_cram: &str, id_site: &str) -> FileVerdict {
     let mut b = Bill::example();
-    b.header("rf-borfact", rf_borfact).header("id-cram", id_cram).header("id-site", id_site);
+    b.header("rf-borfact", rf_borfact)
+        .header("id-cram", id_cram)
+        .header("id-site", id_site);
     check_named(name, b.render().as_bytes())
 }
 
 #[test]
 fn f03_extension_is_case_insensitive() {
-    for name in ["03_150521_100_21999000.XML", "03_150521_100_21999000.Xml", "03_150521_100_21999000.xml"] {
+    for name in [
+        "03_150521_100_21999000.XML",
+        "03_150521_100_21999000.Xml",
+        "03_150521_100_21999000.xml",
+    ] {
         let v = named(name, "03_150521_100_21999000", "03", "21999000");
         expect_accepted(&v, 2);
         assert_eq!(v.file, name);
@@ -183,7 +270,11 @@ fn f03_extension_is_case_insensitive() {
 
 #[test]
 fn f03_other_extensions() {
-    for name in ["03_150521_100_21999000.txt", "03_150521_100_21999000", "03_150521_100_21999000.xmll"] {
+    for name in [
+        "03_150521_100_21999000.txt",
+        "03_150521_100_21999000",
+        "03_150521_100_21999000.xmll",
+    ] {
         let v = named(name, "03_150521_100_21999000", "03", "21999000");
         expect_codes(&v, &["F03"]);
         expect_rejected(&v);
@@ -193,19 +284,38 @@ fn f03_other_extensions() {
 #[test]
 fn f04_length_limit_is_25_characters() {
     // 2 + 1 + 6 + 1 + 3 + 1 + 11 = 25
-    let v = named("03_150521_100_21999000123.xml", "03_150521_100_21999000123", "03", "21999000123");
+    let v = named(
+        "03_150521_100_21999000123.xml",
+        "03_150521_100_21999000123",
+        "03",
+        "21999000123",
+    );
     expect_accepted(&v, 2);
     // 26 characters: id-site (12) and rf-borfact (26) are still schema-valid.
-    let v = named("03_150521_100_219990001234.xml", "03_150521_100_219990001234", "03", "219990001234");
+    let v = named(
+        "03_150521_100_219990001234.xml",
+        "03_150521_100_219990001234",
+        "03",
+        "219990001234",
+    );
     expect_codes(&v, &["F04"]);
     expect_rejected(&v);
 }
 
 #[test]
 fn f04_date_must_be_a_real_jjmmaa() {
-    for (jjmmaa, ok) in [("150521", true), ("290220", true), ("310121", true), ("310221", false), ("290221", false),
-        ("000521", false), ("151321", false), ("1505211", false), ("15052", false), ("15O521", false)]
-    {
+    for (jjmmaa, ok) in [
+        ("150521", true),
+        ("290220", true),
+        ("310121", true),
+        ("310221", false),
+        ("290221", false),
+        ("000521", false),
+        ("151321", false),
+        ("1505211", false),
+        ("15052", false),
+        ("15O521", false),
+    ] {
         let rf = format!("03_{jjmmaa}_100_21999000");
         let v = named(&format!("{rf}.xml"), &rf, "03", "21999000");
         if ok {
@@ -237,7 +347,12 @@ fn f04_name_parts_must_match_the_header() {
     // not the <id-cram>_<JJMMAA>_<code>_<id-site> shape.
     let v = named("03-150521-100-21999000.xml", "03-150521-100-21999000", "03", "21999000");
     expect_codes(&v, &["F04"]);
-    let v = named("03_150521_100_21999000_.xml", "03_150521_100_21999000_", "03", "21999000");
+    let v = named(
+        "03_150521_100_21999000_.xml",
+        "03_150521_100_21999000_",
+        "03",
+        "21999000",
+    );
     expect_codes(&v, &["F04"]);
 }
 
@@ -246,7 +361,8 @@ fn f04_name_parts_must_match_the_header() {
 #[test]
 fn f07_header_prestation_not_in_the_table() {
     let mut b = Bill::example();
-    b.header("rf-borfact", "03_150521_999_21999000").header("rf-prstpap", "PPP999");
+    b.header("rf-borfact", "03_150521_999_21999000")
+        .header("rf-prstpap", "PPP999");
     b.set(1, "rf-prstpap", "PPP999").set(2, "rf-prstpap", "PPP999");
     let t = b.render();
     let v = check_named(&b.name(), t.as_bytes());
@@ -261,8 +377,12 @@ fn f07_the_table_comes_from_the_configuration() {
     let cfg = Config::parse("[billing.prestations]\nPPP100 = 30\nPPP200 = 10\n").expect("config");
     let opts = CheckOptions::new(&cfg, today());
     let mut b = Bill::example();
-    b.header("rf-borfact", "03_150521_200_21999000").header("rf-prstpap", "PPP200");
-    b.set(1, "rf-prstpap", "PPP200").set(2, "rf-prstpap", "PPP200").set(1, "nb-quant", "10").set(2, "nb-quant", "10.01");
+    b.header("rf-borfact", "03_150521_200_21999000")
+        .header("rf-prstpap", "PPP200");
+    b.set(1, "rf-prstpap", "PPP200")
+        .set(2, "rf-prstpap", "PPP200")
+        .set(1, "nb-quant", "10")
+        .set(2, "nb-quant", "10.01");
     let t = b.render();
     let v = check_bytes(&b.name(), t.as_bytes(), &opts);
     // PPP200 is known here, its monthly maximum is 10.
@@ -276,9 +396,15 @@ fn f07_the_table_comes_from_the_configuration() {
 
 #[test]
 fn f08_each_total_is_checked() {
-    for (field, raw) in [("nb-ligbor", "3"), ("nb-ligbor", "1"), ("nb-ligbor", "2.5"), ("mt-totamd", "25.01"),
-        ("mt-totamd", "24.99"), ("mt-totprest", "1"), ("mt-totprest", "-0.01")]
-    {
+    for (field, raw) in [
+        ("nb-ligbor", "3"),
+        ("nb-ligbor", "1"),
+        ("nb-ligbor", "2.5"),
+        ("mt-totamd", "25.01"),
+        ("mt-totamd", "24.99"),
+        ("mt-totprest", "1"),
+        ("mt-totprest", "-0.01"),
+    ] {
         let mut b = Bill::example();
         b.footer(field, raw);
         let t = b.render();
@@ -291,9 +417,17 @@ fn f08_each_total_is_checked() {
 
 #[test]
 fn f08_totals_compare_by_value() {
-    for (field, raw) in [("nb-ligbor", "2.0"), ("nb-ligbor", "+02"), ("mt-totamd", "25.00"), ("mt-totamd", "+25"),
-        ("mt-totamd", "025.0"), ("mt-totamd", " 25 "), ("mt-totprest", "0.00"), ("mt-totprest", "-0"), ("mt-totprest", ".0")]
-    {
+    for (field, raw) in [
+        ("nb-ligbor", "2.0"),
+        ("nb-ligbor", "+02"),
+        ("mt-totamd", "25.00"),
+        ("mt-totamd", "+25"),
+        ("mt-totamd", "025.0"),
+        ("mt-totamd", " 25 "),
+        ("mt-totprest", "0.00"),
+        ("mt-totprest", "-0"),
+        ("mt-totprest", ".0"),
+    ] {
         let mut b = Bill::example();
         b.footer(field, raw);
         expect_accepted(&b.check(), 2);
@@ -355,7 +489,11 @@ fn f11_is_decided_before_parsing() {
 fn f13_empty_or_blank_header_fields() {
     for field in ["rf-borfact", "id-cram", "id-site", "rf-prstpap"] {
         // id-cram allows 2 characters: a 3-character blank would be F02 too.
-        let blanks: &[&str] = if field == "id-cram" { &["", "  ", "\t"] } else { &["", "  ", "\t\n "] };
+        let blanks: &[&str] = if field == "id-cram" {
+            &["", "  ", "\t"]
+        } else {
+            &["", "  ", "\t\n "]
+        };
         for &raw in blanks {
             let mut b = Bill::example();
             b.header(field, raw);
@@ -407,7 +545,11 @@ fn every_file_anomaly_is_reported() {
     b.footer("nb-ligbor", "7"); // F08
     let v = check_named("03_150521_999_21999000.txt", b.render().as_bytes()); // F03
     for code in ["F03", "F04", "F07", "F08", "F13"] {
-        assert!(v.anomalies.iter().any(|a| a.code.as_str() == code), "{code} missing\n{}", dump(&v));
+        assert!(
+            v.anomalies.iter().any(|a| a.code.as_str() == code),
+            "{code} missing\n{}",
+            dump(&v)
+        );
     }
     lacks(&v, "F01");
     lacks(&v, "F02");

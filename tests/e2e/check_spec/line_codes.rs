@@ -25,7 +25,10 @@ fn fine(line: usize, field: &str, raw: &str) {
 #[track_caller]
 fn expect_exact_ctx(v: &FileVerdict, want: &[(&str, Option<u32>, Option<&str>)], ctx: &str) {
     let mut got = triples(v);
-    let mut want: Vec<_> = want.iter().map(|(c, l, f)| (c.to_string(), *l, f.map(str::to_string))).collect();
+    let mut want: Vec<_> = want
+        .iter()
+        .map(|(c, l, f)| (c.to_string(), *l, f.map(str::to_string)))
+        .collect();
     got.sort();
     want.sort();
     assert_eq!(got, want, "{ctx}\n{}", dump(v));
@@ -44,9 +47,18 @@ fn l01_line_prestation_differs_from_header() {
 
 #[test]
 fn l02_nir_length_and_characters() {
-    for nir in ["154129999900", "15412999990001", "154129999900012", " 1541299999000", "1541299999000 ",
-        "1541299A99000", "A541299999000", "1541299999-00", "\u{FF11}541299999000", "154129999900\u{0660}"]
-    {
+    for nir in [
+        "154129999900",
+        "15412999990001",
+        "154129999900012",
+        " 1541299999000",
+        "1541299999000 ",
+        "1541299A99000",
+        "A541299999000",
+        "1541299999-00",
+        "\u{FF11}541299999000",
+        "154129999900\u{0660}",
+    ] {
         only(1, "nir-per", nir, "L02");
     }
 }
@@ -55,9 +67,15 @@ fn l02_nir_length_and_characters() {
 fn l02_corsica_form() {
     fine(1, "nir-per", "154122A999000");
     fine(2, "nir-per", "155112B999000");
-    for nir in ["154122C999000", "154122a999000", "154122b999000", "2A41299999000", "15412A2999000",
-        "1541299992A00", "15412AB999000"]
-    {
+    for nir in [
+        "154122C999000",
+        "154122a999000",
+        "154122b999000",
+        "2A41299999000",
+        "15412A2999000",
+        "1541299992A00",
+        "15412AB999000",
+    ] {
         only(1, "nir-per", nir, "L02");
     }
 }
@@ -78,7 +96,11 @@ fn l03_start_after_end() {
     assert_eq!(codes(&v), ["L03"], "{}", dump(&v));
     let a = &v.anomalies[0];
     assert_eq!(a.line, Some(1));
-    assert!(matches!(a.field.as_deref(), Some("dtd-interv" | "dtf-interv")), "{}", dump(&v));
+    assert!(
+        matches!(a.field.as_deref(), Some("dtd-interv" | "dtf-interv")),
+        "{}",
+        dump(&v)
+    );
     let t = b.render();
     let at = line_of(&t, &format!("<{}>", a.field.as_deref().unwrap_or("")), 1);
     assert_eq!(a.xml_line, Some(at), "{}", dump(&v));
@@ -102,15 +124,22 @@ fn l03_end_after_the_day_of_receipt() {
     let mut b = Bill::example();
     b.set(2, "dtd-interv", "2021-06-01").set(2, "dtf-interv", "2021-06-30");
     let v = b.check();
-    assert!(codes(&v).iter().all(|c| c == "L03") && !v.anomalies.is_empty(), "{}", dump(&v));
+    assert!(
+        codes(&v).iter().all(|c| c == "L03") && !v.anomalies.is_empty(),
+        "{}",
+        dump(&v)
+    );
     assert!(v.anomalies.iter().all(|a| a.line == Some(2)), "{}", dump(&v));
 }
 
 #[test]
 fn l03_date_with_a_time_zone_is_schema_valid_but_not_plain() {
-    for (field, raw) in [("dtd-interv", "2021-03-01Z"), ("dtd-interv", "2021-03-01+01:00"),
-        ("dtf-interv", "2021-03-31-05:00"), ("dtf-interv", "2021-03-31+14:00")]
-    {
+    for (field, raw) in [
+        ("dtd-interv", "2021-03-01Z"),
+        ("dtd-interv", "2021-03-01+01:00"),
+        ("dtf-interv", "2021-03-31-05:00"),
+        ("dtf-interv", "2021-03-31+14:00"),
+    ] {
         only(1, field, raw, "L03");
     }
 }
@@ -120,14 +149,22 @@ fn l03_schema_valid_years_that_are_not_yyyy() {
     // xs:date allows a negative or a 5-digit year; the rule wants YYYY-MM-DD.
     only(1, "dtd-interv", "-2021-03-01", "L03");
     let (v, _) = with_line_field(1, "dtf-interv", "12021-03-31");
-    assert!(!v.anomalies.is_empty() && codes(&v).iter().all(|c| c == "L03"), "{}", dump(&v));
+    assert!(
+        !v.anomalies.is_empty() && codes(&v).iter().all(|c| c == "L03"),
+        "{}",
+        dump(&v)
+    );
 }
 
 #[test]
 fn l03_impossible_dates_are_f02_and_l03() {
-    for (field, raw) in [("dtd-interv", "2021-02-29"), ("dtf-interv", "2021-04-31"), ("dtd-interv", "2021-13-01"),
-        ("dtd-interv", "2021-03-00"), ("dtf-interv", "2100-02-29")]
-    {
+    for (field, raw) in [
+        ("dtd-interv", "2021-02-29"),
+        ("dtf-interv", "2021-04-31"),
+        ("dtd-interv", "2021-13-01"),
+        ("dtd-interv", "2021-03-00"),
+        ("dtf-interv", "2100-02-29"),
+    ] {
         let (v, at) = with_line_field(1, field, raw);
         let ctx = format!("{field}={raw}");
         expect_exact_ctx(&v, &[("F02", None, Some(field)), ("L03", Some(1), Some(field))], &ctx);
@@ -147,7 +184,13 @@ fn l03_leap_days() {
 
 #[test]
 fn l03_not_a_date_at_all() {
-    for raw in ["01/03/2021", "2021-3-01", "20210301", "2021-03-01T00:00:00", "mars 2021"] {
+    for raw in [
+        "01/03/2021",
+        "2021-3-01",
+        "20210301",
+        "2021-03-01T00:00:00",
+        "mars 2021",
+    ] {
         let (v, at) = with_line_field(1, "dtd-interv", raw);
         has_at(&v, "F02", None, Some("dtd-interv"), at);
         has_at(&v, "L03", Some(1), Some("dtd-interv"), at);
@@ -219,7 +262,9 @@ fn l12_empty_string_fields() {
 
 #[test]
 fn l12_self_closed_field() {
-    let t = Bill::example().render().replacen("<pn-per>Marie</pn-per>", "<pn-per/>", 1);
+    let t = Bill::example()
+        .render()
+        .replacen("<pn-per>Marie</pn-per>", "<pn-per/>", 1);
     let v = check_named("03_150521_100_21999000.xml", t.as_bytes());
     expect_exact(&v, &[("L12", Some(2), Some("pn-per"))]);
     assert_eq!(v.anomalies[0].xml_line, Some(line_of(&t, "<pn-per/>", 1)));
@@ -269,7 +314,10 @@ fn every_line_rejected_is_a_rejected_file() {
     let mut b = Bill::example();
     b.set(1, "bo-regul", "V").set(2, "mt-tu", "2");
     let v = b.check();
-    expect_exact(&v, &[("L10", Some(1), Some("bo-regul")), ("L09", Some(2), Some("mt-tu"))]);
+    expect_exact(
+        &v,
+        &[("L10", Some(1), Some("bo-regul")), ("L09", Some(2), Some("mt-tu"))],
+    );
     expect_rejected(&v);
     assert_eq!(v.lines, 2);
 }
@@ -340,7 +388,9 @@ fn xml_line_follows_crlf_and_multi_line_tags() {
     // The spec prints the root start tag over two lines.
     let mut b = Bill::with_lines(4);
     b.set(3, "bo-regul", "V");
-    b.root_open = b.root_open.replacen(" xsi:noNamespaceSchemaLocation", "\n xsi:noNamespaceSchemaLocation", 1);
+    b.root_open = b
+        .root_open
+        .replacen(" xsi:noNamespaceSchemaLocation", "\n xsi:noNamespaceSchemaLocation", 1);
     let t = b.render();
     let v = check_named(&b.name(), t.as_bytes());
     has_at(&v, "L10", Some(3), Some("bo-regul"), line_of(&t, "<bo-regul>", 3));

@@ -35,9 +35,20 @@ fn edit(from: &str, to: &str) -> (FileVerdict, String) {
 
 // ---------------------------------------------------------------- maxLength
 
-const HEADER_MAX: [(&str, usize); 5] =
-    [("rf-borfact", 54), ("log-fact", 54), ("id-cram", 2), ("id-site", 15), ("rf-prstpap", 6)];
-const LINE_MAX: [(&str, usize); 5] = [("nir-per", 15), ("nom-per", 54), ("pn-per", 20), ("rf-prstpap", 6), ("id-prest", 15)];
+const HEADER_MAX: [(&str, usize); 5] = [
+    ("rf-borfact", 54),
+    ("log-fact", 54),
+    ("id-cram", 2),
+    ("id-site", 15),
+    ("rf-prstpap", 6),
+];
+const LINE_MAX: [(&str, usize); 5] = [
+    ("nir-per", 15),
+    ("nom-per", 54),
+    ("pn-per", 20),
+    ("rf-prstpap", 6),
+    ("id-prest", 15),
+];
 
 #[test]
 fn max_length_of_header_fields_counts_characters() {
@@ -72,7 +83,11 @@ fn max_length_of_line_fields_counts_characters() {
 fn nom_per_54_accented_characters_is_valid_55_is_not() {
     let (v, _) = with_line_field(1, "nom-per", &"é".repeat(54));
     expect_accepted(&v, 2);
-    let (v, _) = with_line_field(1, "nom-per", &"ÉÈÊËÀÂÄÎÏÔÖÙÛÜŸÇŒÆ".repeat(3)[..].chars().take(54).collect::<String>());
+    let (v, _) = with_line_field(
+        1,
+        "nom-per",
+        &"ÉÈÊËÀÂÄÎÏÔÖÙÛÜŸÇŒÆ".repeat(3)[..].chars().take(54).collect::<String>(),
+    );
     expect_accepted(&v, 2);
     let (v, at) = with_line_field(1, "nom-per", &"é".repeat(55));
     expect_exact(&v, &[("F02", None, Some("nom-per"))]);
@@ -83,7 +98,11 @@ fn nom_per_54_accented_characters_is_valid_55_is_not() {
 #[test]
 fn max_length_counts_the_value_not_the_markup() {
     // 54 characters once references are resolved and comments dropped.
-    let raw = format!("{}&amp;&#233;&#x1F600;<!-- {} -->", "a".repeat(51), "long comment ".repeat(10));
+    let raw = format!(
+        "{}&amp;&#233;&#x1F600;<!-- {} -->",
+        "a".repeat(51),
+        "long comment ".repeat(10)
+    );
     let (v, _) = with_line_field(1, "nom-per", &raw);
     expect_accepted(&v, 2);
     let raw = format!("<![CDATA[{}<&>]]>{}", "a".repeat(20), "b".repeat(31));
@@ -101,7 +120,17 @@ fn max_length_counts_the_value_not_the_markup() {
 
 #[test]
 fn decimal_lexical_forms_that_are_valid() {
-    for raw in ["14.250", "+14.25", ".5", "14.", "0014.25", "14.2500000000", " 14.25 ", "\n14.25\t", "0000000000014.25"] {
+    for raw in [
+        "14.250",
+        "+14.25",
+        ".5",
+        "14.",
+        "0014.25",
+        "14.2500000000",
+        " 14.25 ",
+        "\n14.25\t",
+        "0000000000014.25",
+    ] {
         let (v, _) = with_line_field(1, "nb-quant", raw);
         assert!(v.anomalies.is_empty(), "nb-quant={raw:?}\n{}", dump(&v));
         expect_accepted(&v, 2);
@@ -110,9 +139,26 @@ fn decimal_lexical_forms_that_are_valid() {
 
 #[test]
 fn decimal_lexical_forms_that_are_not() {
-    for raw in ["1e3", "1E3", "14,25", "1_000", "INF", "NaN", ".", "+", "-", "+-1", "1 0", "0x10", "١٤", "１４",
-        "14.25.1", "\u{A0}14.25", "14h", "--1"]
-    {
+    for raw in [
+        "1e3",
+        "1E3",
+        "14,25",
+        "1_000",
+        "INF",
+        "NaN",
+        ".",
+        "+",
+        "-",
+        "+-1",
+        "1 0",
+        "0x10",
+        "١٤",
+        "１４",
+        "14.25.1",
+        "\u{A0}14.25",
+        "14h",
+        "--1",
+    ] {
         let (v, at) = with_line_field(1, "nb-quant", raw);
         has_at(&v, "F02", None, Some("nb-quant"), at);
         lacks(&v, "F01");
@@ -128,7 +174,12 @@ fn total_digits_eleven() {
             has_at(&v, "F02", None, Some(field), at);
             expect_rejected(&v);
         }
-        for raw in ["12345678901", "123456789.25", "000000000012345678901", "12345678901.000"] {
+        for raw in [
+            "12345678901",
+            "123456789.25",
+            "000000000012345678901",
+            "12345678901.000",
+        ] {
             // Line 2 at 0 keeps the footer sum within 11 digits too.
             let mut b = Bill::example();
             b.set(1, field, raw).set(2, field, "0");
@@ -197,7 +248,10 @@ fn bo_regul_enumeration() {
 
 #[test]
 fn unknown_element() {
-    let (v, t) = edit("  <bo-regul>F</bo-regul>\n", "  <bo-regul>F</bo-regul>\n  <commentaire>x</commentaire>\n");
+    let (v, t) = edit(
+        "  <bo-regul>F</bo-regul>\n",
+        "  <bo-regul>F</bo-regul>\n  <commentaire>x</commentaire>\n",
+    );
     f02_at(&v, &[line_of(&t, "<commentaire>", 1)]);
     assert_eq!(v.lines, 2);
     let (v, t) = edit(" <id-site>", " <siret>1</siret>\n <id-site>");
@@ -254,9 +308,15 @@ fn root_element_name_and_namespace() {
 
 #[test]
 fn wrong_order() {
-    let (v, t) = edit("<mt-tu>1</mt-tu>\n  <mt-total>0</mt-total>", "<mt-total>0</mt-total>\n  <mt-tu>1</mt-tu>");
+    let (v, t) = edit(
+        "<mt-tu>1</mt-tu>\n  <mt-total>0</mt-total>",
+        "<mt-total>0</mt-total>\n  <mt-tu>1</mt-tu>",
+    );
     f02_at(&v, &[line_of(&t, "<mt-total>", 1)]);
-    let (v, t) = edit(" <id-cram>03</id-cram>\n <id-site>21999000</id-site>", " <id-site>21999000</id-site>\n <id-cram>03</id-cram>");
+    let (v, t) = edit(
+        " <id-cram>03</id-cram>\n <id-site>21999000</id-site>",
+        " <id-site>21999000</id-site>\n <id-cram>03</id-cram>",
+    );
     f02_at(&v, &[line_of(&t, "<id-site>", 1)]);
     // A line after the footer has begun.
     let (v, t) = edit(" <mt-totamd>", " <factprest/>\n <mt-totamd>");
@@ -277,19 +337,31 @@ fn missing_element() {
     let (v, t) = edit(" <id-site>21999000</id-site>\n", "");
     f02_at(&v, &[2, line_of(&t, "<rf-prstpap>", 1)]);
     // the whole footer missing.
-    let (v, t) = edit(" <nb-ligbor>2</nb-ligbor>\n <mt-totamd>25</mt-totamd>\n <mt-totprest>0</mt-totprest>\n", "");
+    let (v, t) = edit(
+        " <nb-ligbor>2</nb-ligbor>\n <mt-totamd>25</mt-totamd>\n <mt-totprest>0</mt-totprest>\n",
+        "",
+    );
     f02_at(&v, &[2, line_of(&t, "</factbord>", 1)]);
     // an empty line.
-    let (v, t) = edit(" <nb-ligbor>2</nb-ligbor>", " <factprest></factprest>\n <nb-ligbor>3</nb-ligbor>");
+    let (v, t) = edit(
+        " <nb-ligbor>2</nb-ligbor>",
+        " <factprest></factprest>\n <nb-ligbor>3</nb-ligbor>",
+    );
     f02_at(&v, &[line_of(&t, "<factprest></factprest>", 1)]);
     assert_eq!(v.lines, 3, "{}", dump(&v));
 }
 
 #[test]
 fn duplicated_element() {
-    let (v, t) = edit("<nom-per>Dupont</nom-per>", "<nom-per>Dupont</nom-per><nom-per>Dupont</nom-per>");
+    let (v, t) = edit(
+        "<nom-per>Dupont</nom-per>",
+        "<nom-per>Dupont</nom-per><nom-per>Dupont</nom-per>",
+    );
     f02_at(&v, &[line_of(&t, "<nom-per>", 1)]);
-    let (v, t) = edit(" <log-fact>", " <rf-borfact>03_150521_100_21999000</rf-borfact>\n <log-fact>");
+    let (v, t) = edit(
+        " <log-fact>",
+        " <rf-borfact>03_150521_100_21999000</rf-borfact>\n <log-fact>",
+    );
     f02_at(&v, &[line_of(&t, "<rf-borfact>", 2)]);
 }
 
@@ -305,7 +377,10 @@ fn text_in_element_only_content() {
     ] {
         let (v, t) = edit(from, to);
         let at = line_of(&t, needle, 1);
-        let ok = v.anomalies.iter().any(|a| a.code.as_str() == "F02" && a.xml_line == Some(at));
+        let ok = v
+            .anomalies
+            .iter()
+            .any(|a| a.code.as_str() == "F02" && a.xml_line == Some(at));
         if !ok {
             wrong.push(format!("{to:?}: expected F02 at xml line {at}\n{}", dump(&v)));
         }
@@ -319,7 +394,12 @@ fn text_in_element_only_content() {
 
 #[test]
 fn the_whole_file_on_one_line() {
-    let t: String = Bill::example().render().lines().map(str::trim).collect::<Vec<_>>().join("");
+    let t: String = Bill::example()
+        .render()
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("");
     let v = check_named(NAME, t.as_bytes());
     expect_accepted(&v, 2);
     let t = t.replacen("<bo-regul>F", "<bo-regul>V", 1);

@@ -18,26 +18,6 @@ fn encode_8bit(text: &str, table: fn(char) -> Option<u8>) -> Vec<u8> {
         .collect()
 }
 
-pub fn latin1(c: char) -> Option<u8> {
-    u8::try_from(u32::from(c)).ok()
-}
-
-pub fn cp1252(c: char) -> Option<u8> {
-    const HIGH: [(char, u8); 27] = [
-        ('€', 0x80), ('‚', 0x82), ('ƒ', 0x83), ('„', 0x84), ('…', 0x85), ('†', 0x86), ('‡', 0x87), ('ˆ', 0x88),
-        ('‰', 0x89), ('Š', 0x8A), ('‹', 0x8B), ('Œ', 0x8C), ('Ž', 0x8E), ('‘', 0x91), ('’', 0x92), ('“', 0x93),
-        ('”', 0x94), ('•', 0x95), ('–', 0x96), ('—', 0x97), ('˜', 0x98), ('™', 0x99), ('š', 0x9A), ('›', 0x9B),
-        ('œ', 0x9C), ('ž', 0x9E), ('Ÿ', 0x9F),
-    ];
-    if let Some((_, b)) = HIGH.iter().find(|(ch, _)| *ch == c) {
-        return Some(*b);
-    }
-    match u32::from(c) {
-        0..=0x7F | 0xA0..=0xFF => Some(u32::from(c) as u8),
-        _ => None,
-    }
-}
-
 fn declared(b: &mut Bill, enc: &str) {
     b.decl = format!("<?xml version=\"1.0\" encoding=\"{enc}\"?>");
 }
@@ -143,7 +123,10 @@ fn markup_only_values_are_empty() {
     let mut b = Bill::example();
     b.set(1, "nom-per", "<![CDATA[]]>").set(2, "pn-per", "<!-- rien -->");
     let v = b.check();
-    expect_exact(&v, &[("L12", Some(1), Some("nom-per")), ("L12", Some(2), Some("pn-per"))]);
+    expect_exact(
+        &v,
+        &[("L12", Some(1), Some("nom-per")), ("L12", Some(2), Some("pn-per"))],
+    );
 }
 
 #[test]
@@ -178,4 +161,22 @@ fn crlf_line_ends() {
     let mut b = Bill::with_lines(3);
     b.eol = "\r\n";
     expect_accepted(&b.check(), 3);
+}
+
+#[test]
+fn utf16_with_a_byte_order_mark() {
+    // XML 1.0 §4.3.3: every processor reads UTF-16.
+    for le in [true, false] {
+        let mut b = example_with_names("Éloïse \u{1F600}", "Zoé");
+        b.set(2, "bo-regul", "V");
+        b.decl = "<?xml version=\"1.0\" encoding=\"UTF-16\"?>".into();
+        let text = b.render();
+        let mut bytes = if le { vec![0xFF, 0xFE] } else { vec![0xFE, 0xFF] };
+        for u in text.encode_utf16() {
+            bytes.extend_from_slice(&if le { u.to_le_bytes() } else { u.to_be_bytes() });
+        }
+        let v = check_named(&b.name(), &bytes);
+        expect_exact(&v, &[("L10", Some(2), Some("bo-regul"))]);
+        has_at(&v, "L10", Some(2), Some("bo-regul"), line_of(&text, "<bo-regul>", 2));
+    }
 }
