@@ -7,3 +7,4 @@ mod check_support;
 mod check_spec;
 mod check_cli;
 mod check_oracle;
+mod check_props;
