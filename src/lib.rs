@@ -16,12 +16,14 @@
 //!
 //! See `ARCHITECTURE.md` for the bird's-eye view and the invariants.
 
+pub mod accounts;
 pub mod billing;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod fsutil;
 pub mod history;
+pub mod import;
 pub mod logging;
 pub mod mail;
 pub mod store;

@@ -15,7 +15,9 @@ use crate::config::Config;
 
 mod check;
 mod config_cmd;
+mod import;
 mod stubs;
+mod user;
 
 /// What a command ends with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +187,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Check(a) => check::run(&ctx, &a),
         Command::Config(ConfigCommand::Check) => config_cmd::run(&ctx),
+        Command::Import(a) => import::run(&ctx, &a),
+        Command::User(u) => user::run(&ctx, u),
         other => stubs::run(&ctx, other),
     }
 }

@@ -15,9 +15,12 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use rusqlite::Connection;
 
+pub mod reference;
+
 /// The schema, one SQL file a version. Append only: never edit a released one.
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_core", include_str!("migrations/0001_core.sql")),
+    ("0002_reference", include_str!("migrations/0002_reference.sql")),
 ];
 
 /// Opens (creating if needed) the database and brings it to the newest schema.

@@ -3,3 +3,5 @@
 //! One test binary; one module per area; shared helpers in `support`.
 
 mod support;
+mod accounts;
+mod import;
