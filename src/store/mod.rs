@@ -21,6 +21,7 @@ pub mod reference;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_core", include_str!("migrations/0001_core.sql")),
     ("0002_reference", include_str!("migrations/0002_reference.sql")),
+    ("0003_billing", include_str!("migrations/0003_billing.sql")),
 ];
 
 /// Opens (creating if needed) the database and brings it to the newest schema.
