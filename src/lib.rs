@@ -24,5 +24,6 @@ pub mod fsutil;
 pub mod history;
 pub mod logging;
 pub mod mail;
+pub mod report;
 pub mod store;
 pub mod xml;

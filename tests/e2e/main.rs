@@ -3,3 +3,4 @@
 //! One test binary; one module per area; shared helpers in `support`.
 
 mod support;
+mod report;
