@@ -20,8 +20,15 @@ use crate::billing::FileVerdict;
 pub const COLUMNS: usize = 7;
 
 /// Header of the anomaly table.
-pub const ANOMALY_HEADER: [&str; COLUMNS] =
-    ["Code", "Libellé", "Niveau", "Ligne", "Ligne XML", "Champ", "Message"];
+pub const ANOMALY_HEADER: [&str; COLUMNS] = [
+    "Code",
+    "Libellé",
+    "Niveau",
+    "Ligne",
+    "Ligne XML",
+    "Champ",
+    "Message",
+];
 
 /// Renders the CSV report.
 pub fn render_csv(v: &FileVerdict, m: &ReportMeta<'_>) -> Vec<u8> {
@@ -127,15 +134,29 @@ mod tests {
     #[test]
     fn summary_then_table_with_crlf_and_bom() {
         let b = render_csv(&partial(), &meta());
-        assert!(b.starts_with(b"\xEF\xBB\xBFRubrique;Valeur;;;;;\r\n"), "{:?}", String::from_utf8_lossy(&b[..40]));
+        assert!(
+            b.starts_with(b"\xEF\xBB\xBFRubrique;Valeur;;;;;\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(&b[..40])
+        );
         let rows = read(&b);
         assert!(rows.iter().all(|r| r.len() == COLUMNS));
         assert_eq!(rows[11][..2], ["Verdict", "partiellement accepté"]);
         assert_eq!(rows[15][..2], ["Heures acceptées", "12,50"]);
         let table = rows.iter().position(|r| r[0] == "Code").unwrap();
         assert!(rows[table - 1].iter().all(String::is_empty));
-        assert_eq!(rows[table + 1], ["L06", "Quantité invalide", "ligne", "2", "31", "nb-quant",
-            "La quantité 46 dépasse le maximum mensuel (30 h) de la prestation PPP100."]);
+        assert_eq!(
+            rows[table + 1],
+            [
+                "L06",
+                "Quantité invalide",
+                "ligne",
+                "2",
+                "31",
+                "nb-quant",
+                "La quantité 46 dépasse le maximum mensuel (30 h) de la prestation PPP100."
+            ]
+        );
         assert_eq!(rows.len(), table + 3);
         let text = String::from_utf8(b).unwrap();
         assert_eq!(text.matches("\r\n").count(), text.matches('\n').count());
@@ -163,7 +184,10 @@ mod tests {
         let b = render_csv(&accepted(), &meta());
         assert_eq!(b, render_csv(&accepted(), &meta()));
         let rows = read(&b);
-        assert_eq!(rows.last().unwrap()[..], ANOMALY_HEADER.map(String::from)[..]);
+        assert_eq!(
+            rows.last().unwrap()[..],
+            ANOMALY_HEADER.map(String::from)[..]
+        );
         assert_eq!(rows[11][1], "accepté");
     }
 }

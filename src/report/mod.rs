@@ -73,7 +73,11 @@ pub fn render_all(v: &FileVerdict, m: &ReportMeta<'_>) -> anyhow::Result<Rendere
 /// xml, csv, pdf.
 pub fn report_file_names(file: &str, occurrence: u32) -> [String; 3] {
     let stem = match file.len().checked_sub(4) {
-        Some(cut) if file.is_char_boundary(cut) && file[cut..].eq_ignore_ascii_case(".xml") && cut > 0 => {
+        Some(cut)
+            if file.is_char_boundary(cut)
+                && file[cut..].eq_ignore_ascii_case(".xml")
+                && cut > 0 =>
+        {
             &file[..cut]
         }
         _ => file,
@@ -83,7 +87,11 @@ pub fn report_file_names(file: &str, occurrence: u32) -> [String; 3] {
     } else {
         format!("{stem}.{occurrence}.report")
     };
-    [format!("{base}.xml"), format!("{base}.csv"), format!("{base}.pdf")]
+    [
+        format!("{base}.xml"),
+        format!("{base}.csv"),
+        format!("{base}.pdf"),
+    ]
 }
 
 /// The facts every form shows, worded once.
@@ -166,7 +174,9 @@ fn paris_rfc3339(t: DateTime<Utc>) -> String {
 }
 
 fn paris_fr(t: DateTime<Utc>) -> String {
-    t.with_timezone(&Paris).format("%d/%m/%Y %H:%M:%S").to_string()
+    t.with_timezone(&Paris)
+        .format("%d/%m/%Y %H:%M:%S")
+        .to_string()
 }
 
 /// Replaces what a text line cannot hold (controls, line breaks) by spaces:
@@ -228,8 +238,20 @@ pub(crate) mod tests {
             },
             footer: Footer::default(),
             anomalies: vec![
-                Anomaly::line(Code::L06, 2, 31, "nb-quant", "La quantité 46 dépasse le maximum mensuel (30 h) de la prestation PPP100."),
-                Anomaly::line(Code::L03, 2, 29, "dtf-interv", "La date de fin « 2027-01-31 » est postérieure au jour de réception."),
+                Anomaly::line(
+                    Code::L06,
+                    2,
+                    31,
+                    "nb-quant",
+                    "La quantité 46 dépasse le maximum mensuel (30 h) de la prestation PPP100.",
+                ),
+                Anomaly::line(
+                    Code::L03,
+                    2,
+                    29,
+                    "dtf-interv",
+                    "La date de fin « 2027-01-31 » est postérieure au jour de réception.",
+                ),
             ],
         }
     }
@@ -255,7 +277,10 @@ pub(crate) mod tests {
             ]
         );
         assert_eq!(report_file_names("A.XML", 2)[0], "A.2.report.xml");
-        assert_eq!(report_file_names("bordereau.txt", 1)[2], "bordereau.txt.report.pdf");
+        assert_eq!(
+            report_file_names("bordereau.txt", 1)[2],
+            "bordereau.txt.report.pdf"
+        );
         assert_eq!(report_file_names(".xml", 1)[0], ".xml.report.xml");
         assert_eq!(report_file_names("é.xml", 3)[1], "é.3.report.csv");
     }
@@ -273,7 +298,10 @@ pub(crate) mod tests {
         // Summer time.
         let mut m = meta();
         m.processed_at = t("2026-07-01T22:30:00Z");
-        assert_eq!(Summary::new(&partial(), &m).processed_fr, "02/07/2026 00:30:00");
+        assert_eq!(
+            Summary::new(&partial(), &m).processed_fr,
+            "02/07/2026 00:30:00"
+        );
         let mut v = accepted();
         v.accepted_hours = Decimal::new(123456, 4);
         assert_eq!(Summary::new(&v, &meta()).hours_dot, "12.35");

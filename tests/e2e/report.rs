@@ -110,7 +110,12 @@ fn xpath(file: &Path, expr: &str) -> String {
 }
 
 fn pdftotext(pdf: &Path) -> String {
-    run(Command::new("pdftotext").arg("-layout").arg("-enc").arg("UTF-8").arg(pdf).arg("-"))
+    run(Command::new("pdftotext")
+        .arg("-layout")
+        .arg("-enc")
+        .arg("UTF-8")
+        .arg(pdf)
+        .arg("-"))
 }
 
 fn pdf_pages(pdf: &Path) -> usize {
@@ -126,18 +131,35 @@ fn xml_reports_validate_against_the_schema() {
     assert!(have("xmllint"), "xmllint (libxml2-utils) is required");
     let d = tempfile::tempdir().unwrap();
     let xsd = repo().join("schema/report.xsd");
-    for (i, v) in [partial(), accepted(), rejected_unreadable()].iter().enumerate() {
+    for (i, v) in [partial(), accepted(), rejected_unreadable()]
+        .iter()
+        .enumerate()
+    {
         let mut m = meta();
         if i == 2 {
             m.caisse_name = None;
         }
         let p = write(d.path(), &format!("r{i}.xml"), &render_xml(v, &m));
-        let out = Command::new("xmllint").arg("--noout").arg("--schema").arg(&xsd).arg(&p).output().unwrap();
-        assert!(out.status.success(), "report {i} invalid: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("xmllint")
+            .arg("--noout")
+            .arg("--schema")
+            .arg(&xsd)
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "report {i} invalid: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     // What the provider's parser reads back: the hostile message intact
     // except the control character, the file name escaped.
-    let p = write(d.path(), "hostile.xml", &render_xml(&rejected_unreadable(), &meta()));
+    let p = write(
+        d.path(),
+        "hostile.xml",
+        &render_xml(&rejected_unreadable(), &meta()),
+    );
     let msg = xpath(&p, "string(//anomalie[@code='F01']/message)");
     assert_eq!(msg, "XML mal formé : « </fact> » ne ferme pas <factbord> ]]> & \"guillemets\" \u{FFFD} \r\n fin");
     let name = xpath(&p, "string(/compte-rendu/fichier/nom)");
@@ -154,7 +176,10 @@ fn python_csv_rows(path: &Path) -> Vec<Vec<String>> {
         "with open(sys.argv[1], newline='', encoding='utf-8-sig') as f:\n",
         "    print(json.dumps(list(csv.reader(f, delimiter=';'))))\n",
     );
-    let out = run(Command::new("/usr/bin/python3").arg("-c").arg(script).arg(path));
+    let out = run(Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .arg(path));
     serde_json::from_str(&out).unwrap()
 }
 
@@ -170,14 +195,38 @@ fn csv_reports_parse_back_with_bom_semicolons_and_guards() {
     assert_eq!(find("Verdict").as_deref(), Some("partiellement accepté"));
     assert_eq!(find("Caisse").as_deref(), Some("04 — Carsat Nord-Picardie"));
     assert_eq!(find("Canal").as_deref(), Some("dépôt"));
-    assert_eq!(find("Reçu le (heure de Paris)").as_deref(), Some("25/11/2026 10:58:12"));
+    assert_eq!(
+        find("Reçu le (heure de Paris)").as_deref(),
+        Some("25/11/2026 10:58:12")
+    );
     assert_eq!(find("Lignes rejetées").as_deref(), Some("2"));
     assert_eq!(find("Heures acceptées").as_deref(), Some("17,50"));
     let head = rows.iter().position(|r| r[0] == "Code").unwrap();
-    assert_eq!(rows[head], ["Code", "Libellé", "Niveau", "Ligne", "Ligne XML", "Champ", "Message"]);
+    assert_eq!(
+        rows[head],
+        [
+            "Code",
+            "Libellé",
+            "Niveau",
+            "Ligne",
+            "Ligne XML",
+            "Champ",
+            "Message"
+        ]
+    );
     let table = &rows[head + 1..];
     assert_eq!(table.len(), 3);
-    assert_eq!(table[2][..6], ["L08", "Période déjà facturée", "ligne", "3", "44", "dtd-interv"]);
+    assert_eq!(
+        table[2][..6],
+        [
+            "L08",
+            "Période déjà facturée",
+            "ligne",
+            "3",
+            "44",
+            "dtd-interv"
+        ]
+    );
 
     // Formula injection: every dangerous first character is neutralised.
     let mut v = partial();
@@ -189,9 +238,23 @@ fn csv_reports_parse_back_with_bom_semicolons_and_guards() {
     v.header.rf_borfact = "=cmd|' /C calc'!A0".into();
     let p = write(d.path(), "guard.csv", &render_csv(&v, &meta()));
     let rows = python_csv_rows(&p);
-    let messages: Vec<&str> = rows.iter().rev().take(6).rev().map(|r| r[6].as_str()).collect();
-    assert_eq!(messages, ["'=1+1", "'+33", "'-2", "'@SUM(A1)", " x", "ok=1"]);
-    assert_eq!(rows.iter().find(|r| r[0] == "Bordereau (rf-borfact)").unwrap()[1], "'=cmd|' /C calc'!A0");
+    let messages: Vec<&str> = rows
+        .iter()
+        .rev()
+        .take(6)
+        .rev()
+        .map(|r| r[6].as_str())
+        .collect();
+    assert_eq!(
+        messages,
+        ["'=1+1", "'+33", "'-2", "'@SUM(A1)", " x", "ok=1"]
+    );
+    assert_eq!(
+        rows.iter()
+            .find(|r| r[0] == "Bordereau (rf-borfact)")
+            .unwrap()[1],
+        "'=cmd|' /C calc'!A0"
+    );
 
     // CRLF everywhere, no bare LF.
     let text = String::from_utf8(bytes).unwrap();
@@ -202,7 +265,11 @@ fn csv_reports_parse_back_with_bom_semicolons_and_guards() {
 fn pdf_report_extracts_with_accents_codes_messages_and_page_numbers() {
     assert!(have("pdftotext"), "pdftotext (poppler-utils) is required");
     let d = tempfile::tempdir().unwrap();
-    let p = write(d.path(), "partial.pdf", &render_pdf(&partial(), &meta()).unwrap());
+    let p = write(
+        d.path(),
+        "partial.pdf",
+        &render_pdf(&partial(), &meta()).unwrap(),
+    );
     let text = pdftotext(&p);
     for needle in [
         "Compte rendu de traitement",
@@ -230,18 +297,32 @@ fn pdf_report_extracts_with_accents_codes_messages_and_page_numbers() {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
     for code in ["L03", "L06", "L08"] {
-        assert!(text.matches(code).count() >= 2, "{code} should be in the legend and the table:\n{text}");
+        assert!(
+            text.matches(code).count() >= 2,
+            "{code} should be in the legend and the table:\n{text}"
+        );
     }
     // Messages wrap inside their cell: every word is there, in order.
     let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    assert!(flat.contains("Période déjà facturée et acceptée : même bénéficiaire, même prestation,"), "{flat}");
+    assert!(
+        flat.contains("Période déjà facturée et acceptée : même bénéficiaire, même prestation,"),
+        "{flat}"
+    );
 
     // The font is embedded and subset.
     let fonts = run(Command::new("pdffonts").arg(&p));
     assert!(fonts.contains("DejaVuSans"), "{fonts}");
     let embedded: Vec<&str> = fonts.lines().skip(2).collect();
-    assert!(!embedded.is_empty() && embedded.iter().all(|l| l.contains(" yes ")), "{fonts}");
-    assert!(embedded.iter().all(|l| l.split_whitespace().next().unwrap_or("").contains('+')), "not subset: {fonts}");
+    assert!(
+        !embedded.is_empty() && embedded.iter().all(|l| l.contains(" yes ")),
+        "{fonts}"
+    );
+    assert!(
+        embedded
+            .iter()
+            .all(|l| l.split_whitespace().next().unwrap_or("").contains('+')),
+        "not subset: {fonts}"
+    );
     let size = std::fs::metadata(&p).unwrap().len();
     assert!(size < 60_000, "PDF of {size} bytes: the font is not subset");
 }
@@ -257,7 +338,10 @@ fn long_pdf_repeats_the_table_header_and_numbers_every_page() {
     v.anomalies = (1..=400u32)
         .map(|i| {
             let msg = if i % 7 == 0 {
-                format!("Anomalie n°{i} : NIR « 15412999990{i:02} » invalide, {} (fin n°{i}).", "très long commentaire ".repeat(12))
+                format!(
+                    "Anomalie n°{i} : NIR « 15412999990{i:02} » invalide, {} (fin n°{i}).",
+                    "très long commentaire ".repeat(12)
+                )
             } else {
                 format!("Anomalie n°{i} : NIR invalide (fin n°{i}).")
             };
@@ -269,19 +353,41 @@ fn long_pdf_repeats_the_table_header_and_numbers_every_page() {
     assert!(pages >= 8, "{pages} pages");
     for n in 1..=pages {
         let page = run(Command::new("pdftotext")
-            .args(["-layout", "-enc", "UTF-8", "-f", &n.to_string(), "-l", &n.to_string()])
+            .args([
+                "-layout",
+                "-enc",
+                "UTF-8",
+                "-f",
+                &n.to_string(),
+                "-l",
+                &n.to_string(),
+            ])
             .arg(&p)
             .arg("-"));
-        assert!(page.contains(&format!("page {n} / {pages}")), "page {n}:\n{page}");
+        assert!(
+            page.contains(&format!("page {n} / {pages}")),
+            "page {n}:\n{page}"
+        );
         if n > 1 {
-            assert!(page.contains("Ligne XML") && page.contains("Message"), "no table header on page {n}:\n{page}");
+            assert!(
+                page.contains("Ligne XML") && page.contains("Message"),
+                "no table header on page {n}:\n{page}"
+            );
         }
     }
-    let flat: String = pdftotext(&p).split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat: String = pdftotext(&p)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     for i in 1..=400 {
-        assert!(flat.contains(&format!("(fin n°{i}).")), "anomaly {i} missing");
+        assert!(
+            flat.contains(&format!("(fin n°{i}).")),
+            "anomaly {i} missing"
+        );
     }
-    assert!(flat.contains("Total : 400 anomalies (0 de fichier, 400 de ligne) ; 400 lignes rejetées sur 400"));
+    assert!(flat.contains(
+        "Total : 400 anomalies (0 de fichier, 400 de ligne) ; 400 lignes rejetées sur 400"
+    ));
 }
 
 #[test]
@@ -295,19 +401,47 @@ fn accepted_report_without_anomaly_in_every_form() {
     let pdf = write(d.path(), &pdf_name, &render_pdf(&v, &m).unwrap());
     assert_eq!(xml_name, "04_251126_100_21999000.report.xml");
 
-    let out = Command::new("xmllint").arg("--noout").arg("--schema").arg(repo().join("schema/report.xsd")).arg(&xml).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(repo().join("schema/report.xsd"))
+        .arg(&xml)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let n = xpath(&xml, "count(//anomalie)");
     assert_eq!(n, "0");
 
     let rows = python_csv_rows(&csv);
-    assert_eq!(rows.last().unwrap()[0], "Code", "the table header ends an accepted report");
-    assert_eq!(rows.iter().find(|r| r[0] == "Verdict").unwrap()[1], "accepté");
+    assert_eq!(
+        rows.last().unwrap()[0],
+        "Code",
+        "the table header ends an accepted report"
+    );
+    assert_eq!(
+        rows.iter().find(|r| r[0] == "Verdict").unwrap()[1],
+        "accepté"
+    );
 
     let text = pdftotext(&pdf);
-    assert!(text.contains("accepté") && !text.contains("partiellement"), "{text}");
-    assert!(text.contains("Aucune anomalie : toutes les lignes du fichier ont été transmises à la caisse."), "{text}");
-    assert!(text.contains("42,00") && text.contains("page 1 / 1"), "{text}");
+    assert!(
+        text.contains("accepté") && !text.contains("partiellement"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "Aucune anomalie : toutes les lignes du fichier ont été transmises à la caisse."
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("42,00") && text.contains("page 1 / 1"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -315,7 +449,11 @@ fn rejected_file_report_shows_file_anomalies() {
     let d = tempfile::tempdir().unwrap();
     let mut m = meta();
     m.caisse_name = None;
-    let p = write(d.path(), "rejected.pdf", &render_pdf(&rejected_unreadable(), &m).unwrap());
+    let p = write(
+        d.path(),
+        "rejected.pdf",
+        &render_pdf(&rejected_unreadable(), &m).unwrap(),
+    );
     let text = pdftotext(&p);
     for needle in [
         "rejeté",
@@ -373,7 +511,15 @@ fn hundred_thousand_anomalies_render() {
     let pages = pdf_pages(&p);
     assert!(pages > 1000, "{pages} pages");
     let last = run(Command::new("pdftotext")
-        .args(["-layout", "-enc", "UTF-8", "-f", &pages.to_string(), "-l", &pages.to_string()])
+        .args([
+            "-layout",
+            "-enc",
+            "UTF-8",
+            "-f",
+            &pages.to_string(),
+            "-l",
+            &pages.to_string(),
+        ])
         .arg(&p)
         .arg("-"));
     assert!(last.contains(&format!("page {pages} / {pages}")), "{last}");

@@ -33,13 +33,22 @@ pub(crate) fn metadata(cx: &Ctx<'_>) -> Metadata {
         .utc_offset_hour(0)
         .utc_offset_minute(0);
     Metadata::new()
-        .title(format!("Compte rendu de traitement — {}", one_line(&cx.v.file)))
+        .title(format!(
+            "Compte rendu de traitement — {}",
+            one_line(&cx.v.file)
+        ))
         .language("fr-FR".into())
         .creator("ppas-gateway".into())
         .creation_date(date)
 }
 
-pub(crate) fn draw_page(doc: &mut Document, cx: &Ctx<'_>, blocks: &[(Block, f32)], n: usize, total: usize) {
+pub(crate) fn draw_page(
+    doc: &mut Document,
+    cx: &Ctx<'_>,
+    blocks: &[(Block, f32)],
+    n: usize,
+    total: usize,
+) {
     let Some(settings) = PageSettings::from_wh(PAGE_W, PAGE_H) else {
         return;
     };
@@ -60,7 +69,15 @@ fn draw_block(sf: &mut Surface<'_>, cx: &Ctx<'_>, b: &Block, y: f32) {
         Block::Subtitle(t) => {
             let lines = f.regular.wrap(&f.regular.clean(t), 10.0, CONTENT_W, 3);
             for (i, l) in lines.iter().enumerate() {
-                text(sf, &f.regular, 10.0, MARGIN_X, y + 10.0 + i as f32 * 13.0, l, GREY_TEXT);
+                text(
+                    sf,
+                    &f.regular,
+                    10.0,
+                    MARGIN_X,
+                    y + 10.0 + i as f32 * 13.0,
+                    l,
+                    GREY_TEXT,
+                );
             }
         }
         Block::Kv(label, value) => {
@@ -77,7 +94,15 @@ fn draw_block(sf: &mut Surface<'_>, cx: &Ctx<'_>, b: &Block, y: f32) {
                 Verdict::Rejected => (180, 20, 20),
             };
             text(sf, &f.bold, 12.0, MARGIN_X, y + 13.0, "Verdict :", BLACK);
-            text(sf, &f.bold, 12.0, MARGIN_X + KV_LABEL_W, y + 13.0, cx.s.verdict_fr, color);
+            text(
+                sf,
+                &f.bold,
+                12.0,
+                MARGIN_X + KV_LABEL_W,
+                y + 13.0,
+                cx.s.verdict_fr,
+                color,
+            );
         }
         Block::Heading(t) => {
             text(sf, &f.bold, 11.0, MARGIN_X, y + 13.0, t, BLACK);
@@ -85,24 +110,80 @@ fn draw_block(sf: &mut Surface<'_>, cx: &Ctx<'_>, b: &Block, y: f32) {
         Block::Paragraph(t) => {
             let lines = f.regular.wrap(&f.regular.clean(t), KV_SIZE, CONTENT_W, 10);
             for (i, l) in lines.iter().enumerate() {
-                text(sf, &f.regular, KV_SIZE, MARGIN_X, y + KV_SIZE + i as f32 * KV_LEADING, l, BLACK);
+                text(
+                    sf,
+                    &f.regular,
+                    KV_SIZE,
+                    MARGIN_X,
+                    y + KV_SIZE + i as f32 * KV_LEADING,
+                    l,
+                    BLACK,
+                );
             }
         }
         Block::LegendHeader => {
             let h = height(cx, b);
             rect(sf, MARGIN_X, y, CONTENT_W, h, HEADER_BG);
             let by = y + CELL_PAD_Y + TABLE_SIZE;
-            text(sf, &f.bold, TABLE_SIZE, MARGIN_X + CELL_PAD_X, by, "Code", BLACK);
-            text(sf, &f.bold, TABLE_SIZE, MARGIN_X + COLS[0] + CELL_PAD_X, by, "Libellé", BLACK);
-            right(sf, &f.bold, TABLE_SIZE, MARGIN_X + CONTENT_W - CELL_PAD_X, by, "Nombre");
+            text(
+                sf,
+                &f.bold,
+                TABLE_SIZE,
+                MARGIN_X + CELL_PAD_X,
+                by,
+                "Code",
+                BLACK,
+            );
+            text(
+                sf,
+                &f.bold,
+                TABLE_SIZE,
+                MARGIN_X + COLS[0] + CELL_PAD_X,
+                by,
+                "Libellé",
+                BLACK,
+            );
+            right(
+                sf,
+                &f.bold,
+                TABLE_SIZE,
+                MARGIN_X + CONTENT_W - CELL_PAD_X,
+                by,
+                "Nombre",
+            );
         }
         Block::LegendRow(i) => {
             let (code, count) = cx.s.codes[*i];
             let by = y + CELL_PAD_Y + TABLE_SIZE;
-            text(sf, &f.regular, TABLE_SIZE, MARGIN_X + CELL_PAD_X, by, code.as_str(), BLACK);
-            let title = f.regular.fit(code.title_fr(), TABLE_SIZE, CONTENT_W - COLS[0] - 60.0);
-            text(sf, &f.regular, TABLE_SIZE, MARGIN_X + COLS[0] + CELL_PAD_X, by, &title, BLACK);
-            right(sf, &f.regular, TABLE_SIZE, MARGIN_X + CONTENT_W - CELL_PAD_X, by, &count.to_string());
+            text(
+                sf,
+                &f.regular,
+                TABLE_SIZE,
+                MARGIN_X + CELL_PAD_X,
+                by,
+                code.as_str(),
+                BLACK,
+            );
+            let title = f
+                .regular
+                .fit(code.title_fr(), TABLE_SIZE, CONTENT_W - COLS[0] - 60.0);
+            text(
+                sf,
+                &f.regular,
+                TABLE_SIZE,
+                MARGIN_X + COLS[0] + CELL_PAD_X,
+                by,
+                &title,
+                BLACK,
+            );
+            right(
+                sf,
+                &f.regular,
+                TABLE_SIZE,
+                MARGIN_X + CONTENT_W - CELL_PAD_X,
+                by,
+                &count.to_string(),
+            );
             rule(sf, y + height(cx, b));
         }
         Block::TableHeader => {
@@ -124,26 +205,72 @@ fn draw_block(sf: &mut Surface<'_>, cx: &Ctx<'_>, b: &Block, y: f32) {
             let (field, message) = row_lines(cx, *i);
             let by = y + CELL_PAD_Y + TABLE_SIZE;
             let mut x = MARGIN_X;
-            text(sf, &f.bold, TABLE_SIZE, x + CELL_PAD_X, by, a.code.as_str(), BLACK);
+            text(
+                sf,
+                &f.bold,
+                TABLE_SIZE,
+                x + CELL_PAD_X,
+                by,
+                a.code.as_str(),
+                BLACK,
+            );
             x += COLS[0];
             let num = |n: Option<String>| n.unwrap_or_else(|| "—".into());
-            right(sf, &f.regular, TABLE_SIZE, x + COLS[1] - CELL_PAD_X, by, &num(a.line.map(|n| n.to_string())));
+            right(
+                sf,
+                &f.regular,
+                TABLE_SIZE,
+                x + COLS[1] - CELL_PAD_X,
+                by,
+                &num(a.line.map(|n| n.to_string())),
+            );
             x += COLS[1];
-            right(sf, &f.regular, TABLE_SIZE, x + COLS[2] - CELL_PAD_X, by, &num(a.xml_line.map(|n| n.to_string())));
+            right(
+                sf,
+                &f.regular,
+                TABLE_SIZE,
+                x + COLS[2] - CELL_PAD_X,
+                by,
+                &num(a.xml_line.map(|n| n.to_string())),
+            );
             x += COLS[2];
             for (k, l) in field.iter().enumerate() {
-                text(sf, &f.regular, TABLE_SIZE, x + CELL_PAD_X, by + k as f32 * TABLE_LEADING, l, BLACK);
+                text(
+                    sf,
+                    &f.regular,
+                    TABLE_SIZE,
+                    x + CELL_PAD_X,
+                    by + k as f32 * TABLE_LEADING,
+                    l,
+                    BLACK,
+                );
             }
             x += COLS[3];
             for (k, l) in message.iter().enumerate() {
-                text(sf, &f.regular, TABLE_SIZE, x + CELL_PAD_X, by + k as f32 * TABLE_LEADING, l, BLACK);
+                text(
+                    sf,
+                    &f.regular,
+                    TABLE_SIZE,
+                    x + CELL_PAD_X,
+                    by + k as f32 * TABLE_LEADING,
+                    l,
+                    BLACK,
+                );
             }
             rule(sf, y + height(cx, b));
         }
         Block::Totals(t) => {
             let lines = f.bold.wrap(&f.bold.clean(t), KV_SIZE, CONTENT_W, 10);
             for (i, l) in lines.iter().enumerate() {
-                text(sf, &f.bold, KV_SIZE, MARGIN_X, y + KV_SIZE + i as f32 * KV_LEADING, l, BLACK);
+                text(
+                    sf,
+                    &f.bold,
+                    KV_SIZE,
+                    MARGIN_X,
+                    y + KV_SIZE + i as f32 * KV_LEADING,
+                    l,
+                    BLACK,
+                );
             }
         }
         Block::Gap(_) => {}
@@ -165,7 +292,15 @@ fn footer(sf: &mut Surface<'_>, cx: &Ctx<'_>, n: usize, total: usize) {
 }
 
 /// Draws `s` (cleaned here) with its baseline at `y`.
-fn text(sf: &mut Surface<'_>, face: &Face, size: f32, x: f32, y: f32, s: &str, color: (u8, u8, u8)) {
+fn text(
+    sf: &mut Surface<'_>,
+    face: &Face,
+    size: f32,
+    x: f32,
+    y: f32,
+    s: &str,
+    color: (u8, u8, u8),
+) {
     let s = face.clean(s);
     if s.trim().is_empty() {
         return;
@@ -176,7 +311,14 @@ fn text(sf: &mut Surface<'_>, face: &Face, size: f32, x: f32, y: f32, s: &str, c
         ..Default::default()
     }));
     let glyphs = face.run(&s);
-    sf.draw_glyphs(Point::from_xy(x, y), &glyphs, face.font.clone(), &s, size, false);
+    sf.draw_glyphs(
+        Point::from_xy(x, y),
+        &glyphs,
+        face.font.clone(),
+        &s,
+        size,
+        false,
+    );
 }
 
 /// Draws `s` right-aligned on `x_right`.

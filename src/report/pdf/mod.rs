@@ -38,7 +38,13 @@ pub(crate) const TABLE_LEADING: f32 = 10.0;
 pub(crate) const CELL_PAD_Y: f32 = 3.0;
 pub(crate) const CELL_PAD_X: f32 = 3.0;
 /// Column widths of the anomaly table: Code, Ligne, Ligne XML, Champ, Message.
-pub(crate) const COLS: [f32; 5] = [32.0, 40.0, 54.0, 86.0, CONTENT_W - 32.0 - 40.0 - 54.0 - 86.0];
+pub(crate) const COLS: [f32; 5] = [
+    32.0,
+    40.0,
+    54.0,
+    86.0,
+    CONTENT_W - 32.0 - 40.0 - 54.0 - 86.0,
+];
 pub(crate) const COL_TITLES: [&str; 5] = ["Code", "Ligne", "Ligne XML", "Champ", "Message"];
 /// A message longer than this many lines is cut in the PDF (the XML and CSV
 /// forms keep it whole): one row must always fit on a page.
@@ -120,7 +126,13 @@ pub fn render_pdf(v: &FileVerdict, m: &ReportMeta<'_>) -> anyhow::Result<Vec<u8>
 /// The report as a flat list of blocks.
 fn blocks(cx: &Ctx<'_>) -> Vec<Block> {
     let (v, m, s) = (cx.v, cx.m, &cx.s);
-    let or_dash = |x: &str| if x.trim().is_empty() { "—".to_string() } else { x.to_string() };
+    let or_dash = |x: &str| {
+        if x.trim().is_empty() {
+            "—".to_string()
+        } else {
+            x.to_string()
+        }
+    };
     let mut b = vec![
         Block::Title("Compte rendu de traitement".into()),
         Block::Subtitle(format!("Fichier de facturation {}", v.file)),
@@ -155,7 +167,10 @@ fn blocks(cx: &Ctx<'_>) -> Vec<Block> {
     b.push(Block::LegendHeader);
     b.extend((0..s.codes.len()).map(Block::LegendRow));
     b.push(Block::Gap(10.0));
-    b.push(Block::Heading(format!("Détail des anomalies ({})", v.anomalies.len())));
+    b.push(Block::Heading(format!(
+        "Détail des anomalies ({})",
+        v.anomalies.len()
+    )));
     if v.has_file_anomaly() {
         b.push(Block::Paragraph(
             "Le fichier est rejeté en entier : aucune ligne n'a été transmise à la caisse.".into(),
@@ -193,14 +208,20 @@ pub(crate) fn height(cx: &Ctx<'_>, b: &Block) -> f32 {
     match b {
         Block::Title(_) => 24.0,
         Block::Subtitle(t) => {
-            let n = f.regular.wrap(&f.regular.clean(t), 10.0, CONTENT_W, 3).len();
+            let n = f
+                .regular
+                .wrap(&f.regular.clean(t), 10.0, CONTENT_W, 3)
+                .len();
             n as f32 * 13.0 + 2.0
         }
         Block::Kv(_, value) => kv_lines(cx, value).len() as f32 * KV_LEADING,
         Block::Verdict => 20.0,
         Block::Heading(_) => 20.0,
         Block::Paragraph(t) => {
-            let n = f.regular.wrap(&f.regular.clean(t), KV_SIZE, CONTENT_W, 10).len();
+            let n = f
+                .regular
+                .wrap(&f.regular.clean(t), KV_SIZE, CONTENT_W, 10)
+                .len();
             n as f32 * KV_LEADING + 4.0
         }
         Block::LegendHeader | Block::TableHeader => TABLE_LEADING + 2.0 * CELL_PAD_Y,
@@ -219,7 +240,12 @@ pub(crate) fn height(cx: &Ctx<'_>, b: &Block) -> f32 {
 
 pub(crate) fn kv_lines(cx: &Ctx<'_>, value: &str) -> Vec<String> {
     let r = &cx.fonts.regular;
-    r.wrap(&r.clean(value), KV_SIZE, CONTENT_W - KV_LABEL_W, KV_MAX_LINES)
+    r.wrap(
+        &r.clean(value),
+        KV_SIZE,
+        CONTENT_W - KV_LABEL_W,
+        KV_MAX_LINES,
+    )
 }
 
 /// The wrapped field and message cells of anomaly `i`.
@@ -233,7 +259,12 @@ pub(crate) fn row_lines(cx: &Ctx<'_>, i: usize) -> (Vec<String>, Vec<String>) {
         inner(COLS[3]),
         MAX_FIELD_LINES,
     );
-    let message = r.wrap(&r.clean(&one_line(&a.message)), TABLE_SIZE, inner(COLS[4]), MAX_MESSAGE_LINES);
+    let message = r.wrap(
+        &r.clean(&one_line(&a.message)),
+        TABLE_SIZE,
+        inner(COLS[4]),
+        MAX_MESSAGE_LINES,
+    );
     (field, message)
 }
 
@@ -292,16 +323,38 @@ mod tests {
     fn many_rows_paginate_with_the_header_on_every_page() {
         let mut v = partial();
         v.anomalies = (0..500)
-            .map(|i| Anomaly::line(Code::L02, i + 1, 10 + u64::from(i), "nir-per", "NIR invalide : 13 caractères attendus, chiffres ou 2A/2B en positions 6 et 7."))
+            .map(|i| {
+                Anomaly::line(
+                    Code::L02,
+                    i + 1,
+                    10 + u64::from(i),
+                    "nir-per",
+                    "NIR invalide : 13 caractères attendus, chiffres ou 2A/2B en positions 6 et 7.",
+                )
+            })
             .collect();
         let m = meta();
-        let cx = Ctx { v: &v, m: &m, s: Summary::new(&v, &m), fonts: text::fonts().unwrap() };
+        let cx = Ctx {
+            v: &v,
+            m: &m,
+            s: Summary::new(&v, &m),
+            fonts: text::fonts().unwrap(),
+        };
         let pages = layout(&cx, blocks(&cx));
         assert!(pages.len() > 5, "{}", pages.len());
-        let rows: usize = pages.iter().flatten().filter(|(b, _)| matches!(b, Block::Row(_))).count();
+        let rows: usize = pages
+            .iter()
+            .flatten()
+            .filter(|(b, _)| matches!(b, Block::Row(_)))
+            .count();
         assert_eq!(rows, 500);
         for (n, page) in pages.iter().enumerate().skip(1) {
-            assert!(matches!(page[0].0, Block::TableHeader), "page {} starts with {:?}", n + 1, page[0].0);
+            assert!(
+                matches!(page[0].0, Block::TableHeader),
+                "page {} starts with {:?}",
+                n + 1,
+                page[0].0
+            );
             for (b, y) in page {
                 assert!(y + height(&cx, b) <= CONTENT_BOTTOM + 0.01, "{b:?} at {y}");
             }
@@ -321,7 +374,12 @@ mod tests {
     fn a_huge_message_and_exotic_characters_still_render() {
         let mut v = partial();
         v.file = "facture\u{0}\u{1F600}\u{4E2D}.xml".into();
-        v.anomalies = vec![Anomaly::file(Code::F01, Some(1), Some(&"x".repeat(3000)), "é ".repeat(50_000))];
+        v.anomalies = vec![Anomaly::file(
+            Code::F01,
+            Some(1),
+            Some(&"x".repeat(3000)),
+            "é ".repeat(50_000),
+        )];
         let pdf = render_pdf(&v, &meta()).unwrap();
         assert!(pdf.len() < 200_000, "{}", pdf.len());
     }
