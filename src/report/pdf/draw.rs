@@ -257,7 +257,7 @@ fn draw_block(sf: &mut Surface<'_>, cx: &Ctx<'_>, b: &Block, y: f32) {
                     BLACK,
                 );
             }
-            rule(sf, y + height(cx, b));
+            rule(sf, y + row_height(&field, &message));
         }
         Block::Totals(t) => {
             let lines = f.bold.wrap(&f.bold.clean(t), KV_SIZE, CONTENT_W, 10);

@@ -228,7 +228,7 @@ pub(crate) fn height(cx: &Ctx<'_>, b: &Block) -> f32 {
         Block::LegendRow(_) => TABLE_LEADING + 2.0 * CELL_PAD_Y,
         Block::Row(i) => {
             let (field, message) = row_lines(cx, *i);
-            field.len().max(message.len()) as f32 * TABLE_LEADING + 2.0 * CELL_PAD_Y
+            row_height(&field, &message)
         }
         Block::Totals(t) => {
             let n = f.bold.wrap(&f.bold.clean(t), KV_SIZE, CONTENT_W, 10).len();
@@ -246,6 +246,11 @@ pub(crate) fn kv_lines(cx: &Ctx<'_>, value: &str) -> Vec<String> {
         CONTENT_W - KV_LABEL_W,
         KV_MAX_LINES,
     )
+}
+
+/// Height of an anomaly row from its wrapped cells.
+pub(crate) fn row_height(field: &[String], message: &[String]) -> f32 {
+    field.len().max(message.len()).max(1) as f32 * TABLE_LEADING + 2.0 * CELL_PAD_Y
 }
 
 /// The wrapped field and message cells of anomaly `i`.

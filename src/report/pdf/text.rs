@@ -23,11 +23,18 @@ use skrifa::MetadataProvider;
 static REGULAR_TTF: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
 static BOLD_TTF: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans-Bold.ttf");
 
+/// Marks a code point the font has no glyph for.
+const MISSING: u32 = u32::MAX;
+
 /// One face: the krilla font to draw with and its metrics.
 pub(crate) struct Face {
     pub font: Font,
-    /// Character → (glyph id, advance in em).
-    glyphs: HashMap<char, (u32, f32)>,
+    /// Basic Multilingual Plane: code point → (glyph id, advance in em),
+    /// glyph id [`MISSING`] where the font has none. A flat table: the
+    /// layout looks up every character of every cell, twice.
+    bmp: Vec<(u32, f32)>,
+    /// The few characters beyond the BMP the font has.
+    astral: HashMap<char, (u32, f32)>,
     /// What an unknown character is drawn as: `?`.
     fallback: (u32, f32),
 }
@@ -63,24 +70,41 @@ impl Face {
                 .units_per_em,
         );
         let metrics = fref.glyph_metrics(Size::unscaled(), LocationRef::default());
-        let mut glyphs = HashMap::new();
+        let mut bmp = vec![(MISSING, 0.0f32); 0x1_0000];
+        let mut astral = HashMap::new();
         for (cp, gid) in fref.charmap().mappings() {
             if let (Some(c), Some(adv)) = (char::from_u32(cp), metrics.advance_width(gid)) {
-                glyphs.insert(c, (gid.to_u32(), adv / upem));
+                let g = (gid.to_u32(), adv / upem);
+                match bmp.get_mut(cp as usize) {
+                    Some(slot) => *slot = g,
+                    None => {
+                        astral.insert(c, g);
+                    }
+                }
             }
         }
-        let fallback = *glyphs
-            .get(&'?')
-            .ok_or_else(|| format!("embedded font {name} has no '?' glyph"))?;
+        let fallback = bmp[usize::from(b'?')];
+        if fallback.0 == MISSING {
+            return Err(format!("embedded font {name} has no '?' glyph"));
+        }
         Ok(Face {
             font,
-            glyphs,
+            bmp,
+            astral,
             fallback,
         })
     }
 
+    fn lookup(&self, c: char) -> Option<(u32, f32)> {
+        match self.bmp.get(c as usize) {
+            Some(&(gid, _)) if gid == MISSING => None,
+            Some(&g) => Some(g),
+            None => self.astral.get(&c).copied(),
+        }
+    }
+
     fn glyph(&self, c: char) -> (u32, f32) {
-        self.glyphs.get(&c).copied().unwrap_or(self.fallback)
+        self.lookup(c).unwrap_or(self.fallback)
     }
 
     /// The text as it will be drawn: controls as spaces, characters the
@@ -90,7 +114,7 @@ impl Face {
             .map(|c| {
                 if c.is_control() {
                     ' '
-                } else if self.glyphs.contains_key(&c) {
+                } else if self.lookup(c).is_some() {
                     c
                 } else {
                     '?'
