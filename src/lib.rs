@@ -26,5 +26,6 @@ pub mod history;
 pub mod import;
 pub mod logging;
 pub mod mail;
+pub mod report;
 pub mod store;
 pub mod xml;

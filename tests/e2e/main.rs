@@ -5,3 +5,5 @@
 mod support;
 mod accounts;
 mod import;
+mod mail;
+mod report;
