@@ -16,6 +16,8 @@ use crate::config::Config;
 mod check;
 mod config_cmd;
 mod import;
+mod process;
+mod serve;
 mod stubs;
 mod user;
 
@@ -50,7 +52,7 @@ pub enum Command {
     /// Stateless conformance check of billing files (no database needed).
     Check(FilesArgs),
     /// Dry run of every control against the current state; changes nothing.
-    Validate(FilesArgs),
+    Validate(ValidateArgs),
     /// Import caisse reference data (providers, beneficiaries, …).
     Import(ImportArgs),
     /// Provider accounts.
@@ -80,6 +82,20 @@ pub struct FilesArgs {
     #[arg(long)]
     pub json: bool,
     /// Billing files to check.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// One JSON object per file, one per line, on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Provider account the files would come from (default: the owner of
+    /// the header's id-site).
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Billing files to validate.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 }
@@ -162,6 +178,8 @@ pub enum ConfigCommand {
 /// What every command gets: the validated configuration and the clock.
 pub struct Ctx {
     pub cfg: Config,
+    /// The `--config` given, for reloads.
+    pub config_path: Option<PathBuf>,
     pub clock: Clock,
 }
 
@@ -182,6 +200,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
     crate::logging::init(&cfg, cli.log_json);
     let ctx = Ctx {
         cfg,
+        config_path: cli.config.clone(),
         clock: Clock::from_env()?,
     };
     match cli.command {
@@ -189,6 +208,10 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Config(ConfigCommand::Check) => config_cmd::run(&ctx),
         Command::Import(a) => import::run(&ctx, &a),
         Command::User(u) => user::run(&ctx, u),
+        Command::Validate(a) => process::validate(&ctx, &a),
+        Command::Process(a) => process::run(&ctx, &a),
+        Command::Run(a) => process::run_job(&ctx, &a),
+        Command::Serve => serve::run(ctx),
         other => stubs::run(&ctx, other),
     }
 }

@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::rules::{duplicate_of, reject_with, StateRules};
 use super::{rfc3339, Pipeline};
-use crate::billing::check::{check_path_with, CheckOptions};
+use crate::billing::check::{check_file_as, CheckOptions};
 use crate::billing::{Anomaly, Code, FileVerdict, Verdict};
 use crate::history::{self, Entry};
 use crate::store::reference::to_hundredths;
@@ -22,12 +22,13 @@ fn controls(
     pipeline_cfg: &crate::config::Config,
     opts: &CheckOptions,
     path: &Path,
+    name: &str,
     provider: &str,
     sha256: &str,
     record_as: Option<i64>,
 ) -> Result<FileVerdict> {
     let mut rules = StateRules::new(conn, pipeline_cfg, provider, record_as);
-    let mut v = check_path_with(path, opts, &mut rules)?;
+    let mut v = check_file_as(path, name, opts, &mut rules)?;
     if let Some(e) = rules.error.take() {
         return Err(e.context(format!("reading the state for {}", path.display())));
     }
@@ -53,7 +54,8 @@ pub fn validate_path(conn: &mut Connection, cfg: &crate::config::Config, clock: 
             .unwrap_or_default(),
     };
     let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-    let v = controls(&tx, cfg, &opts, path, &provider, &sha, None)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let v = controls(&tx, cfg, &opts, path, &name, &provider, &sha, None)?;
     tx.rollback()?;
     Ok(v)
 }
@@ -95,7 +97,7 @@ pub fn decide(p: &mut Pipeline, id: i64) -> Result<Verdict> {
     let cfg = p.cfg.clone();
     let tx = p.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch("SAVEPOINT lines")?;
-    let v = controls(&tx, &cfg, &opts, &work, &provider, &sha, Some(id))
+    let v = controls(&tx, &cfg, &opts, &work, &name, &provider, &sha, Some(id))
         .with_context(|| format!("file {name} from {provider}"))?;
     if v.verdict == Verdict::Rejected {
         // Rejected lines consume nothing and block no period.

@@ -36,6 +36,7 @@ use crate::fsutil;
 use crate::history::{self, Entry};
 use crate::spool::{is_safe_component, is_temp_name, Spool};
 
+pub use caisse::import_drops as import_caisse_drops;
 pub use decide::{decide, validate_path};
 pub use publish::publish;
 
@@ -113,7 +114,7 @@ impl Pipeline {
         let inbound = self.spool.inbound();
         let providers = match fs::read_dir(&inbound) {
             Ok(r) => r,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(files),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e).with_context(|| format!("cannot list {}", inbound.display())),
         };
         for p in providers {
