@@ -15,7 +15,9 @@ use crate::config::Config;
 
 mod check;
 mod config_cmd;
+mod history;
 mod import;
+mod status;
 mod stubs;
 mod user;
 
@@ -61,7 +63,11 @@ pub enum Command {
     /// Exchange history for a period.
     History(HistoryArgs),
     /// Queue depths, job runs, pending e-mails, last errors.
-    Status,
+    Status {
+        /// One JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -139,16 +145,22 @@ pub struct HistoryArgs {
     /// Last day of the period (inclusive).
     #[arg(long)]
     pub to: String,
+    /// Provider account name (exact).
     #[arg(long)]
     pub provider: Option<String>,
+    /// Convention code (exact).
     #[arg(long)]
     pub convention: Option<String>,
+    /// Interface, e.g. facturation, attestations, referentiel, sftp (exact).
     #[arg(long)]
     pub interface: Option<String>,
+    /// Text the comment contains (case-insensitive).
     #[arg(long)]
     pub comment: Option<String>,
+    /// Oldest first (asc) or newest first (desc).
     #[arg(long, default_value = "desc", value_parser = ["asc", "desc"])]
     pub order: String,
+    /// table (aligned, Paris time), json (one object per line) or csv (`;`, UTF-8 BOM).
     #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
     pub format: String,
 }
@@ -187,7 +199,9 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Check(a) => check::run(&ctx, &a),
         Command::Config(ConfigCommand::Check) => config_cmd::run(&ctx),
+        Command::History(a) => history::run(&ctx, &a),
         Command::Import(a) => import::run(&ctx, &a),
+        Command::Status { json } => status::run(&ctx, json),
         Command::User(u) => user::run(&ctx, u),
         other => stubs::run(&ctx, other),
     }

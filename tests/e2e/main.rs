@@ -5,3 +5,6 @@
 mod support;
 mod accounts;
 mod import;
+mod config;
+mod history;
+mod status;
