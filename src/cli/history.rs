@@ -10,10 +10,10 @@
 
 use std::io::{BufWriter, ErrorKind, Write};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::{Ctx, HistoryArgs, Outcome};
-use crate::history::format::{self, CsvOut};
+use crate::history::format::{self, CsvOut, Table};
 use crate::history::query::{self, parse_day, Filter};
 
 pub fn run(ctx: &Ctx, a: &HistoryArgs) -> Result<Outcome> {
@@ -34,8 +34,15 @@ pub fn run(ctx: &Ctx, a: &HistoryArgs) -> Result<Outcome> {
                 w.finish()?;
             }
             _ => {
-                let rows = query::collect(&conn, &filter)?;
-                if rows.is_empty() {
+                // Widths first, lines second, from one snapshot: a row the
+                // daemon records in between cannot break the alignment.
+                let snapshot = conn.unchecked_transaction().context("cannot read the history")?;
+                let mut table = Table::new();
+                let n = query::for_each(&snapshot, &filter, |r| {
+                    table.measure(&r);
+                    Ok(())
+                })?;
+                if n == 0 {
                     writeln!(
                         out,
                         "Aucun échange enregistré du {} au {}.",
@@ -43,7 +50,8 @@ pub fn run(ctx: &Ctx, a: &HistoryArgs) -> Result<Outcome> {
                         filter.to.format("%d/%m/%Y")
                     )?;
                 } else {
-                    format::write_table(&mut out, &rows)?;
+                    table.header(&mut out)?;
+                    query::for_each(&snapshot, &filter, |r| Ok(table.row(&mut out, &r)?))?;
                 }
             }
         }

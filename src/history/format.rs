@@ -1,7 +1,8 @@
 //! The three forms of `ppas-gateway history`: history rows in, text out.
 //!
 //! - **table**: for a person at a terminal; aligned columns, one entry a line,
-//!   timestamps in Europe/Paris. Control characters (a file name delivered
+//!   timestamps in Europe/Paris, written in two passes (widths, then lines)
+//!   so that a long period needs no more memory than a short one. Control characters (a file name delivered
 //!   by a provider may hold an escape sequence) are shown as spaces so that
 //!   nobody's terminal is driven by the data.
 //! - **json**: JSON Lines, one object per entry per line, like `check
@@ -62,50 +63,82 @@ fn one_line(s: &str) -> Cow<'_, str> {
     }
 }
 
-/// Writes the entries as an aligned table (the last column is not padded).
-pub fn write_table(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> {
-    let dash = |v: &Option<String>| v.as_deref().map(one_line).map(Cow::into_owned).unwrap_or_else(|| "-".into());
-    let cells: Vec<[String; 9]> = rows
-        .iter()
-        .map(|r| {
-            [
-                local_time(r),
-                r.period(),
-                dash(&r.regime),
-                dash(&r.id_cram),
-                one_line(&r.application).into_owned(),
-                one_line(&r.interface).into_owned(),
-                dash(&r.provider),
-                dash(&r.convention),
-                one_line(&r.comment).into_owned(),
-            ]
-        })
-        .collect();
-    let mut widths = TABLE_COLUMNS.map(|t| t.chars().count());
-    for row in &cells {
-        for (w, c) in widths.iter_mut().zip(row) {
+/// The aligned table, in two passes so that memory stays flat whatever the
+/// period: [`Table::measure`] every row (column widths), then
+/// [`Table::header`] and [`Table::row`] every row again. Both passes must
+/// see the same rows (one read transaction).
+#[derive(Debug, Clone)]
+pub struct Table {
+    widths: [usize; 9],
+}
+
+impl Default for Table {
+    fn default() -> Table {
+        Table { widths: TABLE_COLUMNS.map(|t| t.chars().count()) }
+    }
+}
+
+impl Table {
+    pub fn new() -> Table {
+        Table::default()
+    }
+
+    /// Widens the columns to fit this row.
+    pub fn measure(&mut self, r: &Row) {
+        for (w, c) in self.widths.iter_mut().zip(table_cells(r)) {
             *w = (*w).max(c.chars().count());
         }
     }
-    let line = |out: &mut dyn Write, row: &[&str]| -> std::io::Result<()> {
+
+    /// The column titles and the rule under them.
+    pub fn header(&self, out: &mut impl Write) -> std::io::Result<()> {
+        self.line(out, &TABLE_COLUMNS)?;
+        let rule: Vec<String> = self.widths.iter().map(|w| "-".repeat(*w)).collect();
+        self.line(out, &rule.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    pub fn row(&self, out: &mut impl Write, r: &Row) -> std::io::Result<()> {
+        let cells = table_cells(r);
+        self.line(out, &cells.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// One line, every column but the last padded to its width.
+    fn line(&self, out: &mut impl Write, row: &[&str]) -> std::io::Result<()> {
         let last = row.len() - 1;
         let mut text = String::new();
         for (i, c) in row.iter().enumerate() {
             text.push_str(c);
             if i < last {
-                let pad = widths[i] - c.chars().count();
+                let pad = self.widths[i].saturating_sub(c.chars().count());
                 text.extend(std::iter::repeat_n(' ', pad + 2));
             }
         }
         writeln!(out, "{}", text.trim_end())
-    };
-    line(out, &TABLE_COLUMNS)?;
-    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-    line(out, &rule.iter().map(String::as_str).collect::<Vec<_>>())?;
-    for row in &cells {
-        line(out, &row.iter().map(String::as_str).collect::<Vec<_>>())?;
     }
-    Ok(())
+}
+
+/// The cells of one table line ("-" for an absent value).
+fn table_cells(r: &Row) -> [String; 9] {
+    let dash = |v: &Option<String>| v.as_deref().map(one_line).map(Cow::into_owned).unwrap_or_else(|| "-".into());
+    [
+        local_time(r),
+        r.period(),
+        dash(&r.regime),
+        dash(&r.id_cram),
+        one_line(&r.application).into_owned(),
+        one_line(&r.interface).into_owned(),
+        dash(&r.provider),
+        dash(&r.convention),
+        one_line(&r.comment).into_owned(),
+    ]
+}
+
+/// Writes rows already in memory as an aligned table.
+pub fn write_table(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> {
+    let mut t = Table::new();
+    rows.iter().for_each(|r| t.measure(r));
+    t.header(out)?;
+    rows.iter().try_for_each(|r| t.row(out, r))
 }
 
 /// One entry as a JSON object (one line of the `json` form).
