@@ -1,7 +1,7 @@
 //! Reading the exchange history back: a period and filters in, entries out.
 //!
 //! The period is a range of calendar days in Europe/Paris (what a caisse
-//! agent means by "du 1er au 30 novembre"), both ends included. It becomes a
+//! employee means by "du 1er au 30 novembre"), both ends included. It becomes a
 //! half-open range of UTC instants `[from 00:00 Paris, day after to 00:00
 //! Paris)`, compared as text with the fixed-width `at` column so that SQLite
 //! walks an index instead of the whole table.
