@@ -17,8 +17,9 @@ mod check;
 mod config_cmd;
 mod history;
 mod import;
+mod process;
+mod serve;
 mod status;
-mod stubs;
 mod user;
 
 /// What a command ends with.
@@ -52,7 +53,7 @@ pub enum Command {
     /// Stateless conformance check of billing files (no database needed).
     Check(FilesArgs),
     /// Dry run of every control against the current state; changes nothing.
-    Validate(FilesArgs),
+    Validate(ValidateArgs),
     /// Import caisse reference data (providers, beneficiaries, …).
     Import(ImportArgs),
     /// Provider accounts.
@@ -86,6 +87,20 @@ pub struct FilesArgs {
     #[arg(long)]
     pub json: bool,
     /// Billing files to check.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// One JSON object per file, one per line, on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Provider account the files would come from (default: the owner of
+    /// the header's id-site).
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Billing files to validate.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 }
@@ -174,6 +189,8 @@ pub enum ConfigCommand {
 /// What every command gets: the validated configuration and the clock.
 pub struct Ctx {
     pub cfg: Config,
+    /// The `--config` given, for reloads.
+    pub config_path: Option<PathBuf>,
     pub clock: Clock,
 }
 
@@ -194,6 +211,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
     crate::logging::init(&cfg, cli.log_json);
     let ctx = Ctx {
         cfg,
+        config_path: cli.config.clone(),
         clock: Clock::from_env()?,
     };
     match cli.command {
@@ -203,6 +221,9 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Import(a) => import::run(&ctx, &a),
         Command::Status { json } => status::run(&ctx, json),
         Command::User(u) => user::run(&ctx, u),
-        other => stubs::run(&ctx, other),
+        Command::Validate(a) => process::validate(&ctx, &a),
+        Command::Process(a) => process::run(&ctx, &a),
+        Command::Run(a) => process::run_job(&ctx, &a),
+        Command::Serve => serve::run(ctx),
     }
 }

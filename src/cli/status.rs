@@ -36,9 +36,12 @@ pub struct Status {
     pub in_flight_decided: i64,
     /// Outputs owed (outbox file, reports) not yet written.
     pub outputs_owed: i64,
-    /// Unsent e-mails still tried, and those that reached `[mail] max_attempts`.
-    pub mail_pending: i64,
-    pub mail_failed: i64,
+    /// Unsent e-mails still tried, and those that reached `[mail] max_attempts`
+    /// (same definitions as the mail worker: [`crate::mail::queue::status`]).
+    pub mail_pending: u64,
+    pub mail_failed: u64,
+    /// When the next pending e-mail is tried (Paris time).
+    pub mail_next_attempt_at: Option<String>,
     pub last_files: Vec<FileLine>,
     pub last_errors: Vec<ErrorLine>,
 }
@@ -75,18 +78,16 @@ pub fn run(ctx: &Ctx, json: bool) -> Result<Outcome> {
 
 /// Collects every figure of the status.
 pub fn gather(conn: &mut Connection, ctx: &Ctx) -> Result<Status> {
-    let inbound = inbound_counts(&ctx.cfg.paths.spool.join("inbound"))?;
+    let inbound = inbound_counts(&crate::spool::Spool::new(&ctx.cfg.paths.spool).inbound())?;
     let tx = conn.transaction().context("cannot read the database")?;
-    let count = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> Result<i64> {
-        tx.query_row(sql, p, |r| r.get(0)).with_context(|| format!("status query {sql:?}"))
+    let count = |sql: &str| -> Result<i64> {
+        tx.query_row(sql, [], |r| r.get(0)).with_context(|| format!("status query {sql:?}"))
     };
     let schema_version = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    let in_flight_received = count("SELECT COUNT(*) FROM received_files WHERE state = 'received'", &[])?;
-    let in_flight_decided = count("SELECT COUNT(*) FROM received_files WHERE state = 'decided'", &[])?;
-    let outputs_owed = count("SELECT COUNT(*) FROM outputs WHERE done_at IS NULL", &[])?;
-    let max = i64::from(ctx.cfg.mail.max_attempts.max(1));
-    let mail_pending = count("SELECT COUNT(*) FROM mail_queue WHERE sent_at IS NULL AND attempts < ?1", &[&max])?;
-    let mail_failed = count("SELECT COUNT(*) FROM mail_queue WHERE sent_at IS NULL AND attempts >= ?1", &[&max])?;
+    let in_flight_received = count("SELECT COUNT(*) FROM received_files WHERE state = 'received'")?;
+    let in_flight_decided = count("SELECT COUNT(*) FROM received_files WHERE state = 'decided'")?;
+    let outputs_owed = count("SELECT COUNT(*) FROM outputs WHERE done_at IS NULL")?;
+    let mail = crate::mail::queue::status(&tx, &ctx.cfg, ctx.clock.now()).context("cannot read the mail queue")?;
 
     let mut stmt = tx.prepare(
         "SELECT decided_at, provider, name, verdict, lines, accepted_lines FROM received_files
@@ -127,8 +128,9 @@ pub fn gather(conn: &mut Connection, ctx: &Ctx) -> Result<Status> {
         in_flight_received,
         in_flight_decided,
         outputs_owed,
-        mail_pending,
-        mail_failed,
+        mail_pending: mail.pending,
+        mail_failed: mail.abandoned,
+        mail_next_attempt_at: mail.next_attempt_at.as_deref().map(paris),
         last_files,
         last_errors,
     })
@@ -139,17 +141,6 @@ fn paris(t: &str) -> String {
     DateTime::parse_from_rfc3339(t)
         .map(|d| d.with_timezone(&Utc).with_timezone(&Paris).format("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_else(|_| t.to_string())
-}
-
-/// Names a drop folder does not take yet (spec §2): hidden, editor and
-/// upload temporary files, until they are renamed.
-fn is_temp_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    name.starts_with('.')
-        || name.starts_with('~')
-        || lower.ends_with(".part")
-        || lower.ends_with(".tmp")
-        || lower.ends_with(".filepart")
 }
 
 /// Regular files waiting in each `inbound/<provider>/` (a missing folder: none).
@@ -163,7 +154,7 @@ fn inbound_counts(inbound: &Path) -> Result<BTreeMap<String, usize>> {
     for p in providers {
         let p = p.with_context(|| format!("cannot list {}", inbound.display()))?;
         let name = p.file_name().to_string_lossy().into_owned();
-        if is_temp_name(&name) || !p.file_type().with_context(|| format!("cannot stat {}", p.path().display()))?.is_dir() {
+        if crate::spool::is_temp_name(&name) || !p.file_type().with_context(|| format!("cannot stat {}", p.path().display()))?.is_dir() {
             continue;
         }
         let dir = p.path();
@@ -171,7 +162,7 @@ fn inbound_counts(inbound: &Path) -> Result<BTreeMap<String, usize>> {
         for f in std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
             let f = f.with_context(|| format!("cannot list {}", dir.display()))?;
             let file_type = f.file_type().with_context(|| format!("cannot stat {}", f.path().display()))?;
-            if file_type.is_file() && !is_temp_name(&f.file_name().to_string_lossy()) {
+            if file_type.is_file() && !crate::spool::is_temp_name(&f.file_name().to_string_lossy()) {
                 n += 1;
             }
         }
@@ -190,7 +181,8 @@ pub fn write_human(out: &mut impl Write, s: &Status) -> std::io::Result<()> {
     }
     writeln!(out, "in flight       {} ({} received, {} decided)", s.in_flight_received + s.in_flight_decided, s.in_flight_received, s.in_flight_decided)?;
     writeln!(out, "outputs owed    {}", s.outputs_owed)?;
-    writeln!(out, "mail            {} pending, {} failed", s.mail_pending, s.mail_failed)?;
+    let next = s.mail_next_attempt_at.as_deref().map(|t| format!(" (next attempt {t})")).unwrap_or_default();
+    writeln!(out, "mail            {} pending, {} failed{next}", s.mail_pending, s.mail_failed)?;
     writeln!(out, "last files processed")?;
     if s.last_files.is_empty() {
         writeln!(out, "  (none)")?;

@@ -5,6 +5,8 @@
 mod support;
 mod accounts;
 mod import;
+mod mail;
+mod report;
 mod config;
 mod history;
 mod status;

@@ -120,6 +120,7 @@ fn counts_match_the_spool_and_the_database() {
     assert_eq!(v["outputs_owed"], 3);
     assert_eq!(v["mail_pending"], 2, "unsent, fewer than 3 attempts");
     assert_eq!(v["mail_failed"], 2, "unsent, 3 attempts or more");
+    assert_eq!(v["mail_next_attempt_at"], "2026-11-02 09:00:00");
 
     let files: Vec<(&str, &str)> = v["last_files"]
         .as_array()
@@ -144,7 +145,7 @@ fn counts_match_the_spool_and_the_database() {
         "inbound waiting 4\n  ergo62                   1\n  saad21                   3\n",
         "in flight       4 (1 received, 3 decided)",
         "outputs owed    3",
-        "mail            2 pending, 2 failed",
+        "mail            2 pending, 2 failed (next attempt 2026-11-02 09:00:00)",
         "  2026-11-02 09:11:00  rejected  saad21/decided2.xml  (2/3 lines accepted)",
         "  2026-11-02 08:00:00  intake: erreur 7 [2J",
     ] {
