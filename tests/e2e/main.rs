@@ -7,3 +7,6 @@ mod accounts;
 mod import;
 mod mail;
 mod report;
+mod config;
+mod history;
+mod status;
