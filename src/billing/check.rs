@@ -103,13 +103,19 @@ pub fn check_path(path: &Path, opts: &CheckOptions) -> Result<FileVerdict> {
 
 /// Checks a file on disk with stateful rules.
 pub fn check_path_with<H: LineRules>(path: &Path, opts: &CheckOptions, hook: &mut H) -> Result<FileVerdict> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    check_file_as(path, &name, opts, hook)
+}
+
+/// Checks a file on disk that was delivered under another name (the name
+/// rules F03/F04 apply to `name`).
+pub fn check_file_as<H: LineRules>(path: &Path, name: &str, opts: &CheckOptions, hook: &mut H) -> Result<FileVerdict> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let meta = file.metadata().with_context(|| format!("cannot read {}", path.display()))?;
     if !meta.is_file() {
         anyhow::bail!("{} is not a regular file", path.display());
     }
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    Ok(check_reader(&name, BufReader::with_capacity(1 << 16, file), meta.len(), opts, hook))
+    Ok(check_reader(name, BufReader::with_capacity(1 << 16, file), meta.len(), opts, hook))
 }
 
 /// Checks bytes in memory (stateless). Never panics.

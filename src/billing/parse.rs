@@ -115,7 +115,7 @@ struct State<'s, S: LineSink> {
     header_sent: bool,
     line: Line,
     facts: LineFacts,
-    value: Vec<u8>,
+    value: String,
     value_too_long: bool,
     leaf_had_child: bool,
     /// Element depth (root = 1).
@@ -157,7 +157,7 @@ pub fn parse<R: Read + 'static, S: LineSink>(reader: R, sink: &mut S) -> Parsed 
         header_sent: false,
         line: Line::default(),
         facts: LineFacts::default(),
-        value: Vec::with_capacity(256),
+        value: String::with_capacity(256),
         value_too_long: false,
         leaf_had_child: false,
         depth: 0,
@@ -261,15 +261,15 @@ impl<S: LineSink> State<'_, S> {
             Event::Start(e) => self.start(&e, line, false),
             Event::Empty(e) => self.start(&e, line, true),
             Event::End(_) => self.end(line),
-            Event::Text(t) => self.text(t.as_bytes(), line, false),
-            Event::CData(t) => self.text(t.as_bytes(), line, true),
+            Event::Text(t) => self.text(&t, line, false),
+            Event::CData(t) => self.text(&t, line, true),
             Event::GeneralRef(r) => {
                 let Some(c) = xml::resolve_reference(r.as_bytes()) else {
                     return fatal(line, format!("entité ou référence de caractère inconnue : &{};", &*r));
                 };
                 let mut b = [0u8; 4];
                 let s = c.encode_utf8(&mut b);
-                self.chars(s.as_bytes(), line, false)
+                self.chars(s, line, false)
             }
             Event::Eof => Ok(()),
         }
@@ -356,6 +356,20 @@ impl<S: LineSink> State<'_, S> {
 
     fn start(&mut self, e: &BytesStart<'_>, line: u64, empty: bool) -> Step {
         let name = e.name().0.as_bytes();
+        // Fast path, taken by nearly every element of a conform file: the
+        // next field of a line, no attribute, no namespace in scope.
+        if self.at == Where::Line
+            && self.ns.is_empty()
+            && e.attributes_raw().is_empty()
+            && LINE_SEQ.get(self.line_pos).is_some_and(|s| s.as_bytes() == name)
+            && self.depth < MAX_DEPTH
+        {
+            self.depth += 1;
+            let k = self.line_pos;
+            self.line_pos += 1;
+            self.enter_leaf(true, k, line);
+            return if empty { self.end(line) } else { Ok(()) };
+        }
         if !xml::is_qname(name) {
             return fatal(line, format!("nom d'élément invalide : <{}", String::from_utf8_lossy(name)));
         }
@@ -366,25 +380,25 @@ impl<S: LineSink> State<'_, S> {
         let depth = self.depth;
         let refused_attr = self.attributes(e, line, depth)?;
         let local = self.local_name(name, line)?;
-        let shown = String::from_utf8_lossy(name).into_owned();
+        let shown: &str = e.name().0;
         if let Some(msg) = refused_attr {
             if !matches!(self.at, Where::Skip(_)) {
-                self.schema(line, Some(&shown), format!("{msg} sur <{shown}>"));
+                self.schema(line, Some(shown), format!("{msg} sur <{shown}>"));
             }
         }
         match self.at {
             Where::Prolog => {
                 self.seen_root = true;
                 if local != Some(b"factbord".as_slice()) {
-                    self.schema(line, Some(&shown), format!("l'élément racine doit être <factbord>, pas <{shown}>"));
+                    self.schema(line, Some(shown), format!("l'élément racine doit être <factbord>, pas <{shown}>"));
                     self.enter_skip(Where::Epilog);
                 } else {
                     self.at = Where::Root;
                 }
             }
             Where::Epilog => return fatal(line, format!("second élément racine <{shown}> après </factbord>")),
-            Where::Root => self.start_in_root(local, &shown, line),
-            Where::Line => self.start_in_line(local, &shown, line),
+            Where::Root => self.start_in_root(local, shown, line),
+            Where::Line => self.start_in_line(local, shown, line),
             Where::Leaf { line: in_line, idx } => {
                 let parent = if in_line { LINE_SEQ[idx] } else { ROOT_SEQ[idx] };
                 self.schema(line, Some(parent), format!("élément <{shown}> non permis dans <{parent}> (valeur simple attendue)"));
@@ -436,7 +450,7 @@ impl<S: LineSink> State<'_, S> {
             }
             self.send_header();
             self.out.lines += 1;
-            self.line = Line { index: self.out.lines, xml_line: line, ..Line::default() };
+            self.reset_line(line);
             self.facts = LineFacts::default();
             self.line_pos = 0;
             self.at = Where::Line;
@@ -463,8 +477,29 @@ impl<S: LineSink> State<'_, S> {
         }
     }
 
+    /// Starts a new line, reusing the previous one's buffers.
+    fn reset_line(&mut self, xml_line: u64) {
+        let l = &mut self.line;
+        l.index = self.out.lines;
+        l.xml_line = xml_line;
+        for s in [&mut l.nir_per, &mut l.nom_per, &mut l.pn_per, &mut l.rf_prstpap, &mut l.id_prest, &mut l.bo_regul] {
+            s.clear();
+        }
+        l.dtd_interv = None;
+        l.dtf_interv = None;
+        l.nb_quant = None;
+        l.mt_tu = None;
+        l.mt_total = None;
+    }
+
     fn start_in_line(&mut self, local: Option<&[u8]>, shown: &str, line: u64) {
-        let k = local.and_then(|n| LINE_SEQ.iter().position(|s| s.as_bytes() == n));
+        // Fast path: the expected next field.
+        let expected = LINE_SEQ.get(self.line_pos).map(|s| s.as_bytes());
+        let k = if local.is_some() && local == expected {
+            Some(self.line_pos)
+        } else {
+            local.and_then(|n| LINE_SEQ.iter().position(|s| s.as_bytes() == n))
+        };
         let Some(k) = k.filter(|&k| k >= self.line_pos) else {
             let what = if k.is_some() { "en double ou hors de l'ordre du cahier des charges" } else { "inconnu" };
             self.schema(line, Some(shown), format!("élément <{shown}> {what} dans <factprest> n° {}", self.line.index));
@@ -514,27 +549,27 @@ impl<S: LineSink> State<'_, S> {
         Ok(())
     }
 
-    fn text(&mut self, t: &[u8], line: u64, cdata: bool) -> Step {
-        if !cdata && memchr::memmem::find(t, b"]]>").is_some() {
+    fn text(&mut self, t: &str, line: u64, cdata: bool) -> Step {
+        if !cdata && has_byte(t.as_bytes(), b']') && t.contains("]]>") {
             return fatal(line, "la séquence « ]]> » est interdite dans le texte");
         }
         self.chars(t, line, cdata)
     }
 
-    fn chars(&mut self, t: &[u8], line: u64, cdata: bool) -> Step {
+    fn chars(&mut self, t: &str, line: u64, cdata: bool) -> Step {
         match self.at {
             Where::Leaf { .. } => {
                 if self.value.len() + t.len() > MAX_VALUE {
                     self.value_too_long = true;
-                } else if memchr::memchr(b'\r', t).is_some() {
-                    normalize_newlines(t, &mut self.value);
+                } else if has_byte(t.as_bytes(), b'\r') {
+                    self.value.push_str(&t.replace("\r\n", "\n").replace('\r', "\n"));
                 } else {
-                    self.value.extend_from_slice(t);
+                    self.value.push_str(t);
                 }
                 Ok(())
             }
             Where::Root | Where::Line => {
-                if !xml::all_ws(t) {
+                if !xml::all_ws(t.as_bytes()) {
                     let parent = if self.at == Where::Root { "factbord" } else { "factprest" };
                     let what = if cdata { "section CDATA" } else { "texte" };
                     self.schema(line, Some(parent), format!("{what} non permis entre les éléments de <{parent}>"));
@@ -543,7 +578,7 @@ impl<S: LineSink> State<'_, S> {
             }
             Where::Skip(_) => Ok(()),
             Where::Prolog | Where::Epilog => {
-                if cdata || !xml::all_ws(t) {
+                if cdata || !xml::all_ws(t.as_bytes()) {
                     return fatal(line, "texte en dehors de l'élément racine <factbord>");
                 }
                 Ok(())
@@ -561,8 +596,10 @@ impl<S: LineSink> State<'_, S> {
             self.schema(xml_line, Some(name), format!("valeur de <{name}> trop longue"));
             return;
         }
-        let value = std::mem::take(&mut self.value);
-        let blank = xml::all_ws(&value);
+        let owned = std::mem::take(&mut self.value);
+        let text = owned.as_str();
+        let value = owned.as_bytes();
+        let blank = xml::all_ws(value);
         if blank {
             if in_line {
                 self.facts.blank |= 1 << idx;
@@ -570,23 +607,25 @@ impl<S: LineSink> State<'_, S> {
                 self.out.root_blank |= 1 << idx;
             }
         }
-        let text = || String::from_utf8_lossy(&value).into_owned();
+        let set = |s: &mut String| {
+            s.clear();
+            s.push_str(text);
+        };
         let err = if in_line {
             match idx {
                 0..=4 => {
-                    let n = facets::char_len(&value);
+                    let n = facets::char_len(value);
                     let max = LINE_MAXLEN[idx];
-                    let s = text();
                     match idx {
-                        0 => self.line.nir_per = s,
-                        1 => self.line.nom_per = s,
-                        2 => self.line.pn_per = s,
-                        3 => self.line.rf_prstpap = s,
-                        _ => self.line.id_prest = s,
+                        0 => set(&mut self.line.nir_per),
+                        1 => set(&mut self.line.nom_per),
+                        2 => set(&mut self.line.pn_per),
+                        3 => set(&mut self.line.rf_prstpap),
+                        _ => set(&mut self.line.id_prest),
                     }
                     (n > max).then(|| format!("{n} caractères pour {max} au plus"))
                 }
-                5 | 6 => match facets::date(&value) {
+                5 | 6 => match facets::date(value) {
                     Ok(d) => {
                         if idx == 5 {
                             self.line.dtd_interv = d.date;
@@ -599,7 +638,7 @@ impl<S: LineSink> State<'_, S> {
                     }
                     Err(m) => Some(m.to_string()),
                 },
-                7..=9 => match facets::decimal(&value, 11, 2) {
+                7..=9 => match facets::decimal(value, 11, 2) {
                     Ok(v) => {
                         match idx {
                             7 => self.line.nb_quant = Some(v),
@@ -611,33 +650,32 @@ impl<S: LineSink> State<'_, S> {
                     Err(m) => Some(m.to_string()),
                 },
                 _ => {
-                    self.line.bo_regul = text();
-                    (!matches!(value.as_slice(), b"V" | b"F" | b"v" | b"f")).then(|| "valeur attendue : F (ou V)".to_string())
+                    set(&mut self.line.bo_regul);
+                    (!matches!(value, b"V" | b"F" | b"v" | b"f")).then(|| "valeur attendue : F (ou V)".to_string())
                 }
             }
         } else {
             match idx {
                 0..=4 => {
-                    let n = facets::char_len(&value);
+                    let n = facets::char_len(value);
                     let max = ROOT_MAXLEN[idx];
-                    let s = text();
                     match idx {
-                        0 => self.out.header.rf_borfact = s,
-                        1 => self.out.header.log_fact = s,
-                        2 => self.out.header.id_cram = s,
-                        3 => self.out.header.id_site = s,
-                        _ => self.out.header.rf_prstpap = s,
+                        0 => set(&mut self.out.header.rf_borfact),
+                        1 => set(&mut self.out.header.log_fact),
+                        2 => set(&mut self.out.header.id_cram),
+                        3 => set(&mut self.out.header.id_site),
+                        _ => set(&mut self.out.header.rf_prstpap),
                     }
                     (n > max).then(|| format!("{n} caractères pour {max} au plus"))
                 }
-                6 => match facets::decimal(&value, 15, 0) {
+                6 => match facets::decimal(value, 15, 0) {
                     Ok(v) => {
                         self.out.footer.nb_ligbor = Some(v);
                         None
                     }
                     Err(m) => Some(m.to_string()),
                 },
-                _ => match facets::decimal(&value, 11, 2) {
+                _ => match facets::decimal(value, 11, 2) {
                     Ok(v) => {
                         if idx == 7 {
                             self.out.footer.mt_totamd = Some(v);
@@ -651,11 +689,18 @@ impl<S: LineSink> State<'_, S> {
             }
         };
         if let Some(reason) = err {
-            let shown = String::from_utf8_lossy(&value[..value.len().min(80)]).into_owned();
             let at = if in_line { format!(" (ligne {})", self.line.index) } else { String::new() };
-            self.schema(xml_line, Some(name), format!("<{name}>{at} : « {shown} » : {reason}"));
+            // A NIR is personal data: never repeated in messages, which end
+            // up in e-mails and reports.
+            let msg = if name == "nir-per" {
+                format!("<{name}>{at} : {reason}")
+            } else {
+                let cut = text.char_indices().nth(80).map_or(text.len(), |(i, _)| i);
+                format!("<{name}>{at} : « {} » : {reason}", &text[..cut])
+            };
+            self.schema(xml_line, Some(name), msg);
         }
-        self.value = value;
+        self.value = owned;
         self.value.clear();
     }
 
@@ -693,18 +738,13 @@ fn attribute_value(raw: &[u8]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// XML end-of-line handling: CR LF and lone CR become LF.
-fn normalize_newlines(t: &[u8], out: &mut Vec<u8>) {
-    let mut i = 0;
-    while i < t.len() {
-        if t[i] == b'\r' {
-            out.push(b'\n');
-            if t.get(i + 1) == Some(&b'\n') {
-                i += 1;
-            }
-        } else {
-            out.push(t[i]);
-        }
-        i += 1;
+/// Whether `t` holds `b`: a plain loop beats memchr's set-up on the short
+/// texts of billing fields.
+#[inline]
+fn has_byte(t: &[u8], b: u8) -> bool {
+    if t.len() < 64 {
+        t.iter().any(|&c| c == b)
+    } else {
+        memchr::memchr(b, t).is_some()
     }
 }
