@@ -15,3 +15,5 @@ mod check_spec;
 mod check_cli;
 mod check_oracle;
 mod check_props;
+mod sftp;
+mod sftp_support;
