@@ -115,6 +115,8 @@ pub struct Mail {
     pub smtp_url: Option<String>,
     /// Attempts before a message is marked failed (it stays in the queue).
     pub max_attempts: u32,
+    /// Seconds between two passes of the daemon's mail worker.
+    pub poll_secs: u64,
 }
 
 impl Default for Mail {
@@ -123,6 +125,7 @@ impl Default for Mail {
             from: "ppas-gateway@localhost".into(),
             smtp_url: None,
             max_attempts: 20,
+            poll_secs: 10,
         }
     }
 }
@@ -282,6 +285,9 @@ impl Config {
         }
         if self.limits.max_file_size == 0 {
             bail!("[limits] max_file_size must be positive");
+        }
+        if self.mail.poll_secs == 0 {
+            bail!("[mail] poll_secs must be positive");
         }
         if self.intake.rescan_secs == 0 {
             bail!("[intake] rescan_secs must be positive");

@@ -17,14 +17,22 @@
 //!
 //! See `ARCHITECTURE.md` for the bird's-eye view and the invariants.
 
+pub mod accounts;
 pub mod billing;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod fsutil;
 pub mod history;
+pub mod intake;
+pub mod import;
 pub mod logging;
 pub mod mail;
+pub mod outbox;
+pub mod pipeline;
+pub mod report;
 pub mod sftp;
+pub mod spool;
 pub mod store;
 pub mod xml;

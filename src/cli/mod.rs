@@ -15,7 +15,12 @@ use crate::config::Config;
 
 mod check;
 mod config_cmd;
-mod stubs;
+mod history;
+mod import;
+mod process;
+mod serve;
+mod status;
+mod user;
 
 /// What a command ends with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +53,7 @@ pub enum Command {
     /// Stateless conformance check of billing files (no database needed).
     Check(FilesArgs),
     /// Dry run of every control against the current state; changes nothing.
-    Validate(FilesArgs),
+    Validate(ValidateArgs),
     /// Import caisse reference data (providers, beneficiaries, …).
     Import(ImportArgs),
     /// Provider accounts.
@@ -59,7 +64,11 @@ pub enum Command {
     /// Exchange history for a period.
     History(HistoryArgs),
     /// Queue depths, job runs, pending e-mails, last errors.
-    Status,
+    Status {
+        /// One JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -78,6 +87,20 @@ pub struct FilesArgs {
     #[arg(long)]
     pub json: bool,
     /// Billing files to check.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// One JSON object per file, one per line, on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Provider account the files would come from (default: the owner of
+    /// the header's id-site).
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Billing files to validate.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 }
@@ -137,16 +160,22 @@ pub struct HistoryArgs {
     /// Last day of the period (inclusive).
     #[arg(long)]
     pub to: String,
+    /// Provider account name (exact).
     #[arg(long)]
     pub provider: Option<String>,
+    /// Convention code (exact).
     #[arg(long)]
     pub convention: Option<String>,
+    /// Interface, e.g. facturation, attestations, referentiel, sftp (exact).
     #[arg(long)]
     pub interface: Option<String>,
+    /// Text the comment contains (case-insensitive).
     #[arg(long)]
     pub comment: Option<String>,
+    /// Oldest first (asc) or newest first (desc).
     #[arg(long, default_value = "desc", value_parser = ["asc", "desc"])]
     pub order: String,
+    /// table (aligned, Paris time), json (one object per line) or csv (`;`, UTF-8 BOM).
     #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
     pub format: String,
 }
@@ -160,6 +189,8 @@ pub enum ConfigCommand {
 /// What every command gets: the validated configuration and the clock.
 pub struct Ctx {
     pub cfg: Config,
+    /// The `--config` given, for reloads.
+    pub config_path: Option<PathBuf>,
     pub clock: Clock,
 }
 
@@ -180,11 +211,19 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
     crate::logging::init(&cfg, cli.log_json);
     let ctx = Ctx {
         cfg,
+        config_path: cli.config.clone(),
         clock: Clock::from_env()?,
     };
     match cli.command {
         Command::Check(a) => check::run(&ctx, &a),
         Command::Config(ConfigCommand::Check) => config_cmd::run(&ctx),
-        other => stubs::run(&ctx, other),
+        Command::History(a) => history::run(&ctx, &a),
+        Command::Import(a) => import::run(&ctx, &a),
+        Command::Status { json } => status::run(&ctx, json),
+        Command::User(u) => user::run(&ctx, u),
+        Command::Validate(a) => process::validate(&ctx, &a),
+        Command::Process(a) => process::run(&ctx, &a),
+        Command::Run(a) => process::run_job(&ctx, &a),
+        Command::Serve => serve::run(ctx),
     }
 }

@@ -1,6 +1,15 @@
 //! E-mail: every message is queued in the database first (in the same
 //! transaction as its cause, under a dedup key so a cause mails once), then
 //! delivered by the mail worker, with back-off while the relay is down.
+//!
+//! - [`enqueue`] (here): queue a message, once per cause.
+//! - [`deliver`]: the worker — one pass over the due messages, SMTP or `.eml`.
+//! - [`compose`]: a queued row as an RFC 5322 message, its id and file name.
+//! - [`queue`]: counts and errors for `status`; requeueing abandoned messages.
+
+pub mod compose;
+pub mod deliver;
+pub mod queue;
 
 use anyhow::Result;
 use chrono::{DateTime, SecondsFormat, Utc};

@@ -3,5 +3,17 @@
 //! One test binary; one module per area; shared helpers in `support`.
 
 mod support;
+mod accounts;
+mod import;
+mod mail;
+mod report;
+mod config;
+mod history;
+mod status;
+mod check_support;
+mod check_spec;
+mod check_cli;
+mod check_oracle;
+mod check_props;
 mod sftp;
 mod sftp_support;

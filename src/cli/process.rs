@@ -1,0 +1,52 @@
+//! `process --once`, `validate` and `run JOB`: the pipeline driven once
+//! from the command line (cron-style use, dry runs, jobs by hand).
+
+use super::{Ctx, Outcome, ProcessArgs, RunArgs, ValidateArgs};
+use crate::pipeline::{Pipeline, SpoolLock};
+
+/// `process --once`: drains every inbound folder, then exits. Exit 1 when
+/// some file of this pass was partial or rejected (cron can alert on it).
+pub fn run(ctx: &Ctx, a: &ProcessArgs) -> anyhow::Result<Outcome> {
+    if !a.once {
+        anyhow::bail!("process needs --once (use `serve` to run the daemon)");
+    }
+    let _lock = SpoolLock::acquire(&ctx.cfg)?;
+    let mut p = Pipeline::open(ctx.cfg.clone(), ctx.clock)?;
+    let s = p.process_once()?;
+    let mail = crate::mail::deliver::run_once(&mut p.conn, &ctx.cfg, &ctx.clock)?;
+    println!(
+        "{} fichier(s) traité(s) : {} accepté(s), {} partiel(s), {} rejeté(s) ; {} repris après interruption ; \
+         référentiel : {} appliqué(s), {} refusé(s) ; e-mails envoyés : {}",
+        s.processed, s.accepted, s.partial, s.rejected, s.recovered, s.imports_applied, s.imports_refused, mail.sent
+    );
+    Ok(if s.all_accepted() { Outcome::Ok } else { Outcome::Anomalies })
+}
+
+/// `validate [--json] [--provider P] FILE...`: every control against the
+/// current state, in a transaction that is rolled back.
+pub fn validate(ctx: &Ctx, a: &ValidateArgs) -> anyhow::Result<Outcome> {
+    let mut conn = crate::store::open(&ctx.cfg.paths.database)?;
+    let verdicts = a
+        .files
+        .iter()
+        .map(|f| crate::pipeline::validate_path(&mut conn, &ctx.cfg, &ctx.clock, f, a.provider.as_deref()))
+        .collect::<Vec<_>>();
+    super::check::print_verdicts(verdicts.into_iter(), a.json)
+}
+
+/// `run JOB`: one scheduled job now.
+pub fn run_job(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Outcome> {
+    match a.job.as_str() {
+        "mail" => {
+            let s = crate::mail::deliver::run_job(&ctx.cfg, &ctx.clock)?;
+            println!("e-mails : {} envoyé(s), {} à réessayer, {} abandonné(s), {} différé(s)", s.sent, s.retried, s.abandoned, s.deferred);
+            Ok(Outcome::Ok)
+        }
+        "invoice-threshold" | "invoice-weekly" | "relances" | "bordereaux" | "purge" => {
+            anyhow::bail!("job {} is not available in this version", a.job)
+        }
+        other => anyhow::bail!(
+            "unknown job {other:?} (invoice-threshold, invoice-weekly, relances, bordereaux, purge, mail)"
+        ),
+    }
+}

@@ -1,0 +1,82 @@
+//! Wires the SFTP server to the rest of the daemon: accounts read from the
+//! state, completed uploads handed to the processor at once, downloads
+//! recorded in the history ("récupération").
+
+use std::path::Path;
+use std::sync::{mpsc, Arc, Mutex};
+
+use anyhow::{Context, Result};
+use rusqlite::Connection;
+
+use super::Work;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::history::{self, Entry};
+use crate::pipeline::Channel;
+use crate::sftp::{AccountSource, SftpAccount, SftpEvents, SftpServer};
+
+struct DbAccounts {
+    conn: Mutex<Connection>,
+}
+
+impl AccountSource for DbAccounts {
+    fn lookup(&self, login: &str) -> Result<Option<SftpAccount>> {
+        let conn = self.conn.lock().map_err(|_| anyhow::anyhow!("account store poisoned"))?;
+        Ok(crate::accounts::find_login(&conn, login)?.map(|a| SftpAccount {
+            login: a.login,
+            provider: a.provider,
+            disabled: a.disabled,
+            password_hash: a.password_hash,
+            keys: a.keys,
+        }))
+    }
+}
+
+struct Events {
+    work: mpsc::Sender<Work>,
+    conn: Mutex<Connection>,
+    clock: Clock,
+}
+
+impl SftpEvents for Events {
+    fn upload_complete(&self, _provider: &str, path: &Path) {
+        let _ = self.work.send(Work::File(path.to_path_buf(), Channel::Sftp));
+    }
+
+    fn downloaded(&self, login: &str, provider: &str, rel_path: &str, bytes: u64) {
+        let Ok(conn) = self.conn.lock() else { return };
+        let entry = Entry {
+            kind: "recuperation",
+            application: "aide-a-domicile",
+            interface: "sftp",
+            provider: Some(provider),
+            comment: format!("{rel_path} récupéré par {login} ({bytes} octets)"),
+            ..Default::default()
+        };
+        if let Err(e) = history::record(&conn, self.clock.now(), &entry) {
+            tracing::warn!(error = format!("{e:#}"), "download not recorded in the history");
+        }
+    }
+}
+
+/// Binds the SFTP server and runs it until `shutdown`.
+pub async fn start(
+    cfg: &Config,
+    clock: Clock,
+    work: mpsc::Sender<Work>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let cfg = cfg.clone();
+    let server = tokio::task::spawn_blocking(move || -> Result<SftpServer> {
+        let accounts = Arc::new(DbAccounts { conn: Mutex::new(crate::store::open(&cfg.paths.database)?) });
+        let events = Arc::new(Events { work, conn: Mutex::new(crate::store::open(&cfg.paths.database)?), clock });
+        SftpServer::new(&cfg, accounts, events)
+    })
+    .await
+    .context("SFTP start-up task")??;
+    Ok(tokio::spawn(async move {
+        if let Err(e) = server.run(shutdown).await {
+            tracing::error!(error = format!("{e:#}"), "SFTP server stopped with an error");
+        }
+    }))
+}

@@ -1,0 +1,457 @@
+//! The mail worker: one pass over the due messages of `mail_queue`
+//! (spec §6: "every e-mail is queued in the database first and retried with
+//! back-off; none is lost while the relay is down").
+//!
+//! In: the queue, the configuration, the clock. Out: messages handed to the
+//! SMTP relay (`[mail] smtp_url`) or written as `.eml` files under
+//! `<spool>/mail/` when no relay is set; each row marked sent (with a
+//! history entry of kind `mail`) or rescheduled.
+//!
+//! # Delivery guarantee, honestly
+//!
+//! Sending and marking cannot be one atomic step: the relay is not in our
+//! database. Each message goes through, one at a time:
+//!
+//! 1. *claim*: its `next_attempt_at` is pushed [`LEASE`] ahead in a short
+//!    transaction that only succeeds if nobody else changed the row, so two
+//!    workers (the daemon and a `run mail` by hand) never send it both;
+//! 2. *send* (or write the `.eml` file), outside any transaction;
+//! 3. *mark*: `sent_at` and the history entry, in one transaction.
+//!
+//! A message marked sent is never sent again. A crash between 2 and 3
+//! resends that one message once the lease has expired — at most one message
+//! per crash, with the same `Message-ID` (see [`super::compose`]). In `.eml`
+//! mode not even that: the file name derives from the row, and a file
+//! already there is taken as the proof of the earlier write. A crash
+//! between 1 and 2 only delays the message by the lease.
+//!
+//! # Failures
+//!
+//! A failed attempt increments `attempts`, stores `last_error` and sets
+//! `next_attempt_at` to now + 1 min, doubling at each attempt, capped at 1 h
+//! ([`backoff`]). After `[mail] max_attempts` attempts the message is left
+//! unsent and no longer tried: "abandoned", which [`super::queue::status`]
+//! reports and [`super::queue::requeue_abandoned`] undoes. A message that
+//! can never be built (an invalid address) is abandoned at once.
+//!
+//! When the relay cannot be reached at all (connection refused, TLS,
+//! timeout), the pass stops after charging the message it was trying: the
+//! others were not attempted, so they are not charged, and the next pass
+//! tries again.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, SecondsFormat, Utc};
+use lettre::Transport;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::compose::{self, Queued, Unbuildable};
+use crate::clock::Clock;
+use crate::config::Config;
+
+/// How long a claimed message is reserved for the worker sending it. Longer
+/// than the SMTP timeout, so a slow send is not taken over by another worker.
+pub const LEASE: chrono::Duration = chrono::Duration::minutes(10);
+
+/// SMTP connection and command timeout.
+pub const SMTP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Rows read per batch (a pass loops until nothing is due).
+const BATCH: i64 = 200;
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DeliverySummary {
+    /// Messages handed to the relay or written as `.eml` and marked sent.
+    pub sent: usize,
+    /// Failed attempts rescheduled with back-off.
+    pub retried: usize,
+    /// Messages that reached `max_attempts` (or cannot be built) in this pass.
+    pub abandoned: usize,
+    /// Due messages left for a later pass (relay unreachable, or taken by
+    /// another worker).
+    pub deferred: usize,
+}
+
+/// Delay before the next attempt after `attempts` failed ones: 1 min,
+/// 2, 4, 8, 16, 32, then 60 min.
+pub fn backoff(attempts: u32) -> chrono::Duration {
+    let exp = attempts.saturating_sub(1).min(6);
+    chrono::Duration::minutes((1i64 << exp).min(60))
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Where `.eml` files go.
+pub fn eml_dir(cfg: &Config) -> PathBuf {
+    cfg.paths.spool.join("mail")
+}
+
+enum Sink {
+    Eml(PathBuf),
+    Smtp(Box<lettre::SmtpTransport>),
+}
+
+/// How an attempt went.
+enum Attempt {
+    Sent,
+    /// The message itself failed (the relay answered with an error).
+    Failed(String),
+    /// Retrying cannot help.
+    Unbuildable(String),
+    /// The relay or the spool is unusable: stop the pass.
+    Unreachable(String),
+}
+
+/// One pass over the due messages (`sent_at` unset, `next_attempt_at` ≤ now,
+/// fewer than `max_attempts` attempts), oldest first.
+pub fn run_once(conn: &mut Connection, cfg: &Config, clock: &Clock) -> Result<DeliverySummary> {
+    let sink = match &cfg.mail.smtp_url {
+        None => Sink::Eml(eml_dir(cfg)),
+        Some(url) => {
+            let t = lettre::SmtpTransport::from_url(url)
+                .with_context(|| format!("[mail] smtp_url {:?}", redact(url)))?
+                .timeout(Some(SMTP_TIMEOUT))
+                .build();
+            Sink::Smtp(Box::new(t))
+        }
+    };
+    let max = cfg.mail.max_attempts.max(1);
+    let mut sum = DeliverySummary::default();
+    // Rows this pass already handled (or skipped): never twice in one pass.
+    let mut after_id = 0i64;
+    'pass: loop {
+        let now = clock.now();
+        let batch = due(conn, now, max, after_id)?;
+        if batch.is_empty() {
+            break;
+        }
+        for q in &batch {
+            after_id = after_id.max(q.id);
+            let now = clock.now();
+            if !claim(conn, q, now)? {
+                sum.deferred += 1;
+                continue;
+            }
+            let outcome = attempt(&sink, q, cfg, now);
+            let now = clock.now();
+            match outcome {
+                Attempt::Sent => {
+                    mark_sent(conn, q, now)?;
+                    sum.sent += 1;
+                }
+                Attempt::Failed(err) => {
+                    if fail(conn, q, now, &err, max, false)? {
+                        sum.abandoned += 1;
+                    } else {
+                        sum.retried += 1;
+                    }
+                }
+                Attempt::Unbuildable(err) => {
+                    fail(conn, q, now, &err, max, true)?;
+                    sum.abandoned += 1;
+                }
+                Attempt::Unreachable(err) => {
+                    if fail(conn, q, now, &err, max, false)? {
+                        sum.abandoned += 1;
+                    } else {
+                        sum.retried += 1;
+                    }
+                    // Every due message after this one waits for the next pass.
+                    sum.deferred += count_due(conn, now, max, q.id)?;
+                    tracing::warn!(error = %err, "mail relay unreachable; delivery paused until the next pass");
+                    break 'pass;
+                }
+            }
+        }
+    }
+    if sum != DeliverySummary::default() {
+        tracing::info!(
+            sent = sum.sent,
+            retried = sum.retried,
+            abandoned = sum.abandoned,
+            deferred = sum.deferred,
+            "mail pass"
+        );
+    }
+    Ok(sum)
+}
+
+/// Opens the database of `cfg` and runs one pass: what `run mail` does.
+pub fn run_job(cfg: &Config, clock: &Clock) -> Result<DeliverySummary> {
+    let mut conn = crate::store::open(&cfg.paths.database)?;
+    run_once(&mut conn, cfg, clock)
+}
+
+/// [`run_job`] off the async loop (SMTP and SQLite block), for the daemon.
+pub async fn run_job_async(cfg: Arc<Config>, clock: Clock) -> Result<DeliverySummary> {
+    tokio::task::spawn_blocking(move || run_job(&cfg, &clock))
+        .await
+        .context("mail worker task")?
+}
+
+/// The daemon's mail loop: a pass every `every` until `shutdown` turns true.
+/// A failed pass is logged and retried at the next tick.
+pub async fn worker(
+    cfg: Arc<Config>,
+    clock: Clock,
+    every: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = run_job_async(cfg.clone(), clock).await {
+                    tracing::error!(error = format!("{e:#}"), "mail pass failed");
+                }
+            }
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn due(conn: &Connection, now: DateTime<Utc>, max: u32, after_id: i64) -> Result<Vec<Queued>> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, dedup_key, created_at, recipients, subject, body, attempts, next_attempt_at
+         FROM mail_queue
+         WHERE sent_at IS NULL AND attempts < ?1 AND next_attempt_at <= ?2 AND id > ?3
+         ORDER BY id LIMIT ?4",
+    )?;
+    let rows = st
+        .query_map(params![max, ts(now), after_id, BATCH], |r| {
+            Ok(Queued {
+                id: r.get(0)?,
+                dedup_key: r.get(1)?,
+                created_at: r.get(2)?,
+                recipients: r.get(3)?,
+                subject: r.get(4)?,
+                body: r.get(5)?,
+                attempts: r.get(6)?,
+                next_attempt_at: r.get(7)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .context("cannot read the mail queue")?;
+    Ok(rows)
+}
+
+fn count_due(conn: &Connection, now: DateTime<Utc>, max: u32, after_id: i64) -> Result<usize> {
+    let n: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM mail_queue
+         WHERE sent_at IS NULL AND attempts < ?1 AND next_attempt_at <= ?2 AND id > ?3",
+        params![max, ts(now), after_id],
+        |r| r.get(0),
+    )?;
+    Ok(n as usize)
+}
+
+/// Reserves the row for this worker; false when another worker (or a
+/// concurrent change) got there first.
+fn claim(conn: &mut Connection, q: &Queued, now: DateTime<Utc>) -> Result<bool> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let n = tx.execute(
+        "UPDATE mail_queue SET next_attempt_at = ?1
+         WHERE id = ?2 AND sent_at IS NULL AND attempts = ?3 AND next_attempt_at = ?4",
+        params![ts(now + LEASE), q.id, q.attempts, q.next_attempt_at],
+    )?;
+    tx.commit()?;
+    Ok(n == 1)
+}
+
+fn attempt(sink: &Sink, q: &Queued, cfg: &Config, now: DateTime<Utc>) -> Attempt {
+    let msg = match compose::build(q, &cfg.mail.from, now) {
+        Ok(m) => m,
+        Err(e) if e.downcast_ref::<Unbuildable>().is_some() => {
+            return Attempt::Unbuildable(format!("{e:#}"))
+        }
+        Err(e) => return Attempt::Failed(format!("{e:#}")),
+    };
+    match sink {
+        Sink::Eml(dir) => match write_eml(dir, q, &msg) {
+            Ok(()) => Attempt::Sent,
+            Err(e) => Attempt::Unreachable(format!("{e:#}")),
+        },
+        Sink::Smtp(t) => match t.send(&msg) {
+            Ok(_) => Attempt::Sent,
+            // The relay answered: this message was refused (or deferred).
+            Err(e) if e.is_transient() || e.is_permanent() => Attempt::Failed(smtp_error(&e)),
+            Err(e) => Attempt::Unreachable(smtp_error(&e)),
+        },
+    }
+}
+
+fn smtp_error(e: &lettre::transport::smtp::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// Writes the `.eml` file unless an earlier attempt already did (the name
+/// derives from the row, so a re-run after a crash never writes twice).
+fn write_eml(dir: &Path, q: &Queued, msg: &lettre::Message) -> Result<()> {
+    let path = dir.join(q.eml_name());
+    if path
+        .try_exists()
+        .with_context(|| format!("cannot check {}", path.display()))?
+    {
+        return Ok(());
+    }
+    crate::fsutil::write_atomic(&path, &msg.formatted())
+}
+
+fn mark_sent(conn: &mut Connection, q: &Queued, now: DateTime<Utc>) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(
+        "UPDATE mail_queue SET sent_at = ?1, last_error = NULL WHERE id = ?2",
+        params![ts(now), q.id],
+    )?;
+    let recipients = q.recipient_list();
+    crate::history::record(
+        &tx,
+        now,
+        &crate::history::Entry {
+            kind: "mail",
+            application: application_for(&q.dedup_key),
+            interface: "messagerie",
+            comment: format!(
+                "e-mail « {} » envoyé à {} ({} destinataire{}) ; message {}, cause {}",
+                q.subject,
+                recipients.join(", "),
+                recipients.len(),
+                if recipients.len() > 1 { "s" } else { "" },
+                q.id,
+                q.dedup_key
+            ),
+            ..Default::default()
+        },
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Records a failed attempt; returns whether the message is now abandoned.
+fn fail(
+    conn: &mut Connection,
+    q: &Queued,
+    now: DateTime<Utc>,
+    err: &str,
+    max: u32,
+    give_up: bool,
+) -> Result<bool> {
+    let attempts = if give_up {
+        max.max(q.attempts + 1)
+    } else {
+        q.attempts + 1
+    };
+    let abandoned = attempts >= max;
+    let next = now + backoff(attempts);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(
+        "UPDATE mail_queue SET attempts = ?1, last_error = ?2, next_attempt_at = ?3
+         WHERE id = ?4 AND sent_at IS NULL",
+        params![attempts, truncate(err, 2000), ts(next), q.id],
+    )?;
+    tx.commit()?;
+    if abandoned {
+        tracing::error!(id = q.id, key = %q.dedup_key, attempts, error = %err, "e-mail abandoned");
+    } else {
+        tracing::warn!(id = q.id, key = %q.dedup_key, attempts, next = %ts(next), error = %err, "e-mail not delivered; will retry");
+    }
+    Ok(abandoned)
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// The smtp URL without its password, for error messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+/// History application of a message, from its cause (the first segment of
+/// the dedup key): the occupational-therapy side (`habitat`) sends
+/// attestation, order, relance, decision, evaluation and invoice notices;
+/// everything else belongs to home help (`aide-a-domicile`).
+pub fn application_for(dedup_key: &str) -> &'static str {
+    let cause = dedup_key
+        .split([':', '/'])
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    const HABITAT: &[&str] = &[
+        "habitat",
+        "attestation",
+        "attestations",
+        "order",
+        "orders",
+        "commande",
+        "commandes",
+        "relance",
+        "relances",
+        "decision",
+        "decisions",
+        "evaluation",
+        "evaluations",
+        "invoice",
+        "invoices",
+        "facture",
+        "factures",
+    ];
+    if HABITAT.contains(&cause.as_str()) {
+        "habitat"
+    } else {
+        "aide-a-domicile"
+    }
+}
+
+/// Where one message stands.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MailState {
+    pub sent_at: Option<String>,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// Looks a message up by its dedup key.
+pub fn state_of(conn: &Connection, dedup_key: &str) -> Result<Option<MailState>> {
+    Ok(conn
+        .query_row(
+            "SELECT sent_at, attempts, last_error FROM mail_queue WHERE dedup_key = ?1",
+            [dedup_key],
+            |r| {
+                Ok(MailState {
+                    sent_at: r.get(0)?,
+                    attempts: r.get(1)?,
+                    last_error: r.get(2)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+#[cfg(test)]
+#[path = "deliver_tests.rs"]
+mod tests;

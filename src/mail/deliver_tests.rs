@@ -1,0 +1,251 @@
+//! Unit tests of the mail worker in `.eml` mode (the SMTP side is tested
+//! end to end against a real server in `tests/e2e/mail.rs`).
+
+use super::*;
+use crate::mail::{enqueue, queue, Message};
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn setup() -> (tempfile::TempDir, Connection, Config) {
+    let d = tempfile::tempdir().unwrap();
+    let conn = crate::store::open(&d.path().join("state/g.db")).unwrap();
+    let mut cfg = Config::default();
+    cfg.paths.spool = d.path().join("spool");
+    cfg.mail.max_attempts = 3;
+    (d, conn, cfg)
+}
+
+fn msg(key: &str, to: &str) -> Message {
+    Message {
+        dedup_key: key.into(),
+        recipients: to.split(',').map(str::to_owned).collect(),
+        subject: "Compte rendu : fichier rejeté".into(),
+        body: "Bonjour,\nvotre fichier a été rejeté.\n".into(),
+    }
+}
+
+fn eml_files(cfg: &Config) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(eml_dir(cfg))
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn history_count(conn: &Connection) -> i64 {
+    conn.query_row(
+        "SELECT COUNT(*) FROM history WHERE kind = 'mail'",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+#[test]
+fn backoff_doubles_from_one_minute_and_caps_at_one_hour() {
+    let mins: Vec<i64> = (1..=9).map(|a| backoff(a).num_minutes()).collect();
+    assert_eq!(mins, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    assert_eq!(backoff(u32::MAX).num_minutes(), 60);
+}
+
+#[test]
+fn eml_mode_writes_each_message_once() {
+    let (_d, mut conn, cfg) = setup();
+    let t0 = at("2026-11-25T09:00:00Z");
+    assert!(enqueue(&conn, t0, &msg("report:1", "a@example.org,b@example.org")).unwrap());
+    assert!(enqueue(&conn, t0, &msg("report:2", "c@example.org")).unwrap());
+    let clock = Clock::Fixed(at("2026-11-25T09:00:05Z"));
+    let s = run_once(&mut conn, &cfg, &clock).unwrap();
+    assert_eq!(
+        s,
+        DeliverySummary {
+            sent: 2,
+            ..Default::default()
+        }
+    );
+    let files = eml_files(&cfg);
+    assert_eq!(files.len(), 2, "{files:?}");
+    let text = std::fs::read_to_string(eml_dir(&cfg).join(&files[0])).unwrap();
+    assert!(
+        text.contains("To: a@example.org, b@example.org\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Date: Wed, 25 Nov 2026 09:00:05 +0000"),
+        "{text}"
+    );
+    assert_eq!(history_count(&conn), 2);
+    let MailState {
+        sent_at,
+        attempts,
+        last_error: err,
+    } = state_of(&conn, "report:1").unwrap().unwrap();
+    assert_eq!(
+        (sent_at.as_deref(), attempts, err),
+        (Some("2026-11-25T09:00:05Z"), 0, None)
+    );
+
+    // A second pass, even much later, sends nothing again.
+    let s = run_once(&mut conn, &cfg, &Clock::Fixed(at("2026-12-25T09:00:00Z"))).unwrap();
+    assert_eq!(s, DeliverySummary::default());
+    assert_eq!(eml_files(&cfg).len(), 2);
+    assert_eq!(history_count(&conn), 2);
+}
+
+#[test]
+fn crash_after_writing_never_writes_twice() {
+    let (_d, mut conn, cfg) = setup();
+    let t0 = at("2026-11-25T09:00:00Z");
+    enqueue(&conn, t0, &msg("report:1", "a@example.org")).unwrap();
+    run_once(&mut conn, &cfg, &Clock::Fixed(t0)).unwrap();
+    let name = eml_files(&cfg).remove(0);
+    let path = eml_dir(&cfg).join(&name);
+    std::fs::write(&path, b"written before the crash").unwrap();
+    // As if the process died between the write and the mark.
+    conn.execute("UPDATE mail_queue SET sent_at = NULL", [])
+        .unwrap();
+    let s = run_once(&mut conn, &cfg, &Clock::Fixed(at("2026-11-25T09:30:00Z"))).unwrap();
+    assert_eq!(s.sent, 1);
+    assert_eq!(eml_files(&cfg), vec![name]);
+    assert_eq!(std::fs::read(&path).unwrap(), b"written before the crash");
+}
+
+#[test]
+fn not_yet_due_messages_wait() {
+    let (_d, mut conn, cfg) = setup();
+    enqueue(
+        &conn,
+        at("2026-11-25T10:00:00Z"),
+        &msg("report:1", "a@example.org"),
+    )
+    .unwrap();
+    let s = run_once(&mut conn, &cfg, &Clock::Fixed(at("2026-11-25T09:59:59Z"))).unwrap();
+    assert_eq!(s, DeliverySummary::default());
+    assert!(eml_files(&cfg).is_empty());
+}
+
+#[test]
+fn failures_back_off_then_abandon_then_requeue() {
+    let (d, mut conn, cfg) = setup();
+    let t0 = at("2026-11-25T09:00:00Z");
+    enqueue(&conn, t0, &msg("report:1", "a@example.org")).unwrap();
+    enqueue(&conn, t0, &msg("report:2", "b@example.org")).unwrap();
+    // The mail folder cannot be created: a file is in the way.
+    std::fs::create_dir_all(&cfg.paths.spool).unwrap();
+    std::fs::write(eml_dir(&cfg), b"").unwrap();
+
+    let s = run_once(&mut conn, &cfg, &Clock::Fixed(t0)).unwrap();
+    assert_eq!(
+        s,
+        DeliverySummary {
+            retried: 1,
+            deferred: 1,
+            ..Default::default()
+        }
+    );
+    let MailState {
+        sent_at: sent,
+        attempts,
+        last_error: err,
+    } = state_of(&conn, "report:1").unwrap().unwrap();
+    assert_eq!((sent, attempts), (None, 1));
+    assert!(err.unwrap().contains("mail"));
+    // The second was not attempted, so not charged.
+    assert_eq!(state_of(&conn, "report:2").unwrap().unwrap().attempts, 0);
+
+    // 30 s later: report:1 is not due yet (1 min back-off); report:2 is tried.
+    let s = run_once(&mut conn, &cfg, &Clock::Fixed(at("2026-11-25T09:00:30Z"))).unwrap();
+    assert_eq!(s.retried, 1);
+    assert_eq!(state_of(&conn, "report:1").unwrap().unwrap().attempts, 1);
+    assert_eq!(state_of(&conn, "report:2").unwrap().unwrap().attempts, 1);
+
+    // Second failure of report:1 at +1 min, third (the last allowed) at +3 min.
+    run_once(&mut conn, &cfg, &Clock::Fixed(at("2026-11-25T09:01:00Z"))).unwrap();
+    assert_eq!(state_of(&conn, "report:1").unwrap().unwrap().attempts, 2);
+    let s = run_once(&mut conn, &cfg, &Clock::Fixed(at("2026-11-25T09:02:59Z"))).unwrap();
+    assert_eq!(
+        state_of(&conn, "report:1").unwrap().unwrap().attempts,
+        2,
+        "{s:?}: back-off of 2 min not respected"
+    );
+    let s = run_once(&mut conn, &cfg, &Clock::Fixed(at("2026-11-25T09:03:00Z"))).unwrap();
+    assert_eq!(s.abandoned, 1, "{s:?}");
+    assert_eq!(state_of(&conn, "report:1").unwrap().unwrap().attempts, 3);
+
+    // Abandoned: never tried again, visible in the status.
+    let later = at("2026-11-26T09:00:00Z");
+    std::fs::remove_file(eml_dir(&cfg)).unwrap();
+    let s = run_once(&mut conn, &cfg, &Clock::Fixed(later)).unwrap();
+    assert_eq!(
+        s.sent, 1,
+        "report:2 (2 attempts) goes out, report:1 stays abandoned"
+    );
+    assert_eq!(eml_files(&cfg).len(), 1);
+    let st = queue::status(&conn, &cfg, later).unwrap();
+    assert_eq!((st.pending, st.abandoned, st.sent), (0, 1, 1));
+    assert_eq!(st.failures.len(), 1);
+    assert!(st.failures[0].abandoned && st.failures[0].dedup_key == "report:1");
+
+    // The operator fixed the cause: requeue, and it goes out.
+    assert_eq!(queue::requeue_abandoned(&conn, &cfg, later).unwrap(), 1);
+    let s = run_once(&mut conn, &cfg, &Clock::Fixed(later)).unwrap();
+    assert_eq!(s.sent, 1);
+    assert_eq!(eml_files(&cfg).len(), 2);
+    assert_eq!(history_count(&conn), 2);
+    drop(d);
+}
+
+#[test]
+fn an_unbuildable_message_is_abandoned_at_once() {
+    let (_d, mut conn, cfg) = setup();
+    let t0 = at("2026-11-25T09:00:00Z");
+    enqueue(&conn, t0, &msg("report:1", "not an address")).unwrap();
+    enqueue(&conn, t0, &msg("report:2", "ok@example.org")).unwrap();
+    let s = run_once(&mut conn, &cfg, &Clock::Fixed(t0)).unwrap();
+    assert_eq!(
+        s,
+        DeliverySummary {
+            sent: 1,
+            abandoned: 1,
+            ..Default::default()
+        }
+    );
+    let MailState {
+        sent_at: sent,
+        attempts,
+        last_error: err,
+    } = state_of(&conn, "report:1").unwrap().unwrap();
+    assert_eq!((sent, attempts), (None, 3));
+    assert!(err.unwrap().contains("not an address"));
+}
+
+#[test]
+fn a_claimed_message_is_not_taken_twice() {
+    let (_d, mut conn, cfg) = setup();
+    let t0 = at("2026-11-25T09:00:00Z");
+    enqueue(&conn, t0, &msg("report:1", "a@example.org")).unwrap();
+    let q = due(&conn, t0, 3, 0).unwrap().remove(0);
+    assert!(claim(&mut conn, &q, t0).unwrap());
+    // A second worker holding the same stale read loses the race.
+    assert!(!claim(&mut conn, &q, t0).unwrap());
+    // And a pass during the lease does not see it.
+    let s = run_once(&mut conn, &cfg, &Clock::Fixed(at("2026-11-25T09:05:00Z"))).unwrap();
+    assert_eq!(s, DeliverySummary::default());
+    // After the lease (a worker that died), it is delivered.
+    let s = run_once(&mut conn, &cfg, &Clock::Fixed(at("2026-11-25T09:10:00Z"))).unwrap();
+    assert_eq!(s.sent, 1);
+}
+
+#[test]
+fn history_application_follows_the_cause() {
+    assert_eq!(application_for("report:12"), "aide-a-domicile");
+    assert_eq!(application_for("relance:C04-2026-000123"), "habitat");
+    assert_eq!(application_for("Attestation/77"), "habitat");
+    assert_eq!(application_for(""), "aide-a-domicile");
+    assert_eq!(redact("smtp://user:secret@relay:25"), "smtp://…@relay:25");
+}

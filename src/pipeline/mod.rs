@@ -1,0 +1,330 @@
+//! The billing pipeline: a dropped file goes through four steps, each
+//! leaving the state consistent so that a kill at any instant loses and
+//! doubles nothing (spec §9).
+//!
+//! 1. **take** ([`Pipeline::take`]): renamed from `inbound/<provider>/` into
+//!    `work/<provider>/` (atomic; only one taker wins), then recorded with
+//!    its SHA-256 in `received_files` (state `received`) before anything
+//!    else is done with it.
+//! 2. **decide** ([`decide`]): every control against the state, then in one
+//!    transaction: verdict, anomalies, accepted lines, the outputs owed,
+//!    the e-mail notice queued, history (state `decided`).
+//! 3. **publish** ([`publish`]): each owed output rendered from the database
+//!    and written atomically, marked done one by one; the original moved to
+//!    `archive/` (state `done`). Rendering is deterministic, so writing an
+//!    output twice after a crash gives the same file under the same name.
+//! 4. **recover** ([`Pipeline::recover`]) at every start: clears temp files,
+//!    records files found in `work/` without a record, and finishes every
+//!    file left `received` or `decided`.
+
+mod caisse;
+mod decide;
+mod publish;
+pub mod rules;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use rusqlite::{params, Connection};
+use sha2::{Digest, Sha256};
+
+use crate::billing::Verdict;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::fsutil;
+use crate::history::{self, Entry};
+use crate::spool::{is_safe_component, is_temp_name, Spool};
+
+pub use caisse::import_drops as import_caisse_drops;
+pub use decide::{decide, validate_path};
+pub use publish::publish;
+
+/// How a file came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Sftp,
+    Depot,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Sftp => "sftp",
+            Channel::Depot => "depot",
+        }
+    }
+}
+
+/// What a pass over the inbound folders did.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub processed: usize,
+    pub accepted: usize,
+    pub partial: usize,
+    pub rejected: usize,
+    pub recovered: usize,
+    pub imports_applied: usize,
+    pub imports_refused: usize,
+}
+
+impl Summary {
+    pub fn all_accepted(&self) -> bool {
+        self.partial == 0 && self.rejected == 0 && self.imports_refused == 0
+    }
+
+    fn count(&mut self, v: Verdict) {
+        self.processed += 1;
+        match v {
+            Verdict::Accepted => self.accepted += 1,
+            Verdict::Partial => self.partial += 1,
+            Verdict::Rejected => self.rejected += 1,
+        }
+    }
+}
+
+/// The pipeline with its state: one writer connection, used from one thread.
+pub struct Pipeline {
+    pub cfg: Config,
+    pub clock: Clock,
+    pub spool: Spool,
+    pub conn: Connection,
+}
+
+/// SHA-256 and size of a file, streamed.
+pub fn hash_file(path: &Path) -> Result<(String, u64)> {
+    let mut f = fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut h = Sha256::new();
+    let n = std::io::copy(&mut f, &mut h).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok((hex::encode(h.finalize()), n))
+}
+
+impl Pipeline {
+    pub fn open(cfg: Config, clock: Clock) -> Result<Pipeline> {
+        let spool = Spool::new(&cfg.paths.spool);
+        spool.create()?;
+        let conn = crate::store::open(&cfg.paths.database)?;
+        Ok(Pipeline { cfg, clock, spool, conn })
+    }
+
+    /// Files waiting in `inbound/<provider>/`, oldest first (name order for
+    /// equal times, so a replay processes them in the same order).
+    pub fn waiting(&self) -> Result<Vec<PathBuf>> {
+        let mut files = Vec::new();
+        let inbound = self.spool.inbound();
+        let providers = match fs::read_dir(&inbound) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", inbound.display())),
+        };
+        for p in providers {
+            let p = p.with_context(|| format!("cannot list {}", inbound.display()))?;
+            let pname = p.file_name().to_string_lossy().into_owned();
+            if !p.file_type().map(|t| t.is_dir()).unwrap_or(false) || !is_safe_component(&pname) {
+                continue;
+            }
+            let dir = p.path();
+            for f in fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
+                let f = f.with_context(|| format!("cannot list {}", dir.display()))?;
+                let name = f.file_name().to_string_lossy().into_owned();
+                if is_temp_name(&name) || !f.file_type().map(|t| t.is_file()).unwrap_or(false) {
+                    continue;
+                }
+                let mtime = f.metadata().and_then(|m| m.modified()).ok();
+                files.push((mtime, f.path()));
+            }
+        }
+        files.sort();
+        Ok(files.into_iter().map(|(_, p)| p).collect())
+    }
+
+    /// Step 1: takes a complete file from an inbound folder. `Ok(None)` when
+    /// it is no longer there (another taker won) or is not a billing drop.
+    pub fn take(&mut self, path: &Path, channel: Channel) -> Result<Option<i64>> {
+        let (Some(name), Some(provider)) = (
+            path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            path.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()),
+        ) else {
+            return Ok(None);
+        };
+        if is_temp_name(&name) || !is_safe_component(&provider) || name.contains('/') {
+            return Ok(None);
+        }
+        let now = self.clock.now();
+        let work_dir = self.spool.work_of(&provider);
+        fsutil::create_dir_all(&work_dir)?;
+        let unique = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+        let work = work_dir.join(format!("{unique}-{name}"));
+        match fs::rename(path, &work) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot move {} to {}", path.display(), work.display())),
+        }
+        fsutil::sync_dir(&work_dir)?;
+        if let Some(parent) = path.parent() {
+            fsutil::sync_dir(parent)?;
+        }
+        self.record(&provider, &name, &work, channel, now).map(Some)
+    }
+
+    /// Records a file already in `work/` (the durable record of reception).
+    fn record(&mut self, provider: &str, name: &str, work: &Path, channel: Channel, now: chrono::DateTime<chrono::Utc>) -> Result<i64> {
+        let (sha, size) = hash_file(work)?;
+        let rel = self.spool.rel(work).with_context(|| format!("{} is outside the spool", work.display()))?;
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO received_files (provider, name, channel, sha256, size, received_at, work_path, state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'received')",
+            params![provider, name, channel.as_str(), sha, size as i64, rfc3339(now), rel],
+        )?;
+        let id = tx.last_insert_rowid();
+        history::record(
+            &tx,
+            now,
+            &Entry {
+                kind: "received",
+                application: "aide-a-domicile",
+                interface: if channel == Channel::Sftp { "sftp" } else { "depot" },
+                provider: Some(provider),
+                comment: format!("fichier {name} reçu ({size} octets, sha256 {sha})"),
+                ..Default::default()
+            },
+        )?;
+        tx.commit()?;
+        tracing::info!(file = name, provider, id, "file received");
+        Ok(id)
+    }
+
+    /// Takes, decides and publishes one dropped file.
+    pub fn process_file(&mut self, path: &Path, channel: Channel) -> Result<Option<Verdict>> {
+        let Some(id) = self.take(path, channel)? else { return Ok(None) };
+        self.finish(id).map(Some)
+    }
+
+    /// Decides (if not yet) and publishes received file `id`.
+    pub fn finish(&mut self, id: i64) -> Result<Verdict> {
+        let verdict = decide(self, id)?;
+        publish(self, id)?;
+        Ok(verdict)
+    }
+
+    /// Step 4: brings every file in flight to its end. Run at every start,
+    /// before taking new files.
+    pub fn recover(&mut self) -> Result<usize> {
+        let root = self.spool.root().to_path_buf();
+        for top in ["outbox", "outbound"] {
+            for dir in subdirs(&root.join(top))? {
+                fsutil::remove_stale_temps(&dir)?;
+                for sub in subdirs(&dir)? {
+                    fsutil::remove_stale_temps(&sub)?;
+                }
+            }
+        }
+        fsutil::remove_stale_temps(&self.spool.mail())?;
+        // Files moved into work/ by a taker killed before it recorded them.
+        let mut orphans = Vec::new();
+        for dir in subdirs(&root.join("work"))? {
+            let provider = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            for f in fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
+                let path = f.with_context(|| format!("cannot list {}", dir.display()))?.path();
+                let Some(rel) = self.spool.rel(&path) else { continue };
+                let known: bool = self
+                    .conn
+                    .query_row("SELECT COUNT(*) FROM received_files WHERE work_path = ?1", [&rel], |r| r.get::<_, i64>(0))?
+                    > 0;
+                if !known {
+                    orphans.push((provider.clone(), path));
+                }
+            }
+        }
+        for (provider, path) in orphans {
+            let fname = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            // work names are `<unique>-<name>`.
+            let name = fname.split_once('-').map(|(_, n)| n.to_string()).unwrap_or(fname);
+            let now = self.clock.now();
+            self.record(&provider, &name, &path, Channel::Depot, now)?;
+        }
+        let pending: Vec<i64> = self
+            .conn
+            .prepare("SELECT id FROM received_files WHERE state != 'done' ORDER BY id")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for &id in &pending {
+            self.finish(id)?;
+        }
+        if !pending.is_empty() {
+            tracing::info!(files = pending.len(), "files in flight brought to their end");
+        }
+        Ok(pending.len())
+    }
+
+    /// One pass: recovery, the caisse's reference data, then every waiting
+    /// billing file.
+    pub fn process_once(&mut self) -> Result<Summary> {
+        let mut s = Summary { recovered: self.recover()?, ..Summary::default() };
+        let (applied, refused) = caisse::import_drops(self)?;
+        s.imports_applied = applied;
+        s.imports_refused = refused;
+        for path in self.waiting()? {
+            if let Some(v) = self.process_file(&path, Channel::Depot)? {
+                s.count(v);
+            }
+        }
+        Ok(s)
+    }
+
+    /// Records an error met by a worker, for `status`.
+    pub fn note_error(&self, worker: &str, message: &str) {
+        let _ = self.conn.execute(
+            "INSERT INTO errors (at, worker, message) VALUES (?1, ?2, ?3)",
+            params![rfc3339(self.clock.now()), worker, message],
+        );
+    }
+}
+
+/// Sub-folders of `dir` (none when it does not exist).
+fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let rd = match fs::read_dir(dir) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    let mut out = Vec::new();
+    for e in rd {
+        let e = e.with_context(|| format!("cannot list {}", dir.display()))?;
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            out.push(e.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Holds the spool lock: one processing instance (daemon or `process
+/// --once`) at a time, so that two never take the same file in flight.
+pub struct SpoolLock(#[allow(dead_code)] fs::File);
+
+impl SpoolLock {
+    pub fn acquire(cfg: &Config) -> Result<SpoolLock> {
+        use std::os::fd::AsRawFd;
+        let dir = cfg.paths.spool.join("state");
+        fsutil::create_dir_all(&dir)?;
+        let path = dir.join("gateway.lock");
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            anyhow::bail!("another ppas-gateway instance is processing this spool (lock {} is held)", path.display());
+        }
+        Ok(SpoolLock(f))
+    }
+}

@@ -1,0 +1,119 @@
+//! The spool layout of spec §2, in one place: every path the gateway reads
+//! or writes under `[paths] spool` is built here.
+//!
+//! ```text
+//! inbound/<provider>/          drops (SFTP /in or local)
+//! outbound/<provider>/         reports/, bordereaux/, … (SFTP /out)
+//! caisse/inbound/<kind>/       reference data dropped by the caisse
+//! outbox/<id-cram>/            accepted lines for the payment chain
+//! work/<provider>/             files taken, being processed
+//! archive/<provider>/<YYYY-MM>/ originals kept
+//! state/                       database, host key
+//! mail/                        .eml files when no relay is configured
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::fsutil;
+
+#[derive(Debug, Clone)]
+pub struct Spool {
+    root: PathBuf,
+}
+
+/// Names a drop folder never takes: hidden, editor and upload temp files
+/// (spec §2). They are picked up once renamed.
+pub fn is_temp_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    name.starts_with('.')
+        || name.starts_with('~')
+        || lower.ends_with(".part")
+        || lower.ends_with(".tmp")
+        || lower.ends_with(".filepart")
+}
+
+/// A provider or kind folder name the gateway accepts: ASCII letters,
+/// digits, `-` and `_` (no dot, no separator: never a path).
+pub fn is_safe_component(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Spool {
+    pub fn new(root: impl Into<PathBuf>) -> Spool {
+        Spool { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Creates the fixed folders (not the per-provider ones).
+    pub fn create(&self) -> Result<()> {
+        for dir in ["inbound", "outbound", "caisse/inbound", "outbox", "work", "archive", "state", "mail"] {
+            fsutil::create_dir_all(&self.root.join(dir))?;
+        }
+        for kind in crate::import::Kind::ALL {
+            fsutil::create_dir_all(&self.caisse_inbound(kind.as_str()))?;
+        }
+        Ok(())
+    }
+
+    pub fn inbound(&self) -> PathBuf {
+        self.root.join("inbound")
+    }
+
+    pub fn inbound_of(&self, provider: &str) -> PathBuf {
+        self.root.join("inbound").join(provider)
+    }
+
+    pub fn outbound_of(&self, provider: &str) -> PathBuf {
+        self.root.join("outbound").join(provider)
+    }
+
+    pub fn caisse_inbound(&self, kind: &str) -> PathBuf {
+        self.root.join("caisse/inbound").join(kind)
+    }
+
+    pub fn work_of(&self, provider: &str) -> PathBuf {
+        self.root.join("work").join(provider)
+    }
+
+    pub fn mail(&self) -> PathBuf {
+        self.root.join("mail")
+    }
+
+    /// Absolute (or working-directory relative) path of a spool-relative one.
+    pub fn abs(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// The spool-relative form of a path under the spool.
+    pub fn rel(&self, path: &Path) -> Option<String> {
+        path.strip_prefix(&self.root).ok().map(|p| p.to_string_lossy().into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_are_ignored() {
+        for n in [".hidden.xml", "~lock.xml", "a.xml.part", "a.XML.TMP", "a.xml.filepart"] {
+            assert!(is_temp_name(n), "{n}");
+        }
+        assert!(!is_temp_name("03_150521_100_21999000.xml"));
+    }
+
+    #[test]
+    fn components() {
+        assert!(is_safe_component("saad42"));
+        assert!(!is_safe_component(".."));
+        assert!(!is_safe_component("a/b"));
+        assert!(!is_safe_component(""));
+    }
+}
