@@ -16,4 +16,5 @@ mod check_cli;
 mod check_oracle;
 mod check_props;
 mod sftp;
+mod sftp_files;
 mod sftp_support;
