@@ -14,8 +14,9 @@
 # BENCH_FILES files in all (default 200); every file must arrive exactly
 # once, complete, and no temporary file may remain.
 #
-# Usage: scripts/bench-sftp.sh            (builds nothing; see PPAS_GATEWAY_BIN)
-#   PPAS_GATEWAY_BIN   binary to run (default target/release/ppas-gateway)
+# Usage: scripts/bench-sftp.sh
+#   PPAS_GATEWAY_BIN   binary to run (default: `cargo build --release`, then
+#                      target/release/ppas-gateway)
 #   BENCH_SIZE_MIB, BENCH_RUNS, BENCH_SESSIONS, BENCH_FILES
 # Needs: sftp, ssh-keygen, /usr/sbin/sshd, python3. When run as root, sshd
 # needs its privilege-separation folder /run/sshd (created if missing).
@@ -23,14 +24,18 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${PPAS_GATEWAY_BIN:-$repo/target/release/ppas-gateway}
+BIN=${PPAS_GATEWAY_BIN:-}
 SIZE_MIB=${BENCH_SIZE_MIB:-128}
 RUNS=${BENCH_RUNS:-3}
 SESSIONS=${BENCH_SESSIONS:-40}
 FILES=${BENCH_FILES:-200}
 SSHD=${SSHD:-/usr/sbin/sshd}
 
-[ -x "$BIN" ] || { echo "missing $BIN (cargo build --release)" >&2; exit 2; }
+if [ -z "${PPAS_GATEWAY_BIN:-}" ]; then
+    (cd "$repo" && cargo build --release --quiet --bin ppas-gateway)
+    BIN=${CARGO_TARGET_DIR:-$repo/target}/release/ppas-gateway
+fi
+[ -x "$BIN" ] || { echo "missing $BIN" >&2; exit 2; }
 [ -x "$SSHD" ] || { echo "missing $SSHD" >&2; exit 2; }
 
 work=$(mktemp -d /tmp/bench-sftp.XXXXXX)
