@@ -7,3 +7,5 @@ mod accounts;
 mod import;
 mod mail;
 mod report;
+mod pipeline_support;
+mod pipeline;
