@@ -105,12 +105,25 @@ pub fn decide(p: &mut Pipeline, id: i64) -> Result<Verdict> {
     }
     tx.execute_batch("RELEASE lines")?;
 
+    // The first report counter still free for this provider. Counting files
+    // of the same name is not enough: `X.xml`, `X.XML` and `X` share the
+    // report stem `X`, and a taken path would fail the whole decision.
     let occurrence: i64 = tx.query_row(
         "SELECT COUNT(*) FROM received_files WHERE provider = ?1 AND name = ?2 AND id <= ?3",
         params![provider, name, id],
         |r| r.get(0),
     )?;
-    let [rx, rc, rp] = crate::report::report_file_names(&name, occurrence as u32);
+    let mut occurrence = occurrence.max(1) as u32;
+    let [rx, rc, rp] = loop {
+        let names = crate::report::report_file_names(&name, occurrence);
+        let taken: bool = tx
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM outputs WHERE path = ?1)")?
+            .query_row([format!("outbound/{provider}/reports/{}", names[0])], |r| r.get(0))?;
+        if !taken {
+            break names;
+        }
+        occurrence += 1;
+    };
     let h = &v.header;
     tx.execute(
         "UPDATE received_files SET state = 'decided', verdict = ?2, lines = ?3, accepted_lines = ?4,
