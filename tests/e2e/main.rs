@@ -9,3 +9,4 @@ mod mail;
 mod report;
 mod pipeline_support;
 mod pipeline;
+mod crash;

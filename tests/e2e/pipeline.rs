@@ -6,9 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::Path;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -580,73 +578,6 @@ fn temp_names_wait_until_renamed() {
 // 5. serve.
 // ---------------------------------------------------------------------------
 
-/// A running `serve`, with its stderr going to a file.
-pub struct Daemon {
-    pub child: Child,
-    pub log: std::path::PathBuf,
-}
-
-impl Daemon {
-    pub fn start(g: &Gw, log: &Path) -> Daemon {
-        let f = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-        let child = g.cmd().arg("serve").stdout(Stdio::null()).stderr(f).spawn().expect("start serve");
-        Daemon { child, log: log.to_path_buf() }
-    }
-
-    /// Waits for the "ready" log line (the n-th start logged in this file).
-    pub fn wait_ready(&mut self, starts: usize, deadline: Duration) {
-        let t = Instant::now();
-        loop {
-            let logs = std::fs::read_to_string(&self.log).unwrap_or_default();
-            if logs.matches("phase 4/4: ready").count() >= starts {
-                return;
-            }
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!("serve exited early ({st}):\n{logs}");
-            }
-            assert!(t.elapsed() < deadline, "serve not ready after {deadline:?}:\n{logs}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGTERM; returns the exit code and how long it took.
-    pub fn terminate(mut self) -> (Option<i32>, Duration) {
-        let t = Instant::now();
-        // SAFETY: sending a signal to our own child process.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return (st.code(), t.elapsed());
-            }
-            if t.elapsed() > Duration::from_secs(15) {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                return (None, t.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Polls `cond` every 10 ms until `deadline`; returns the time it took.
-pub fn wait_for(deadline: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
-    let t = Instant::now();
-    while !cond() {
-        assert!(t.elapsed() < deadline, "{what}: not done after {deadline:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    t.elapsed()
-}
-
 #[test]
 fn serve_processes_drops_refuses_a_second_instance_and_stops_on_sigterm() {
     let g = Gw::with_cast();
@@ -655,7 +586,7 @@ fn serve_processes_drops_refuses_a_second_instance_and_stops_on_sigterm() {
     g.drop_bill("saadA", &early);
     let log = g.dir.path().join("serve.log");
     let mut d = Daemon::start(&g, &log);
-    d.wait_ready(1, Duration::from_secs(20));
+    d.wait_ready(Duration::from_secs(20));
     wait_for(Duration::from_secs(10), "file present at start", || g.exists(&report_rel("saadA", &early, 1, "pdf")));
 
     // Dropped while running (written under a temp name, renamed in).
