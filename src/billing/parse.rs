@@ -689,9 +689,16 @@ impl<S: LineSink> State<'_, S> {
             }
         };
         if let Some(reason) = err {
-            let shown = String::from_utf8_lossy(&value[..value.len().min(80)]).into_owned();
             let at = if in_line { format!(" (ligne {})", self.line.index) } else { String::new() };
-            self.schema(xml_line, Some(name), format!("<{name}>{at} : « {shown} » : {reason}"));
+            // A NIR is personal data: never repeated in messages, which end
+            // up in e-mails and reports.
+            let msg = if name == "nir-per" {
+                format!("<{name}>{at} : {reason}")
+            } else {
+                let cut = text.char_indices().nth(80).map_or(text.len(), |(i, _)| i);
+                format!("<{name}>{at} : « {} » : {reason}", &text[..cut])
+            };
+            self.schema(xml_line, Some(name), msg);
         }
         self.value = owned;
         self.value.clear();

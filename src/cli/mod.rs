@@ -15,10 +15,11 @@ use crate::config::Config;
 
 mod check;
 mod config_cmd;
+mod history;
 mod import;
 mod process;
 mod serve;
-mod stubs;
+mod status;
 mod user;
 
 /// What a command ends with.
@@ -63,7 +64,11 @@ pub enum Command {
     /// Exchange history for a period.
     History(HistoryArgs),
     /// Queue depths, job runs, pending e-mails, last errors.
-    Status,
+    Status {
+        /// One JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -155,16 +160,22 @@ pub struct HistoryArgs {
     /// Last day of the period (inclusive).
     #[arg(long)]
     pub to: String,
+    /// Provider account name (exact).
     #[arg(long)]
     pub provider: Option<String>,
+    /// Convention code (exact).
     #[arg(long)]
     pub convention: Option<String>,
+    /// Interface, e.g. facturation, attestations, referentiel, sftp (exact).
     #[arg(long)]
     pub interface: Option<String>,
+    /// Text the comment contains (case-insensitive).
     #[arg(long)]
     pub comment: Option<String>,
+    /// Oldest first (asc) or newest first (desc).
     #[arg(long, default_value = "desc", value_parser = ["asc", "desc"])]
     pub order: String,
+    /// table (aligned, Paris time), json (one object per line) or csv (`;`, UTF-8 BOM).
     #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
     pub format: String,
 }
@@ -206,12 +217,13 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Check(a) => check::run(&ctx, &a),
         Command::Config(ConfigCommand::Check) => config_cmd::run(&ctx),
+        Command::History(a) => history::run(&ctx, &a),
         Command::Import(a) => import::run(&ctx, &a),
+        Command::Status { json } => status::run(&ctx, json),
         Command::User(u) => user::run(&ctx, u),
         Command::Validate(a) => process::validate(&ctx, &a),
         Command::Process(a) => process::run(&ctx, &a),
         Command::Run(a) => process::run_job(&ctx, &a),
         Command::Serve => serve::run(ctx),
-        other => stubs::run(&ctx, other),
     }
 }

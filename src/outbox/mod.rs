@@ -26,11 +26,14 @@ fn num(hundredths: i64) -> String {
 
 /// Writes the outbox `factbord` of received file `file_id`.
 pub fn render(conn: &Connection, file_id: i64, out: &mut impl Write) -> Result<()> {
-    let (rf_borfact, log_fact, id_cram, id_site, rf_prstpap): (String, String, String, String, String) = conn
+    #[allow(clippy::type_complexity)]
+    let (rf_borfact, log_fact, id_cram, id_site, rf_prstpap, from, to): (String, String, String, String, String, i64, i64) = conn
         .query_row(
-            "SELECT rf_borfact, COALESCE(log_fact, ''), id_cram, id_site, rf_prstpap FROM received_files WHERE id = ?1",
+            "SELECT rf_borfact, COALESCE(log_fact, ''), id_cram, id_site, rf_prstpap,
+                    COALESCE(lines_from, 0), COALESCE(lines_to, -1)
+             FROM received_files WHERE id = ?1",
             [file_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
         )
         .with_context(|| format!("received file {file_id}"))?;
     writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
@@ -42,12 +45,15 @@ pub fn render(conn: &Connection, file_id: i64, out: &mut impl Write) -> Result<(
     writeln!(out, " <rf-prstpap>{}</rf-prstpap>", escape(&rf_prstpap))?;
     let mut st = conn.prepare(
         "SELECT nir_per, nom_per, pn_per, rf_prstpap, id_prest, dtd, dtf, nb_quant, mt_tu, mt_total, bo_regul
-         FROM accepted_lines WHERE file_id = ?1 ORDER BY line_no",
+         FROM accepted_lines WHERE id BETWEEN ?1 AND ?2 AND file_id = ?3 ORDER BY id",
     )?;
-    let mut rows = st.query(params![file_id])?;
+    let mut rows = st.query(params![from, to, file_id])?;
     let (mut n, mut hours, mut total) = (0u64, 0i64, 0i64);
     while let Some(r) = rows.next()? {
-        let s = |i: usize| -> rusqlite::Result<String> { r.get(i) };
+        // Borrowed text: no allocation per field.
+        let s = |i: usize| -> rusqlite::Result<&str> {
+            r.get_ref(i).map(|v| v.as_str().unwrap_or_default())
+        };
         let (q, tu, mt): (i64, i64, i64) = (r.get(7)?, r.get(8)?, r.get(9)?);
         n += 1;
         hours += q;
@@ -55,17 +61,17 @@ pub fn render(conn: &Connection, file_id: i64, out: &mut impl Write) -> Result<(
         write!(
             out,
             " <factprest>\n  <nir-per>{}</nir-per>\n  <nom-per>{}</nom-per>\n  <pn-per>{}</pn-per>\n  <rf-prstpap>{}</rf-prstpap>\n  <id-prest>{}</id-prest>\n  <dtd-interv>{}</dtd-interv>\n  <dtf-interv>{}</dtf-interv>\n  <nb-quant>{}</nb-quant>\n  <mt-tu>{}</mt-tu>\n  <mt-total>{}</mt-total>\n  <bo-regul>{}</bo-regul>\n </factprest>\n",
-            escape(&s(0)?),
-            escape(&s(1)?),
-            escape(&s(2)?),
-            escape(&s(3)?),
-            escape(&s(4)?),
+            escape(s(0)?),
+            escape(s(1)?),
+            escape(s(2)?),
+            escape(s(3)?),
+            escape(s(4)?),
             s(5)?,
             s(6)?,
             num(q),
             num(tu),
             num(mt),
-            escape(&s(10)?)
+            escape(s(10)?)
         )?;
     }
     writeln!(out, " <nb-ligbor>{n}</nb-ligbor>")?;

@@ -26,7 +26,7 @@ fn controls(
     provider: &str,
     sha256: &str,
     record_as: Option<i64>,
-) -> Result<FileVerdict> {
+) -> Result<(FileVerdict, Option<(i64, i64)>)> {
     let mut rules = StateRules::new(conn, pipeline_cfg, provider, record_as);
     let mut v = check_file_as(path, name, opts, &mut rules)?;
     if let Some(e) = rules.error.take() {
@@ -38,7 +38,7 @@ fn controls(
             Anomaly::file(Code::F09, None, None, format!("contenu identique à un fichier déjà reçu ({first})")),
         );
     }
-    Ok(v)
+    Ok((v, rules.recorded))
 }
 
 /// `validate`: every control against the current state; changes nothing.
@@ -55,7 +55,7 @@ pub fn validate_path(conn: &mut Connection, cfg: &crate::config::Config, clock: 
     };
     let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let v = controls(&tx, cfg, &opts, path, &name, &provider, &sha, None)?;
+    let (v, _) = controls(&tx, cfg, &opts, path, &name, &provider, &sha, None)?;
     tx.rollback()?;
     Ok(v)
 }
@@ -97,7 +97,7 @@ pub fn decide(p: &mut Pipeline, id: i64) -> Result<Verdict> {
     let cfg = p.cfg.clone();
     let tx = p.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch("SAVEPOINT lines")?;
-    let v = controls(&tx, &cfg, &opts, &work, &name, &provider, &sha, Some(id))
+    let (v, recorded) = controls(&tx, &cfg, &opts, &work, &name, &provider, &sha, Some(id))
         .with_context(|| format!("file {name} from {provider}"))?;
     if v.verdict == Verdict::Rejected {
         // Rejected lines consume nothing and block no period.
@@ -128,7 +128,7 @@ pub fn decide(p: &mut Pipeline, id: i64) -> Result<Verdict> {
     tx.execute(
         "UPDATE received_files SET state = 'decided', verdict = ?2, lines = ?3, accepted_lines = ?4,
             accepted_hours = ?5, rf_borfact = ?6, log_fact = ?7, id_cram = ?8, id_site = ?9, rf_prstpap = ?10,
-            decided_at = ?11, report_stem = ?12
+            decided_at = ?11, report_stem = ?12, lines_from = ?13, lines_to = ?14
          WHERE id = ?1",
         params![
             id,
@@ -143,6 +143,8 @@ pub fn decide(p: &mut Pipeline, id: i64) -> Result<Verdict> {
             h.rf_prstpap,
             rfc3339(now),
             rx.trim_end_matches(".xml"),
+            recorded.filter(|_| v.verdict != Verdict::Rejected).map(|r| r.0),
+            recorded.filter(|_| v.verdict != Verdict::Rejected).map(|r| r.1),
         ],
     )?;
     {

@@ -32,6 +32,19 @@ struct PlanState {
     consumed_e4: i64,
 }
 
+#[derive(Debug, Default)]
+struct Beneficiary {
+    plans: Vec<PlanState>,
+    periods: Vec<(NaiveDate, NaiveDate)>,
+}
+
+fn make_key(buf: &mut String, nir: &str, prestation: &str) {
+    buf.clear();
+    buf.push_str(nir);
+    buf.push('\u{1f}');
+    buf.push_str(prestation);
+}
+
 /// The stateful rules for one file.
 pub struct StateRules<'c> {
     conn: &'c Connection,
@@ -41,10 +54,13 @@ pub struct StateRules<'c> {
     record_as: Option<i64>,
     /// Every site of the sending provider (any caisse).
     sites: HashSet<String>,
-    /// (nir, prestation) → plans of the provider with the header's caisse.
-    plans: HashMap<(String, String), Vec<PlanState>>,
-    /// Periods accepted earlier in this file, by (nir, prestation).
-    periods: HashMap<(String, String), Vec<(NaiveDate, NaiveDate)>>,
+    /// `nir␟prestation` → the beneficiary's plans with the provider and the
+    /// header's caisse, and the periods accepted earlier in this file.
+    benef: HashMap<String, Beneficiary>,
+    /// Reused lookup key (no allocation per line).
+    key: String,
+    /// Rowids of the first and last accepted line recorded for this file.
+    pub recorded: Option<(i64, i64)>,
     id_cram: String,
     /// An error met while reading the state: the file cannot be decided.
     pub error: Option<anyhow::Error>,
@@ -67,8 +83,9 @@ impl<'c> StateRules<'c> {
             provider: provider.to_string(),
             record_as,
             sites: HashSet::new(),
-            plans: HashMap::new(),
-            periods: HashMap::new(),
+            benef: HashMap::new(),
+            key: String::new(),
+            recorded: None,
             id_cram: String::new(),
             error: None,
         }
@@ -89,29 +106,26 @@ impl<'c> StateRules<'c> {
                AND p.id_site IN (SELECT id_site FROM conventions WHERE provider = ?2 AND id_cram = ?1 AND validated = 1)
              ORDER BY p.dt_debut, p.id",
         )?;
-        let rows = st.query_map(params![id_cram, self.provider], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, i64>(5)?,
-                r.get::<_, i64>(6)?,
-                r.get::<_, i64>(7)?,
-            ))
-        })?;
-        self.plans.clear();
-        for row in rows {
-            let (id, nir, prest, start, end, total, consomme, used) = row?;
-            let (Some(start), Some(end)) = (day(&start), day(&end)) else { continue };
-            self.plans.entry((nir, prest)).or_default().push(PlanState {
-                id,
+        let mut rows = st.query(params![id_cram, self.provider])?;
+        self.benef.clear();
+        let mut key = String::new();
+        while let Some(r) = rows.next()? {
+            let text = |i: usize| r.get_ref(i).map(|v| v.as_str().unwrap_or_default());
+            let (Some(start), Some(end)) = (day(text(3)?), day(text(4)?)) else { continue };
+            make_key(&mut key, text(1)?, text(2)?);
+            let plan = PlanState {
+                id: r.get(0)?,
                 start,
                 end,
-                total_e4: total * 100,
-                consumed_e4: consomme * 100 + used,
-            });
+                total_e4: r.get::<_, i64>(5)? * 100,
+                consumed_e4: r.get::<_, i64>(6)? * 100 + r.get::<_, i64>(7)?,
+            };
+            match self.benef.get_mut(key.as_str()) {
+                Some(b) => b.plans.push(plan),
+                None => {
+                    self.benef.insert(key.clone(), Beneficiary { plans: vec![plan], periods: Vec::new() });
+                }
+            }
         }
         self.id_cram = id_cram.to_string();
         Ok(())
@@ -183,14 +197,23 @@ impl<'c> StateRules<'c> {
                 format!("le site intervenant « {} » n'est pas un site du prestataire", l.id_prest),
             ));
         }
-        let key = (l.nir_per.clone(), l.rf_prstpap.clone());
+        let mut key = std::mem::take(&mut self.key);
+        make_key(&mut key, &l.nir_per, &l.rf_prstpap);
+        let r = self.checks_for(l, &key, out);
+        self.key = key;
+        r
+    }
+
+    fn checks_for(&mut self, l: &Line, key: &str, out: &mut Vec<Anomaly>) -> Result<()> {
+        let at = l.xml_line;
         let period = l.dtd_interv.zip(l.dtf_interv).filter(|(d, f)| d <= f);
         let amount = match (l.nb_quant, l.mt_tu) {
             (Some(q), Some(tu)) => e4(q * tu),
             _ => None,
         };
         let mut plan_idx = None;
-        match self.plans.get(&key) {
+        let benef = self.benef.get(key);
+        match benef.filter(|b| !b.plans.is_empty()) {
             None => out.push(Anomaly::line(
                 Code::L04,
                 l.index,
@@ -198,7 +221,8 @@ impl<'c> StateRules<'c> {
                 "nir-per",
                 format!("aucun plan d'aide {} pour ce bénéficiaire chez ce prestataire et cette caisse", l.rf_prstpap),
             )),
-            Some(plans) => {
+            Some(b) => {
+                let plans = &b.plans;
                 if let Some((d, f)) = period {
                     plan_idx = plans.iter().position(|p| p.start <= d && f <= p.end);
                     if plan_idx.is_none() {
@@ -232,10 +256,7 @@ impl<'c> StateRules<'c> {
             }
         }
         if let Some((d, f)) = period {
-            let earlier_in_file = self
-                .periods
-                .get(&key)
-                .is_some_and(|ps| ps.iter().any(|&(pd, pf)| pd <= f && d <= pf));
+            let earlier_in_file = benef.is_some_and(|b| b.periods.iter().any(|&(pd, pf)| pd <= f && d <= pf));
             let earlier_file = earlier_in_file
                 || self
                     .conn
@@ -257,12 +278,14 @@ impl<'c> StateRules<'c> {
         // `out` holds this line's anomalies only, stateless ones included.
         if out.is_empty() {
             if let (Some(i), Some(amount), Some((d, f))) = (plan_idx, amount, period) {
-                let plans = self.plans.get_mut(&key).expect("plan found above");
-                plans[i].consumed_e4 += amount;
-                let plan_id = plans[i].id;
-                self.periods.entry(key).or_default().push((d, f));
+                let b = self.benef.get_mut(key).expect("plan found above");
+                b.plans[i].consumed_e4 += amount;
+                let plan_id = b.plans[i].id;
+                b.periods.push((d, f));
                 if let Some(file_id) = self.record_as {
                     self.record(file_id, plan_id, l, d, f, amount)?;
+                    let row = self.conn.last_insert_rowid();
+                    self.recorded = Some(self.recorded.map_or((row, row), |(first, _)| (first, row)));
                 }
             }
         }

@@ -22,7 +22,11 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_core", include_str!("migrations/0001_core.sql")),
     ("0002_reference", include_str!("migrations/0002_reference.sql")),
     ("0003_billing", include_str!("migrations/0003_billing.sql")),
+    ("0004_history_index", include_str!("migrations/0004_history_index.sql")),
 ];
+
+/// The newest schema version this binary knows (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Opens (creating if needed) the database and brings it to the newest schema.
 pub fn open(path: &Path) -> Result<Connection> {

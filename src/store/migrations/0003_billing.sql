@@ -25,7 +25,9 @@ CREATE TABLE received_files (
     rf_prstpap     TEXT,
     decided_at     TEXT,
     done_at        TEXT,
-    archive_path   TEXT                    -- relative to the spool, once archived
+    archive_path   TEXT,                   -- relative to the spool, once archived
+    lines_from     INTEGER,                -- rowids of its accepted_lines
+    lines_to       INTEGER
 );
 CREATE INDEX received_sha ON received_files(sha256);
 CREATE INDEX received_borfact ON received_files(rf_borfact, accepted_lines);
@@ -43,7 +45,9 @@ CREATE TABLE anomalies (
     PRIMARY KEY (file_id, seq)
 ) WITHOUT ROWID;
 
--- Lines transmitted to the payment chain. Amounts: nb_quant, mt_tu,
+-- Lines transmitted to the payment chain, inserted in file order by the
+-- single writer, so that a file's lines are the rowid range
+-- received_files.lines_from..lines_to (no per-file index to maintain). Amounts: nb_quant, mt_tu,
 -- mt_total in hundredths; amount_e4 = nb_quant × mt_tu in ten-thousandths
 -- (what the line consumes of its plan).
 CREATE TABLE accepted_lines (
@@ -63,8 +67,7 @@ CREATE TABLE accepted_lines (
     mt_tu      INTEGER NOT NULL,
     mt_total   INTEGER NOT NULL,
     bo_regul   TEXT NOT NULL,
-    amount_e4  INTEGER NOT NULL,
-    UNIQUE (file_id, line_no)
+    amount_e4  INTEGER NOT NULL
 );
 CREATE INDEX accepted_overlap ON accepted_lines(nir_per, rf_prstpap, dtd);
 CREATE INDEX accepted_plan ON accepted_lines(plan_id);

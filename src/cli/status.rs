@@ -1,0 +1,212 @@
+//! `status [--json]`: what the gateway holds right now, for the caisse IT team.
+//!
+//! In: the spool folders and the state database. Out: one screen (or one
+//! JSON object) with the files waiting in the drop folders, the files in
+//! flight, the outputs owed but not yet written, the mail queue, the last
+//! files processed and the last errors, the database path and schema
+//! version. Everything is read in one read transaction so the counts agree
+//! with each other. The database is created when missing: `status` is the
+//! first thing an operator runs on a fresh install.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use chrono_tz::Europe::Paris;
+use rusqlite::Connection;
+use serde::Serialize;
+
+use super::{Ctx, Outcome};
+
+/// How many recent files and errors are shown.
+const RECENT: i64 = 5;
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub database: String,
+    pub schema_version: i64,
+    pub schema_version_known: i64,
+    /// Files waiting in `inbound/<provider>/`, per provider (temporary names excluded).
+    pub inbound: BTreeMap<String, usize>,
+    pub inbound_total: usize,
+    /// Received files not yet done: `received` (taken, no verdict) and `decided`.
+    pub in_flight_received: i64,
+    pub in_flight_decided: i64,
+    /// Outputs owed (outbox file, reports) not yet written.
+    pub outputs_owed: i64,
+    /// Unsent e-mails still tried, and those that reached `[mail] max_attempts`
+    /// (same definitions as the mail worker: [`crate::mail::queue::status`]).
+    pub mail_pending: u64,
+    pub mail_failed: u64,
+    /// When the next pending e-mail is tried (Paris time).
+    pub mail_next_attempt_at: Option<String>,
+    pub last_files: Vec<FileLine>,
+    pub last_errors: Vec<ErrorLine>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FileLine {
+    pub decided_at: Option<String>,
+    pub provider: String,
+    pub name: String,
+    pub verdict: Option<String>,
+    pub lines: Option<i64>,
+    pub accepted_lines: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorLine {
+    pub at: String,
+    pub worker: String,
+    pub message: String,
+}
+
+pub fn run(ctx: &Ctx, json: bool) -> Result<Outcome> {
+    let mut conn = crate::store::open(&ctx.cfg.paths.database)?;
+    let s = gather(&mut conn, ctx)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string(&s)?)?;
+    } else {
+        write_human(&mut out, &s)?;
+    }
+    Ok(Outcome::Ok)
+}
+
+/// Collects every figure of the status.
+pub fn gather(conn: &mut Connection, ctx: &Ctx) -> Result<Status> {
+    let inbound = inbound_counts(&crate::spool::Spool::new(&ctx.cfg.paths.spool).inbound())?;
+    let tx = conn.transaction().context("cannot read the database")?;
+    let count = |sql: &str| -> Result<i64> {
+        tx.query_row(sql, [], |r| r.get(0)).with_context(|| format!("status query {sql:?}"))
+    };
+    let schema_version = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let in_flight_received = count("SELECT COUNT(*) FROM received_files WHERE state = 'received'")?;
+    let in_flight_decided = count("SELECT COUNT(*) FROM received_files WHERE state = 'decided'")?;
+    let outputs_owed = count("SELECT COUNT(*) FROM outputs WHERE done_at IS NULL")?;
+    let mail = crate::mail::queue::status(&tx, &ctx.cfg, ctx.clock.now()).context("cannot read the mail queue")?;
+
+    let mut stmt = tx.prepare(
+        "SELECT decided_at, provider, name, verdict, lines, accepted_lines FROM received_files
+         WHERE decided_at IS NOT NULL ORDER BY decided_at DESC, id DESC LIMIT ?1",
+    )?;
+    let last_files = stmt
+        .query_map([RECENT], |r| {
+            Ok(FileLine {
+                decided_at: r.get::<_, Option<String>>(0)?.map(|t| paris(&t)),
+                provider: r.get(1)?,
+                name: r.get(2)?,
+                verdict: r.get(3)?,
+                lines: r.get(4)?,
+                accepted_lines: r.get(5)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .context("cannot read the last files")?;
+    drop(stmt);
+    // Most recently recorded first: the id is the recording order even when
+    // a replay clock makes `at` go backwards.
+    let mut stmt = tx.prepare("SELECT at, worker, message FROM errors ORDER BY id DESC LIMIT ?1")?;
+    let last_errors = stmt
+        .query_map([RECENT], |r| {
+            Ok(ErrorLine { at: paris(&r.get::<_, String>(0)?), worker: r.get(1)?, message: r.get(2)? })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .context("cannot read the last errors")?;
+    drop(stmt);
+    tx.finish()?;
+
+    Ok(Status {
+        database: ctx.cfg.paths.database.display().to_string(),
+        schema_version,
+        schema_version_known: crate::store::SCHEMA_VERSION,
+        inbound_total: inbound.values().sum(),
+        inbound,
+        in_flight_received,
+        in_flight_decided,
+        outputs_owed,
+        mail_pending: mail.pending,
+        mail_failed: mail.abandoned,
+        mail_next_attempt_at: mail.next_attempt_at.as_deref().map(paris),
+        last_files,
+        last_errors,
+    })
+}
+
+/// A stored RFC 3339 instant shown in Europe/Paris; anything else as stored.
+fn paris(t: &str) -> String {
+    DateTime::parse_from_rfc3339(t)
+        .map(|d| d.with_timezone(&Utc).with_timezone(&Paris).format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|_| t.to_string())
+}
+
+/// Regular files waiting in each `inbound/<provider>/` (a missing folder: none).
+fn inbound_counts(inbound: &Path) -> Result<BTreeMap<String, usize>> {
+    let mut counts = BTreeMap::new();
+    let providers = match std::fs::read_dir(inbound) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(counts),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", inbound.display())),
+    };
+    for p in providers {
+        let p = p.with_context(|| format!("cannot list {}", inbound.display()))?;
+        let name = p.file_name().to_string_lossy().into_owned();
+        if crate::spool::is_temp_name(&name) || !p.file_type().with_context(|| format!("cannot stat {}", p.path().display()))?.is_dir() {
+            continue;
+        }
+        let dir = p.path();
+        let mut n = 0;
+        for f in std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
+            let f = f.with_context(|| format!("cannot list {}", dir.display()))?;
+            let file_type = f.file_type().with_context(|| format!("cannot stat {}", f.path().display()))?;
+            if file_type.is_file() && !crate::spool::is_temp_name(&f.file_name().to_string_lossy()) {
+                n += 1;
+            }
+        }
+        counts.insert(name, n);
+    }
+    Ok(counts)
+}
+
+/// The screen an operator reads.
+pub fn write_human(out: &mut impl Write, s: &Status) -> std::io::Result<()> {
+    let clean = |t: &str| t.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>();
+    writeln!(out, "database        {} (schema version {}, this binary knows {})", s.database, s.schema_version, s.schema_version_known)?;
+    writeln!(out, "inbound waiting {}", s.inbound_total)?;
+    for (provider, n) in s.inbound.iter().filter(|(_, n)| **n > 0) {
+        writeln!(out, "  {:<24} {n}", clean(provider))?;
+    }
+    writeln!(out, "in flight       {} ({} received, {} decided)", s.in_flight_received + s.in_flight_decided, s.in_flight_received, s.in_flight_decided)?;
+    writeln!(out, "outputs owed    {}", s.outputs_owed)?;
+    let next = s.mail_next_attempt_at.as_deref().map(|t| format!(" (next attempt {t})")).unwrap_or_default();
+    writeln!(out, "mail            {} pending, {} failed{next}", s.mail_pending, s.mail_failed)?;
+    writeln!(out, "last files processed")?;
+    if s.last_files.is_empty() {
+        writeln!(out, "  (none)")?;
+    }
+    for f in &s.last_files {
+        let lines = match (f.accepted_lines, f.lines) {
+            (Some(a), Some(l)) => format!("  ({a}/{l} lines accepted)"),
+            _ => String::new(),
+        };
+        writeln!(
+            out,
+            "  {}  {:<8}  {}/{}{lines}",
+            f.decided_at.as_deref().unwrap_or("-"),
+            f.verdict.as_deref().unwrap_or("-"),
+            clean(&f.provider),
+            clean(&f.name),
+        )?;
+    }
+    writeln!(out, "last errors")?;
+    if s.last_errors.is_empty() {
+        writeln!(out, "  (none)")?;
+    }
+    for e in &s.last_errors {
+        writeln!(out, "  {}  {}: {}", e.at, clean(&e.worker), clean(&e.message))?;
+    }
+    Ok(())
+}
