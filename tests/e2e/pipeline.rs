@@ -180,17 +180,41 @@ fn two_providers_validate_then_process_every_output() {
     assert!(g.files("work").is_empty(), "{:?}", g.files("work"));
     assert_eq!(g.files("archive").len(), 2);
 
-    // History: reception, verdict, outbox, each report, the e-mail.
-    let h = g.rows("SELECT kind, COALESCE(provider,''), comment FROM history WHERE kind != 'import' ORDER BY id");
-    let count = |k: &str, p: &str| h.iter().filter(|r| r[0] == k && r[1] == p).count();
+    // History, read as the caisse IT team reads it: reception, verdict,
+    // outbox, each report, the e-mail.
+    let history = |filter: &[&str]| -> Vec<Value> {
+        let mut args = vec!["history", "--from", "2026-11-20", "--to", "2026-11-20", "--format", "json", "--order", "asc"];
+        args.extend_from_slice(filter);
+        let out = g.run(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
+    };
+    let h = history(&[]);
+    let count = |k: &str, p: &str| h.iter().filter(|e| e["kind"] == k && e["provider"] == p).count();
     for p in ["saadA", "saadB"] {
         assert_eq!(count("received", p), 1, "{h:?}");
         assert_eq!(count("processed", p), 1, "{h:?}");
         assert_eq!(count("outbox", p), 1, "{h:?}");
         assert_eq!(count("chargement", p), 3, "{h:?}");
     }
-    assert_eq!(h.iter().filter(|r| r[0] == "mail").count(), 1, "{h:?}");
-    assert!(h.iter().any(|r| r[0] == "processed" && r[2].contains(&a.name()) && r[2].contains("partiellement")), "{h:?}");
+    assert_eq!(h.iter().filter(|e| e["kind"] == "mail").count(), 1, "{h:?}");
+    let processed = h.iter().find(|e| e["kind"] == "processed" && e["provider"] == "saadA").unwrap();
+    let comment = processed["comment"].as_str().unwrap();
+    assert!(comment.contains(&a.name()) && comment.contains("partiellement"), "{processed}");
+    // Spec §7: each entry carries the régime, the caisse and the convention.
+    // Once the file's header is read, they are known: the entries of the
+    // verdict, the outbox file and the reports carry them, and the history
+    // can be filtered by convention.
+    for e in h.iter().filter(|e| matches!(e["kind"].as_str(), Some("processed" | "outbox" | "chargement"))) {
+        assert_eq!(e["id_cram"], "03", "caisse of {e}");
+        assert_eq!(e["regime"], "Régime général", "régime of {e}");
+        let conv = if e["provider"] == "saadA" { "C03A1" } else { "C03B1" };
+        assert_eq!(e["convention"], conv, "convention of {e}");
+    }
+    let by_conv = history(&["--convention", "C03A1"]);
+    let kinds: Vec<&str> = by_conv.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "chargement").count(), 3, "{by_conv:?}");
+    assert!(kinds.contains(&"processed") && kinds.contains(&"outbox"), "{by_conv:?}");
 }
 
 // ---------------------------------------------------------------------------
