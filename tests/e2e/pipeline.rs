@@ -670,3 +670,54 @@ fn logs_never_show_a_nir_even_at_debug_level() {
     f.read_to_string(&mut s).unwrap();
     assert!(s.contains("L02") && s.contains("L08") && s.contains("L04") && s.contains("L07"), "{s}");
 }
+
+#[test]
+fn serve_never_takes_a_file_still_open_for_writing() {
+    use std::io::Write;
+    let g = Gw::with_cast();
+    let log = g.dir.path().join("serve.log");
+    let mut d = Daemon::start(&g, &log);
+    d.wait_ready(Duration::from_secs(20));
+    // A provider's program writes the file in place, slowly: it stalls
+    // half-way for longer than a rescan and than the settle delay.
+    let bill = Bill::new(SITE_A, 30).lines((1..=6).map(|m| BLine::month(NIR_A1, SITE_A, m, "2")));
+    let xml = bill.xml();
+    let (head, tail) = xml.split_at(xml.len() / 2);
+    let dir = g.path("inbound/saadA");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut f = std::fs::File::create(dir.join(bill.name())).unwrap();
+    f.write_all(head.as_bytes()).unwrap();
+    f.flush().unwrap();
+    // Absence cannot be polled for: wait past three rescans (1 s) and the
+    // 2 s settle delay of files seen only by a rescan.
+    std::thread::sleep(Duration::from_millis(3500));
+    let taken = g.count("SELECT COUNT(*) FROM received_files");
+    f.write_all(tail.as_bytes()).unwrap();
+    drop(f);
+    wait_for(Duration::from_secs(10), "file processed once closed", || g.exists(&report_rel("saadA", &bill, 1, "xml")));
+    let r = report(&g, "saadA", &bill, 1);
+    let _ = d.terminate();
+    assert_eq!(taken, 0, "the file was taken while still open for writing");
+    assert_eq!(r.verdict, "accepted", "{r:?}");
+}
+
+#[test]
+fn process_once_never_takes_a_file_still_open_for_writing() {
+    use std::io::Write;
+    let g = Gw::with_cast();
+    let bill = Bill::new(SITE_A, 30).lines((1..=6).map(|m| BLine::month(NIR_A1, SITE_A, m, "2")));
+    let xml = bill.xml();
+    let (head, tail) = xml.split_at(xml.len() / 2);
+    let dir = g.path("inbound/saadA");
+    std::fs::create_dir_all(&dir).unwrap();
+    // cron fires while a provider's program is writing the file in place.
+    let mut f = std::fs::File::create(dir.join(bill.name())).unwrap();
+    f.write_all(head.as_bytes()).unwrap();
+    f.flush().unwrap();
+    process(&g, 0);
+    assert_eq!(g.count("SELECT COUNT(*) FROM received_files"), 0, "taken while still open for writing");
+    f.write_all(tail.as_bytes()).unwrap();
+    drop(f);
+    process(&g, 0);
+    assert_eq!(report(&g, "saadA", &bill, 1).verdict, "accepted");
+}
