@@ -266,6 +266,11 @@ impl Pipeline {
         s.imports_applied = applied;
         s.imports_refused = refused;
         for path in self.waiting()? {
+            // Being written in place right now: the next pass takes it.
+            if open_for_writing(&path) {
+                tracing::info!(file = %path.display(), "file still being written: left for the next pass");
+                continue;
+            }
             if let Some(v) = self.process_file(&path, Channel::Depot)? {
                 s.count(v);
             }
@@ -280,6 +285,25 @@ impl Pipeline {
             params![rfc3339(self.clock.now()), worker, message],
         );
     }
+}
+
+/// Whether some process holds `path` open for writing, so that a drop
+/// folder never takes a file still being written in place (spec §2: taken
+/// when closed after writing or renamed in). Linux refuses a read lease on
+/// a file open for writing by anyone (EAGAIN): an exact answer at the cost
+/// of two system calls. Where no lease can be taken (a file of another
+/// owner without CAP_LEASE, NFS), `false`: the caller's other rules decide.
+pub fn open_for_writing(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = fs::File::open(path) else { return false };
+    // SAFETY: fcntl on a descriptor we own; no memory is involved.
+    let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLEASE, libc::F_RDLCK) };
+    if rc == 0 {
+        // SAFETY: as above; releases the lease just taken.
+        unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
+        return false;
+    }
+    std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN)
 }
 
 /// Temp files a dead process left in the mail folder. In `serve` the mail
@@ -365,6 +389,19 @@ mod tests {
         cfg.paths.spool = dir.join("spool");
         cfg.paths.database = dir.join("spool/state/gateway.db");
         Pipeline::open(cfg, Clock::Fixed(chrono::Utc::now())).unwrap()
+    }
+
+    #[test]
+    fn a_file_open_for_writing_is_seen_as_such() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.xml");
+        let w = fs::File::create(&p).unwrap();
+        assert!(open_for_writing(&p));
+        drop(w);
+        assert!(!open_for_writing(&p));
+        let _r = fs::File::open(&p).unwrap();
+        assert!(!open_for_writing(&p), "a reader is not a writer");
+        assert!(!open_for_writing(&d.path().join("absent.xml")));
     }
 
     #[test]
