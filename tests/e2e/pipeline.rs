@@ -721,3 +721,24 @@ fn process_once_never_takes_a_file_still_open_for_writing() {
     process(&g, 0);
     assert_eq!(report(&g, "saadA", &bill, 1).verdict, "accepted");
 }
+
+#[test]
+fn a_caisse_file_still_open_for_writing_is_not_applied_in_part() {
+    use std::io::Write;
+    let g = Gw::new();
+    g.import("providers", &providers_csv());
+    let csv = beneficiaries_csv();
+    // Cut after the third row: what is written so far is a valid file.
+    let cut = csv.match_indices('\n').nth(3).map(|(i, _)| i + 1).unwrap();
+    let dir = g.path("caisse/inbound/beneficiaries");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut f = std::fs::File::create(dir.join("plans.csv")).unwrap();
+    f.write_all(csv[..cut].as_bytes()).unwrap();
+    f.flush().unwrap();
+    process(&g, 0);
+    assert_eq!(g.count("SELECT COUNT(*) FROM plans"), 0, "a file still being written was applied in part");
+    f.write_all(csv[cut..].as_bytes()).unwrap();
+    drop(f);
+    process(&g, 0);
+    assert_eq!(g.count("SELECT COUNT(*) FROM plans"), PLANS.len() as i64);
+}
