@@ -29,7 +29,7 @@ struct Planned {
     provider: &'static str,
     bill: Bill,
     /// Lines that must reach the outbox, in file order.
-    accepted: Vec<(String, String, String, String)>,
+    accepted: Vec<OutLine>,
     anomalies: bool,
 }
 
@@ -136,11 +136,26 @@ fn sigkill_at_random_moments_loses_and_doubles_nothing() {
     cmd.env("PPAS_GATEWAY_NOW", "2026-11-20T11:00:00+01:00");
     let mut d = Daemon::start_with(cmd, &log);
     d.wait_ready(Duration::from_secs(20));
-    wait_for(Duration::from_secs(30), "every file processed and every e-mail sent", || {
-        g.files("inbound").is_empty()
-            && g.count("SELECT COUNT(*) FROM received_files WHERE state = 'done'") >= FILES as i64
-            && g.count("SELECT COUNT(*) FROM mail_queue WHERE sent_at IS NULL") == 0
-    });
+    let t = Instant::now();
+    while !(g.files("inbound").is_empty()
+        && g.count("SELECT COUNT(*) FROM received_files WHERE state = 'done'") >= FILES as i64
+        && g.count("SELECT COUNT(*) FROM mail_queue WHERE sent_at IS NULL") == 0)
+    {
+        if t.elapsed() > Duration::from_secs(60) {
+            let logs = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = logs.lines().rev().take(40).collect();
+            panic!(
+                "final run: not done after 60 s\ninbound: {:?}\nwork: {:?}\nunfinished: {:?}\nunsent: {:?}\nerrors: {:?}\nlog tail:\n{}",
+                g.files("inbound"),
+                g.files("work"),
+                g.rows("SELECT id, provider, name, state FROM received_files WHERE state != 'done'"),
+                g.rows("SELECT id, attempts, next_attempt_at, COALESCE(last_error, '') FROM mail_queue WHERE sent_at IS NULL"),
+                g.rows("SELECT at, worker, message FROM errors ORDER BY id DESC LIMIT 10"),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let (code, took) = d.terminate();
     assert_eq!(code, Some(0), "final serve exit");
     assert!(took < Duration::from_secs(10), "SIGTERM took {took:?}");

@@ -44,7 +44,9 @@ pub const NIR_B1: &str = "1520321000005";
 pub const NIR_NONE: &str = "1999999999999";
 
 /// (site, nir, nom, prénom, prestation, début, fin, total, consommé).
-pub const PLANS: &[(&str, &str, &str, &str, &str, &str, &str, &str, &str)] = &[
+pub type Plan = (&'static str, &'static str, &'static str, &'static str, &'static str, &'static str, &'static str, &'static str, &'static str);
+
+pub const PLANS: &[Plan] = &[
     (SITE_A, NIR_A1, "DUPONT", "Jean", "PPP100", "2026-01-01", "2026-12-31", "200", "0"),
     (SITE_A, NIR_A1, "DUPONT", "Jean", "PPP119", "2026-01-01", "2026-12-31", "300", "0"),
     // A small budget, already partly used: 16 hours left.
@@ -560,8 +562,11 @@ pub fn read_report(xml: &str) -> ReportSummary {
     ReportSummary { verdict, lines, accepted, anomalies }
 }
 
-/// The lines of an outbox `factbord`: (nir, dtd, dtf, nb-quant) and the footer (nb-ligbor, mt-totamd, mt-totprest).
-pub fn read_outbox(xml: &str) -> (Vec<(String, String, String, String)>, (String, String, String)) {
+/// An outbox line as the tests compare it: (nir, dtd, dtf, nb-quant).
+pub type OutLine = (String, String, String, String);
+
+/// The lines of an outbox `factbord` and its footer (nb-ligbor, mt-totamd, mt-totprest).
+pub fn read_outbox(xml: &str) -> (Vec<OutLine>, (String, String, String)) {
     let mut lines = Vec::new();
     let mut rest = xml;
     while let Some(i) = rest.find("<factprest>") {
