@@ -71,6 +71,19 @@ pub struct Sftp {
     pub lockout_secs: u64,
     /// Window over which failures are counted (seconds).
     pub failure_window_secs: u64,
+    /// Delay before a refused login is answered (milliseconds), the same for
+    /// an unknown login and a wrong secret; it doubles with each recent
+    /// failure from the same source address, up to 16 times this value.
+    pub failure_delay_ms: u64,
+    /// Seconds a connection may stay unauthenticated before it is closed.
+    pub login_grace_secs: u64,
+    /// Connections one source address may hold open before they have
+    /// logged in (one host cannot fill the server with half-open logins).
+    pub max_unauthenticated_per_source: u32,
+    /// Flush each upload to disk before it is renamed into `/in` and the
+    /// client is told it is complete (a crash then never leaves a
+    /// truncated file where a complete one was acknowledged).
+    pub fsync_uploads: bool,
 }
 
 impl Default for Sftp {
@@ -85,6 +98,10 @@ impl Default for Sftp {
             lockout_after_failures: 5,
             lockout_secs: 900,
             failure_window_secs: 600,
+            failure_delay_ms: 1000,
+            login_grace_secs: 60,
+            max_unauthenticated_per_source: 10,
+            fsync_uploads: true,
         }
     }
 }
@@ -294,8 +311,20 @@ impl Config {
         if self.sftp.lockout_after_failures == 0 {
             bail!("[sftp] lockout_after_failures must be at least 1");
         }
-        if self.sftp.max_sessions == 0 || self.sftp.max_sessions_per_user == 0 {
+        if self.sftp.max_sessions == 0
+            || self.sftp.max_sessions_per_user == 0
+            || self.sftp.max_unauthenticated_per_source == 0
+        {
             bail!("[sftp] session limits must be at least 1");
+        }
+        if self.sftp.idle_timeout_secs == 0 || self.sftp.login_grace_secs == 0 {
+            bail!("[sftp] idle_timeout_secs and login_grace_secs must be at least 1");
+        }
+        if self.sftp.failure_window_secs == 0 {
+            bail!("[sftp] failure_window_secs must be at least 1");
+        }
+        if self.sftp.failure_delay_ms > 60_000 {
+            bail!("[sftp] failure_delay_ms must be at most 60000 (one minute)");
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .with_context(|| format!("[log] level: {:?}", self.log.level))?;

@@ -12,6 +12,7 @@
 //! - [`store`]: the SQLite state and its migrations.
 //! - [`history`], [`mail`]: the exchange history and the mail queue,
 //!   written in the same transaction as what they record.
+//! - [`sftp`]: the embedded SFTP server (providers' `/in` and `/out`).
 //! - [`cli`]: the `ppas-gateway` command line.
 //!
 //! See `ARCHITECTURE.md` for the bird's-eye view and the invariants.
@@ -31,6 +32,7 @@ pub mod mail;
 pub mod outbox;
 pub mod pipeline;
 pub mod report;
+pub mod sftp;
 pub mod spool;
 pub mod store;
 pub mod xml;

@@ -195,6 +195,7 @@ mod tests {
             assert!(decimal(bad.as_bytes(), 11, 2).is_err(), "{bad:?}");
         }
         assert!(decimal(b"2.5", 15, 0).is_err());
+        assert_eq!(decimal(b"2.5", 15, 15), Ok(d("2.5")));
         assert_eq!(decimal(b"2.0", 15, 0), Ok(d("2")));
         assert_eq!(decimal(b"123456789012345", 15, 0), Ok(d("123456789012345")));
     }

@@ -170,6 +170,7 @@ pub fn parse<R: Read + 'static, S: LineSink>(reader: R, sink: &mut S) -> Parsed 
     loop {
         buf.clear();
         let pos_before = reader.buffer_position();
+        let line_before = reader.get_ref().line();
         let ev = reader.read_event_into(&mut buf);
         let xml_line = reader.get_ref().line();
         let r = match ev {
@@ -177,7 +178,7 @@ pub fn parse<R: Read + 'static, S: LineSink>(reader: R, sink: &mut S) -> Parsed 
                 st.end_of_file(xml_line);
                 break;
             }
-            Ok(ev) => st.event(ev, xml_line, pos_before),
+            Ok(ev) => st.event(ev, xml_line, pos_before, line_before),
             Err(e) => {
                 let (line, msg) = match reader.get_ref().error() {
                     Some(ie) => (ie.line, ie.message.clone()),
@@ -233,18 +234,14 @@ impl<S: LineSink> State<'_, S> {
         }
     }
 
-    fn event(&mut self, ev: Event<'_>, line: u64, pos_before: u64) -> Step {
+    fn event(&mut self, ev: Event<'_>, line: u64, pos_before: u64, line_before: u64) -> Step {
         let first = std::mem::replace(&mut self.first_event, false);
         match ev {
             Event::Decl(d) => {
                 if !first || pos_before != 0 {
                     return fatal(line, "la déclaration <?xml …?> doit être tout au début du fichier");
                 }
-                match d.version() {
-                    Ok(v) if v.starts_with("1.") && v.len() > 2 && v[2..].bytes().all(|b| b.is_ascii_digit()) => Ok(()),
-                    Ok(v) => fatal(line, format!("version XML {v:?} non prise en charge")),
-                    Err(e) => fatal(line, format!("déclaration XML invalide : {e}")),
-                }
+                check_decl(&d).map_err(|m| (line, m))
             }
             Event::DocType(_) => fatal(line, "déclaration DOCTYPE interdite (aucune entité n'est acceptée)"),
             Event::PI(pi) => {
@@ -261,9 +258,12 @@ impl<S: LineSink> State<'_, S> {
             Event::Start(e) => self.start(&e, line, false),
             Event::Empty(e) => self.start(&e, line, true),
             Event::End(_) => self.end(line),
-            Event::Text(t) => self.text(&t, line, false),
-            Event::CData(t) => self.text(&t, line, true),
+            Event::Text(t) => self.text(&t, text_line(&t, line_before), false),
+            Event::CData(t) => self.text(&t, line_before, true),
             Event::GeneralRef(r) => {
+                if matches!(self.at, Where::Prolog | Where::Epilog) {
+                    return fatal(line, format!("référence &{}; en dehors de l'élément racine <factbord>", &*r));
+                }
                 let Some(c) = xml::resolve_reference(r.as_bytes()) else {
                     return fatal(line, format!("entité ou référence de caractère inconnue : &{};", &*r));
                 };
@@ -569,7 +569,9 @@ impl<S: LineSink> State<'_, S> {
                 Ok(())
             }
             Where::Root | Where::Line => {
-                if !xml::all_ws(t.as_bytes()) {
+                // libxml2 refuses any CDATA section in element-only content,
+                // even a blank one: side with it (the reference validator).
+                if cdata || !xml::all_ws(t.as_bytes()) {
                     let parent = if self.at == Where::Root { "factbord" } else { "factprest" };
                     let what = if cdata { "section CDATA" } else { "texte" };
                     self.schema(line, Some(parent), format!("{what} non permis entre les éléments de <{parent}>"));
@@ -668,7 +670,8 @@ impl<S: LineSink> State<'_, S> {
                     }
                     (n > max).then(|| format!("{n} caractères pour {max} au plus"))
                 }
-                6 => match facets::decimal(value, 15, 0) {
+                // nb-ligbor: totalDigits 15 and no fractionDigits facet.
+                6 => match facets::decimal(value, 15, 15) {
                     Ok(v) => {
                         self.out.footer.nb_ligbor = Some(v);
                         None
@@ -713,6 +716,55 @@ impl<S: LineSink> State<'_, S> {
             self.out.fatal = true;
         }
     }
+}
+
+/// Line of the first non-blank character of a text starting at `line`.
+fn text_line(t: &str, line: u64) -> u64 {
+    let lead = t.bytes().take_while(|&b| xml::is_ws(b));
+    line + lead.filter(|&b| b == b'\n').count() as u64
+}
+
+/// The XML declaration's pseudo-attributes (XML 1.0 [23]): `version`
+/// first, then optionally `encoding`, then optionally `standalone`
+/// (`yes`/`no`), nothing else, each once.
+fn check_decl(d: &quick_xml::events::BytesDecl<'_>) -> Result<(), String> {
+    let mut names = Vec::new();
+    let content: &str = d;
+    if !content.starts_with("xml") {
+        return Err("déclaration XML invalide".into());
+    }
+    let start = BytesStart::from_content(content, 3);
+    for a in start.attributes().with_checks(true) {
+        let a = a.map_err(|e| format!("déclaration XML invalide : {e}"))?;
+        let key = a.key.as_ref().to_string();
+        let value = a.value.to_string();
+        match key.as_str() {
+            "version" if names.is_empty() => {
+                let ok = value.len() > 2 && value.starts_with("1.") && value[2..].bytes().all(|b| b.is_ascii_digit());
+                if !ok {
+                    return Err(format!("version XML {value:?} non prise en charge"));
+                }
+            }
+            "encoding" if names == ["version"] => {
+                let ok = value.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+                    && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+                if !ok {
+                    return Err(format!("nom d'encodage invalide : {value:?}"));
+                }
+            }
+            "standalone" if names.first().is_some_and(|n| n == "version") && !names.iter().any(|n| n == "standalone") => {
+                if value != "yes" && value != "no" {
+                    return Err(format!("standalone doit valoir yes ou no, pas {value:?}"));
+                }
+            }
+            _ => return Err(format!("déclaration XML invalide : « {key} » inattendu à cet endroit (version, encoding, standalone dans cet ordre)")),
+        }
+        names.push(key);
+    }
+    if names.first().map(String::as_str) != Some("version") {
+        return Err("déclaration XML sans version".into());
+    }
+    Ok(())
 }
 
 /// Decodes an attribute value: references resolved, `<` refused.

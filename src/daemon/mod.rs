@@ -31,7 +31,7 @@ use crate::config::Config;
 use crate::intake::{self, Settle};
 use crate::pipeline::{Channel, Pipeline, SpoolLock};
 
-// SFTP_GLUE_MOD
+mod sftp_glue;
 
 /// Work for the processor thread.
 pub enum Work {
@@ -113,7 +113,11 @@ async fn run(config_path: Option<PathBuf>, cfg: Config, clock: Clock, pipeline: 
         Duration::from_secs(cfg.mail.poll_secs),
         shutdown_rx.clone(),
     ));
-    let sftp: Option<tokio::task::JoinHandle<()>> = None; // SFTP_GLUE_START
+    let sftp = if cfg.sftp.enabled {
+        Some(sftp_glue::start(&cfg, clock, work_tx.clone(), shutdown_rx.clone()).await?)
+    } else {
+        None
+    };
 
     tracing::info!("phase 4/4: ready");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("prêt")]);

@@ -74,7 +74,6 @@ pub async fn start(
     })
     .await
     .context("SFTP start-up task")??;
-    tracing::info!(listen = %server.local_addr(), host_key = server.host_key_fingerprint(), "SFTP server listening");
     Ok(tokio::spawn(async move {
         if let Err(e) = server.run(shutdown).await {
             tracing::error!(error = format!("{e:#}"), "SFTP server stopped with an error");

@@ -357,7 +357,29 @@ impl<R: Read> Read for Scanner<R> {
 }
 
 impl<R: Read> BufRead for Scanner<R> {
+    #[inline]
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        // Fast path: quick-xml asks many times per event for what is
+        // already buffered.
+        let visible = self.filled - self.carry;
+        if self.pos < visible {
+            return Ok(&self.buf[self.pos..visible]);
+        }
+        self.fill_more()
+    }
+
+    #[inline]
+    fn consume(&mut self, amt: usize) {
+        let end = (self.pos + amt).min(self.filled - self.carry);
+        // Most consumed spans are a few bytes: a plain loop beats memchr's set-up.
+        self.newlines += self.buf[self.pos..end].iter().filter(|&&b| b == b'\n').count() as u64;
+        self.pos = end;
+    }
+}
+
+impl<R: Read> Scanner<R> {
+    #[cold]
+    fn fill_more(&mut self) -> io::Result<&[u8]> {
         if let Some(e) = &self.error {
             return Err(io::Error::new(io::ErrorKind::InvalidData, e.message.clone()));
         }
@@ -389,13 +411,6 @@ impl<R: Read> BufRead for Scanner<R> {
             self.check_new()?;
         }
         Ok(&self.buf[self.pos..self.filled - self.carry])
-    }
-
-    fn consume(&mut self, amt: usize) {
-        let end = (self.pos + amt).min(self.filled - self.carry);
-        // Most consumed spans are a few bytes: a plain loop beats memchr's set-up.
-        self.newlines += self.buf[self.pos..end].iter().filter(|&&b| b == b'\n').count() as u64;
-        self.pos = end;
     }
 }
 

@@ -1,0 +1,70 @@
+//! The embedded SFTP server: providers log in, upload into `/in`, read
+//! results from `/out`.
+//!
+//! In: the `[sftp]` and `[limits]` configuration, an [`AccountSource`]
+//! (who may log in, with which keys or password hash) and an [`SftpEvents`]
+//! sink. Out: complete files renamed into `<spool>/inbound/<provider>/`
+//! (announced through [`SftpEvents::upload_complete`]) and download notices
+//! for files of `<spool>/outbound/<provider>/`.
+//!
+//! The module knows nothing of SQLite or billing: the daemon adapts its
+//! account table and its history to the two traits. The pieces:
+//!
+//! - [`server`]: listener, connection limits, shutdown;
+//! - [`session`]: one SSH connection (authentication, channels);
+//! - [`auth`], [`defender`]: credential checks and the failed-login throttle;
+//! - [`hostkey`]: the Ed25519 host key, generated once;
+//! - [`channel`]: the SFTP byte stream of one channel (framing, dispatch);
+//! - [`ops`], [`upload`]: the SFTP operations on the provider's two folders;
+//! - [`space`]: the per-session `cap_std` folder capabilities;
+//! - [`vfs`]: client paths → confined locations, attributes, listings.
+
+use std::path::Path;
+
+pub mod auth;
+pub mod channel;
+pub mod defender;
+pub mod hostkey;
+pub mod ops;
+pub mod server;
+pub(crate) mod session;
+pub mod space;
+pub mod upload;
+pub mod vfs;
+
+pub use server::SftpServer;
+
+/// One SFTP login as the account store knows it.
+#[derive(Debug, Clone, Default)]
+pub struct SftpAccount {
+    /// The SFTP login (ASCII letters and digits).
+    pub login: String,
+    /// The provider this login acts for: its folders are the only ones seen.
+    pub provider: String,
+    /// A disabled account is refused like an unknown one.
+    pub disabled: bool,
+    /// Argon2id PHC string, when the account may log in with a password.
+    pub password_hash: Option<String>,
+    /// Authorised public keys, one OpenSSH line each (`ssh-ed25519 AAAA… comment`).
+    pub keys: Vec<String>,
+}
+
+/// Where accounts come from (the daemon reads its SQLite table).
+pub trait AccountSource: Send + Sync + 'static {
+    /// `Ok(None)`: unknown login. Called off the async loop (it may hit SQLite).
+    fn lookup(&self, login: &str) -> anyhow::Result<Option<SftpAccount>>;
+}
+
+/// What the server reports to the rest of the daemon. Both calls run on a
+/// blocking thread, so they may write to SQLite; they must not panic.
+pub trait SftpEvents: Send + Sync + 'static {
+    /// A complete upload was renamed into the provider's inbound folder
+    /// (`path` is the real path under `<spool>/inbound/<provider>/`).
+    /// Only names the intake takes are announced (not `.…`, `~…`, `*.part`,
+    /// `*.tmp`, `*.filepart`); those arrive when renamed to their final name.
+    fn upload_complete(&self, provider: &str, path: &Path);
+    /// A file of `/out` was read to its end, or closed after reading:
+    /// `rel_path` is relative to `/out` (`reports/x.report.pdf`), `bytes`
+    /// how far it was read.
+    fn downloaded(&self, login: &str, provider: &str, rel_path: &str, bytes: u64);
+}
