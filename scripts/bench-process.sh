@@ -11,7 +11,8 @@
 #   RUNS  runs of each command, alternated; the median is reported (default 5)
 # Environment: CARGO_TARGET_DIR is honoured; KEEP=1 keeps the work folder.
 #
-# Targets: process ≤ 1.5 × xmllint (wall time), peak RSS of process ≤ 64 MB.
+# Targets: process ≤ 1.5 × xmllint (wall time), peak RSS of process ≤ 64 MB;
+# exits 1 when one is missed.
 
 set -euo pipefail
 
@@ -131,3 +132,4 @@ Median of $RUNS runs (wall time; CPU = user + system), peak RSS the largest seen
 
 ratio process / xmllint: $ratio wall, $cpu_ratio CPU (target ≤ 1.5: $verdict_t); peak RSS of process: $(( prss / 1024 )) MB (target ≤ 64 MB: $verdict_m)
 EOF
+[[ "$verdict_t" == met && "$verdict_m" == met ]] || exit 1
