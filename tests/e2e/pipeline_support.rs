@@ -18,13 +18,18 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 use chrono::NaiveDate;
 use rusqlite::Connection;
 
 use crate::support;
+
+mod daemon;
+mod read;
+
+pub use daemon::{wait_for, Daemon};
+pub use read::*;
 
 /// The clock of every run (a Friday; lines are billed for earlier months).
 pub const NOW: &str = "2026-11-20T10:00:00+01:00";
@@ -460,199 +465,3 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
-
-/// An `.eml` file as the tests read it.
-#[derive(Debug, Clone)]
-pub struct Mail {
-    pub file: String,
-    pub message_id: String,
-    pub subject: String,
-    pub to: String,
-    pub raw: String,
-}
-
-impl Mail {
-    fn parse(file: &str, raw: &str) -> Mail {
-        // Unfold headers (RFC 5322 §2.2.3), stop at the blank line.
-        let head = raw.split("\r\n\r\n").next().unwrap_or(raw);
-        let head = head.split("\n\n").next().unwrap_or(head);
-        let unfolded = head.replace("\r\n ", " ").replace("\n ", " ").replace("\r\n\t", " ").replace("\n\t", " ");
-        let field = |name: &str| {
-            unfolded
-                .lines()
-                .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(": ")))
-                .unwrap_or_default()
-                .trim()
-                .to_string()
-        };
-        Mail {
-            file: file.to_string(),
-            message_id: field("Message-ID"),
-            subject: field("Subject"),
-            to: field("To"),
-            raw: raw.to_string(),
-        }
-    }
-
-    /// Whether the (possibly RFC 2047-encoded) subject names `file_name`:
-    /// the file name is ASCII, so it stays in clear in the header.
-    pub fn is_about(&self, file_name: &str) -> bool {
-        self.subject.contains(file_name)
-    }
-}
-
-/// `xmllint --noout --schema XSD FILE`: Ok, or the tool's complaint.
-pub fn xmllint_schema(xsd: &str, file: &Path) -> Result<(), String> {
-    let out = Command::new("xmllint")
-        .arg("--noout")
-        .arg("--schema")
-        .arg(support::repo().join("schema").join(xsd))
-        .arg(file)
-        .output()
-        .expect("xmllint (libxml2-utils) is required");
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(text(&out.stderr))
-    }
-}
-
-/// Text of a PDF by `pdftotext`.
-pub fn pdf_text(file: &Path) -> String {
-    let out = Command::new("pdftotext")
-        .arg("-layout")
-        .arg(file)
-        .arg("-")
-        .output()
-        .expect("pdftotext (poppler-utils) is required");
-    assert!(out.status.success(), "pdftotext {}: {}", file.display(), text(&out.stderr));
-    text(&out.stdout)
-}
-
-/// A report XML read back: (verdict code, lines found, accepted lines, anomalies as (code, line)).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReportSummary {
-    pub verdict: String,
-    pub lines: u32,
-    pub accepted: u32,
-    pub anomalies: Vec<(String, Option<u32>)>,
-}
-
-fn between<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
-    let start = s.find(open)? + open.len();
-    let end = s[start..].find(close)? + start;
-    Some(&s[start..end])
-}
-
-/// Reads the processing report XML (format of `schema/report.xsd`).
-pub fn read_report(xml: &str) -> ReportSummary {
-    let verdict = between(xml, "<verdict code=\"", "\"").unwrap_or_default().to_string();
-    let lines = between(xml, "<lignes-trouvees>", "</lignes-trouvees>").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let accepted = between(xml, "<lignes-acceptees>", "</lignes-acceptees>").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let mut anomalies = Vec::new();
-    let mut rest = xml;
-    while let Some(i) = rest.find("<anomalie code=\"") {
-        let block_end = rest[i..].find("</anomalie>").map(|e| i + e).unwrap_or(rest.len());
-        let block = &rest[i..block_end];
-        let code = between(block, "<anomalie code=\"", "\"").unwrap_or_default().to_string();
-        let line = between(block, "<ligne>", "</ligne>").and_then(|v| v.parse().ok());
-        anomalies.push((code, line));
-        rest = &rest[block_end..];
-    }
-    ReportSummary { verdict, lines, accepted, anomalies }
-}
-
-/// An outbox line as the tests compare it: (nir, dtd, dtf, nb-quant).
-pub type OutLine = (String, String, String, String);
-
-/// The lines of an outbox `factbord` and its footer (nb-ligbor, mt-totamd, mt-totprest).
-pub fn read_outbox(xml: &str) -> (Vec<OutLine>, (String, String, String)) {
-    let mut lines = Vec::new();
-    let mut rest = xml;
-    while let Some(i) = rest.find("<factprest>") {
-        let end = rest[i..].find("</factprest>").map(|e| i + e).expect("closed factprest");
-        let b = &rest[i..end];
-        let f = |n: &str| between(b, &format!("<{n}>"), &format!("</{n}>")).unwrap_or_default().to_string();
-        lines.push((f("nir-per"), f("dtd-interv"), f("dtf-interv"), f("nb-quant")));
-        rest = &rest[end..];
-    }
-    let f = |n: &str| between(xml, &format!("<{n}>"), &format!("</{n}>")).unwrap_or_default().to_string();
-    (lines, (f("nb-ligbor"), f("mt-totamd"), f("mt-totprest")))
-}
-
-/// A running `serve`, with its stderr appended to a log file.
-pub struct Daemon {
-    pub child: Child,
-    pub log: PathBuf,
-    /// Length of the log when this daemon started: its own lines follow.
-    from: usize,
-}
-
-impl Daemon {
-    pub fn start(g: &Gw, log: &Path) -> Daemon {
-        Daemon::start_with(g.cmd(), log)
-    }
-
-    /// Starts `serve` from a prepared command (another clock, say).
-    pub fn start_with(mut cmd: Command, log: &Path) -> Daemon {
-        let f = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-        let from = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
-        let child = cmd.arg("serve").stdout(Stdio::null()).stderr(f).spawn().expect("start serve");
-        Daemon { child, log: log.to_path_buf(), from }
-    }
-
-    /// Waits for this daemon's "ready" log line.
-    pub fn wait_ready(&mut self, deadline: Duration) {
-        let t = Instant::now();
-        loop {
-            let logs = std::fs::read(&self.log).unwrap_or_default();
-            let mine = String::from_utf8_lossy(logs.get(self.from..).unwrap_or_default());
-            if mine.contains("phase 4/4: ready") {
-                return;
-            }
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!("serve exited early ({st}):\n{mine}");
-            }
-            assert!(t.elapsed() < deadline, "serve not ready after {deadline:?}:\n{mine}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGTERM; returns the exit code and how long it took.
-    pub fn terminate(mut self) -> (Option<i32>, Duration) {
-        let t = Instant::now();
-        // SAFETY: sending a signal to our own child process.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return (st.code(), t.elapsed());
-            }
-            if t.elapsed() > Duration::from_secs(15) {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                return (None, t.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Polls `cond` every 10 ms until `deadline`; returns the time it took.
-pub fn wait_for(deadline: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
-    let t = Instant::now();
-    while !cond() {
-        assert!(t.elapsed() < deadline, "{what}: not done after {deadline:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    t.elapsed()
-}
-
