@@ -1,6 +1,6 @@
 //! `serve` driven from a test: started with its stderr in a log file,
-//! waited for, stopped by SIGTERM (or killed when dropped), and a polling
-//! helper with a deadline (no fixed sleeps).
+//! waited for, stopped by SIGTERM (or killed when dropped); and polling
+//! with a deadline (no fixed sleeps).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
