@@ -228,6 +228,12 @@ fn rescan_once(p: &mut Pipeline, settle: &mut Settle) -> Result<()> {
     p.recover()?;
     crate::pipeline::import_caisse_drops(p)?;
     for path in settle.settled(p.waiting()?, SETTLE) {
+        // Unchanged for a while yet still open: a writer that stalled. Its
+        // close will come as an event (or the next rescan sees it again).
+        if crate::pipeline::open_for_writing(&path) {
+            settle.forget(&path);
+            continue;
+        }
         process_guarded(p, &path, Channel::Depot);
     }
     Ok(())

@@ -29,6 +29,9 @@ pub fn import_drops(p: &mut Pipeline) -> Result<(usize, usize)> {
                 .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
                 .map(|e| e.path())
                 .filter(|path| path.file_name().is_some_and(|n| !is_temp_name(&n.to_string_lossy())))
+                // Still being written in place: a prefix cut at a row end
+                // would be a valid file, applied in part.
+                .filter(|path| !super::open_for_writing(path))
                 .collect(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),

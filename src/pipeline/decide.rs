@@ -105,12 +105,25 @@ pub fn decide(p: &mut Pipeline, id: i64) -> Result<Verdict> {
     }
     tx.execute_batch("RELEASE lines")?;
 
+    // The first report counter still free for this provider. Counting files
+    // of the same name is not enough: `X.xml`, `X.XML` and `X` share the
+    // report stem `X`, and a taken path would fail the whole decision.
     let occurrence: i64 = tx.query_row(
         "SELECT COUNT(*) FROM received_files WHERE provider = ?1 AND name = ?2 AND id <= ?3",
         params![provider, name, id],
         |r| r.get(0),
     )?;
-    let [rx, rc, rp] = crate::report::report_file_names(&name, occurrence as u32);
+    let mut occurrence = occurrence.max(1) as u32;
+    let [rx, rc, rp] = loop {
+        let names = crate::report::report_file_names(&name, occurrence);
+        let taken: bool = tx
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM outputs WHERE path = ?1)")?
+            .query_row([format!("outbound/{provider}/reports/{}", names[0])], |r| r.get(0))?;
+        if !taken {
+            break names;
+        }
+        occurrence += 1;
+    };
     let h = &v.header;
     tx.execute(
         "UPDATE received_files SET state = 'decided', verdict = ?2, lines = ?3, accepted_lines = ?4,
@@ -162,12 +175,14 @@ pub fn decide(p: &mut Pipeline, id: i64) -> Result<Verdict> {
             tracing::warn!(provider, "no e-mail address for the provider: notice not sent");
         }
     }
+    let convention = convention_of(&tx, &provider, &h.id_cram, &h.id_site)?;
     history::record(
         &tx,
         now,
         &Entry {
             kind: "processed",
             id_cram: Some(h.id_cram.as_str()).filter(|s| !s.is_empty()),
+            convention: convention.as_deref(),
             application: "aide-a-domicile",
             interface: "facturation",
             provider: Some(&provider),
@@ -185,6 +200,20 @@ pub fn decide(p: &mut Pipeline, id: i64) -> Result<Verdict> {
     tx.commit()?;
     tracing::info!(file = name, provider, verdict = v.verdict.as_str(), lines = v.lines, accepted = v.accepted_lines, anomalies = v.anomalies.len(), "file decided");
     Ok(v.verdict)
+}
+
+/// The provider's validated convention with the caisse for the site of a
+/// file's header, for its history entries (spec §7); `None` when the
+/// header names none (F05, F06, F12).
+pub(super) fn convention_of(conn: &Connection, provider: &str, id_cram: &str, id_site: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT code_convention FROM conventions
+             WHERE provider = ?1 AND id_cram = ?2 AND id_site = ?3 AND validated = 1
+             ORDER BY code_convention LIMIT 1",
+        )?
+        .query_row(params![provider, id_cram, id_site], |r| r.get(0))
+        .optional()?)
 }
 
 /// The e-mail notice of a report with anomalies (queued with the verdict).

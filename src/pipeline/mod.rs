@@ -220,7 +220,7 @@ impl Pipeline {
                 }
             }
         }
-        fsutil::remove_stale_temps(&self.spool.mail())?;
+        remove_stale_mail_temps(&self.spool.mail())?;
         // Files moved into work/ by a taker killed before it recorded them.
         let mut orphans = Vec::new();
         for dir in subdirs(&root.join("work"))? {
@@ -266,6 +266,11 @@ impl Pipeline {
         s.imports_applied = applied;
         s.imports_refused = refused;
         for path in self.waiting()? {
+            // Being written in place right now: the next pass takes it.
+            if open_for_writing(&path) {
+                tracing::info!(file = %path.display(), "file still being written: left for the next pass");
+                continue;
+            }
             if let Some(v) = self.process_file(&path, Channel::Depot)? {
                 s.count(v);
             }
@@ -280,6 +285,52 @@ impl Pipeline {
             params![rfc3339(self.clock.now()), worker, message],
         );
     }
+}
+
+/// Whether some process holds `path` open for writing, so that a drop
+/// folder never takes a file still being written in place (spec §2: taken
+/// when closed after writing or renamed in). Linux refuses a read lease on
+/// a file open for writing by anyone (EAGAIN): an exact answer at the cost
+/// of two system calls. Where no lease can be taken (a file of another
+/// owner without CAP_LEASE, NFS), `false`: the caller's other rules decide.
+pub fn open_for_writing(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = fs::File::open(path) else { return false };
+    // SAFETY: fcntl on a descriptor we own; no memory is involved.
+    let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLEASE, libc::F_RDLCK) };
+    if rc == 0 {
+        // SAFETY: as above; releases the lease just taken.
+        unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
+        return false;
+    }
+    std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN)
+}
+
+/// Temp files a dead process left in the mail folder. In `serve` the mail
+/// worker writes there while the processor recovers (at every rescan): the
+/// temp files of this process belong to a write in progress, not to a crash.
+fn remove_stale_mail_temps(dir: &Path) -> Result<usize> {
+    let own = format!("{}{}-", fsutil::TEMP_PREFIX, std::process::id());
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    let mut n = 0;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(fsutil::TEMP_PREFIX) && !name.starts_with(&own) {
+            let p = entry.path();
+            match fs::remove_file(&p) {
+                Ok(()) => n += 1,
+                // Renamed into place meanwhile by its writer.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("cannot remove {}", p.display())),
+            }
+        }
+    }
+    Ok(n)
 }
 
 /// Sub-folders of `dir` (none when it does not exist).
@@ -326,5 +377,45 @@ impl SpoolLock {
             anyhow::bail!("another ppas-gateway instance is processing this spool (lock {} is held)", path.display());
         }
         Ok(SpoolLock(f))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipeline(dir: &Path) -> Pipeline {
+        let mut cfg = Config::default();
+        cfg.paths.spool = dir.join("spool");
+        cfg.paths.database = dir.join("spool/state/gateway.db");
+        Pipeline::open(cfg, Clock::Fixed(chrono::Utc::now())).unwrap()
+    }
+
+    #[test]
+    fn a_file_open_for_writing_is_seen_as_such() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.xml");
+        let w = fs::File::create(&p).unwrap();
+        assert!(open_for_writing(&p));
+        drop(w);
+        assert!(!open_for_writing(&p));
+        let _r = fs::File::open(&p).unwrap();
+        assert!(!open_for_writing(&p), "a reader is not a writer");
+        assert!(!open_for_writing(&d.path().join("absent.xml")));
+    }
+
+    #[test]
+    fn recovery_keeps_the_mail_temp_files_of_this_process() {
+        let d = tempfile::tempdir().unwrap();
+        let mut p = pipeline(d.path());
+        let mail = p.spool.mail();
+        // A write in progress by this process's mail worker, and one left by a dead process.
+        let mine = mail.join(format!("{}{}-7-00000001-ab.eml", fsutil::TEMP_PREFIX, std::process::id()));
+        let dead = mail.join(format!("{}{}-7-00000002-cd.eml", fsutil::TEMP_PREFIX, u32::MAX));
+        fs::write(&mine, b"half").unwrap();
+        fs::write(&dead, b"half").unwrap();
+        p.recover().unwrap();
+        assert!(mine.exists(), "the live writer's temp file was removed");
+        assert!(!dead.exists(), "a dead writer's temp file was kept");
     }
 }

@@ -95,6 +95,13 @@ pub fn publish(p: &mut Pipeline, id: i64) -> Result<()> {
         .prepare("SELECT id, kind, path FROM outputs WHERE file_id = ?1 AND done_at IS NULL ORDER BY id")?
         .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
+    let (id_cram, id_site): (Option<String>, Option<String>) =
+        p.conn.query_row("SELECT id_cram, id_site FROM received_files WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let id_cram = id_cram.filter(|c| !c.is_empty());
+    let convention = match (&id_cram, &id_site) {
+        (Some(c), Some(s)) => super::decide::convention_of(&p.conn, &provider, c, s)?,
+        _ => None,
+    };
     let mut rendered: Option<report::Rendered> = None;
     for (out_id, kind, rel) in pending {
         let path = p.spool.abs(&rel);
@@ -143,7 +150,16 @@ pub fn publish(p: &mut Pipeline, id: i64) -> Result<()> {
         history::record(
             &tx,
             now,
-            &Entry { kind: hkind, application: "aide-a-domicile", interface, provider: Some(&provider), comment, ..Default::default() },
+            &Entry {
+                kind: hkind,
+                id_cram: id_cram.as_deref(),
+                application: "aide-a-domicile",
+                interface,
+                provider: Some(&provider),
+                convention: convention.as_deref(),
+                comment,
+                ..Default::default()
+            },
         )?;
         tx.commit()?;
     }

@@ -18,3 +18,6 @@ mod check_props;
 mod sftp;
 mod sftp_files;
 mod sftp_support;
+mod pipeline_support;
+mod pipeline;
+mod crash;
