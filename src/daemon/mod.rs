@@ -44,6 +44,19 @@ pub enum Work {
     Shutdown,
 }
 
+/// Paths of SFTP uploads about to be renamed into an inbound folder: a file
+/// taken from there is recorded as received by SFTP, whichever signal (the
+/// watcher's or the SFTP server's) reaches the processor first.
+pub type Arriving = Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
+
+/// `<provider>/<name>` of an inbound path: the same key whatever the form
+/// (relative or absolute) the spool path was written in.
+pub fn arriving_key(path: &std::path::Path) -> String {
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let provider = path.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy()).unwrap_or_default();
+    format!("{provider}/{name}")
+}
+
 /// How long workers get to stop after SIGTERM.
 const EXIT_DEADLINE: Duration = Duration::from_secs(8);
 /// A file seen only by a rescan is taken once unchanged for this long.
@@ -72,10 +85,14 @@ async fn run(config_path: Option<PathBuf>, cfg: Config, clock: Clock, pipeline: 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
 
     tracing::info!("phase 2/4: recovery and processor");
+    let arriving: Arriving = Arc::default();
     let rescan = Duration::from_secs(cfg.intake.rescan_secs);
     let processor = std::thread::Builder::new()
         .name("processor".into())
-        .spawn(move || processor(pipeline, work_rx, rescan))
+        .spawn({
+            let arriving = arriving.clone();
+            move || processor(pipeline, work_rx, rescan, arriving)
+        })
         .context("cannot start the processor")?;
 
     tracing::info!("phase 3/4: drop-folder watch, mail, SFTP");
@@ -114,7 +131,7 @@ async fn run(config_path: Option<PathBuf>, cfg: Config, clock: Clock, pipeline: 
         shutdown_rx.clone(),
     ));
     let sftp = if cfg.sftp.enabled {
-        Some(sftp_glue::start(&cfg, clock, work_tx.clone(), shutdown_rx.clone()).await?)
+        Some(sftp_glue::start(&cfg, clock, work_tx.clone(), arriving.clone(), shutdown_rx.clone()).await?)
     } else {
         None
     };
@@ -173,7 +190,7 @@ fn reload(path: Option<&std::path::Path>, running: &Config, work: &mpsc::Sender<
 }
 
 /// The processor loop: the only place billing files are decided.
-fn processor(mut p: Pipeline, rx: mpsc::Receiver<Work>, rescan: Duration) {
+fn processor(mut p: Pipeline, rx: mpsc::Receiver<Work>, rescan: Duration, arriving: Arriving) {
     let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
     let tick = watchdog.map_or(rescan, |w| w.min(rescan));
     let pet = || {
@@ -210,11 +227,11 @@ fn processor(mut p: Pipeline, rx: mpsc::Receiver<Work>, rescan: Duration) {
             }
             Work::File(path, channel) => {
                 settle.forget(&path);
-                process_guarded(&mut p, &path, channel);
+                process_guarded(&mut p, &path, channel, &arriving);
             }
             Work::Rescan => {
                 last_scan = Some(Instant::now());
-                if let Err(e) = rescan_once(&mut p, &mut settle) {
+                if let Err(e) = rescan_once(&mut p, &mut settle, &arriving) {
                     tracing::error!(error = format!("{e:#}"), "rescan failed");
                     p.note_error("processor", &format!("rescan: {e:#}"));
                 }
@@ -224,7 +241,7 @@ fn processor(mut p: Pipeline, rx: mpsc::Receiver<Work>, rescan: Duration) {
     tracing::info!("processor: stopping");
 }
 
-fn rescan_once(p: &mut Pipeline, settle: &mut Settle) -> Result<()> {
+fn rescan_once(p: &mut Pipeline, settle: &mut Settle, arriving: &Arriving) -> Result<()> {
     p.recover()?;
     crate::pipeline::import_caisse_drops(p)?;
     for path in settle.settled(p.waiting()?, SETTLE) {
@@ -234,14 +251,16 @@ fn rescan_once(p: &mut Pipeline, settle: &mut Settle) -> Result<()> {
             settle.forget(&path);
             continue;
         }
-        process_guarded(p, &path, Channel::Depot);
+        process_guarded(p, &path, Channel::Depot, arriving);
     }
     Ok(())
 }
 
 /// Processes one file; an error or even a bug in the pipeline is logged and
 /// counted, never fatal to the daemon (the file is retried at next rescan).
-fn process_guarded(p: &mut Pipeline, path: &std::path::Path, channel: Channel) {
+fn process_guarded(p: &mut Pipeline, path: &std::path::Path, channel: Channel, arriving: &Arriving) {
+    let by_sftp = arriving.lock().map(|mut s| s.remove(&arriving_key(path))).unwrap_or(false);
+    let channel = if by_sftp { Channel::Sftp } else { channel };
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.process_file(path, channel)));
     let msg = match r {
         Ok(Ok(_)) => return,

@@ -34,11 +34,23 @@ impl AccountSource for DbAccounts {
 
 struct Events {
     work: mpsc::Sender<Work>,
+    arriving: super::Arriving,
     conn: Mutex<Connection>,
     clock: Clock,
 }
 
 impl SftpEvents for Events {
+    fn upload_arriving(&self, _provider: &str, path: &Path) {
+        if let Ok(mut set) = self.arriving.lock() {
+            // Entries are removed when the file is taken; a rename that
+            // failed leaves one behind: keep the set bounded.
+            if set.len() > 10_000 {
+                set.clear();
+            }
+            set.insert(super::arriving_key(path));
+        }
+    }
+
     fn upload_complete(&self, _provider: &str, path: &Path) {
         let _ = self.work.send(Work::File(path.to_path_buf(), Channel::Sftp));
     }
@@ -64,12 +76,13 @@ pub async fn start(
     cfg: &Config,
     clock: Clock,
     work: mpsc::Sender<Work>,
+    arriving: super::Arriving,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let cfg = cfg.clone();
     let server = tokio::task::spawn_blocking(move || -> Result<SftpServer> {
         let accounts = Arc::new(DbAccounts { conn: Mutex::new(crate::store::open(&cfg.paths.database)?) });
-        let events = Arc::new(Events { work, conn: Mutex::new(crate::store::open(&cfg.paths.database)?), clock });
+        let events = Arc::new(Events { work, arriving, conn: Mutex::new(crate::store::open(&cfg.paths.database)?), clock });
         SftpServer::new(&cfg, accounts, events)
     })
     .await

@@ -63,6 +63,10 @@ pub trait SftpEvents: Send + Sync + 'static {
     /// Only names the intake takes are announced (not `.…`, `~…`, `*.part`,
     /// `*.tmp`, `*.filepart`); those arrive when renamed to their final name.
     fn upload_complete(&self, provider: &str, path: &Path);
+    /// Called just before a complete upload is renamed to `path`, so that
+    /// whoever takes the file (possibly on a watcher event that comes
+    /// before `upload_complete`) knows it came by SFTP.
+    fn upload_arriving(&self, _provider: &str, _path: &Path) {}
     /// A file of `/out` was read to its end, or closed after reading:
     /// `rel_path` is relative to `/out` (`reports/x.report.pdf`), `bytes`
     /// how far it was read.

@@ -318,6 +318,9 @@ impl Ops {
             if !m.is_file() {
                 return Err(Fail::no_such("no such file"));
             }
+            if vfs::intake_visible(&to) {
+                space.events.upload_arriving(&space.provider, &space.inbound_path.join(&to));
+            }
             if overwrite {
                 dir.rename(&from, dir, &to)?;
             } else {

@@ -199,6 +199,9 @@ impl Upload {
                 if space.closing.load(Ordering::SeqCst) {
                     return Err(Fail::failure("server shutting down: upload discarded, send it again"));
                 }
+                if intake_visible(&name) {
+                    space.events.upload_arriving(&space.provider, &space.inbound_path.join(&name));
+                }
                 space.inbound.rename(&temp, &space.inbound, &name)?;
                 Ok(())
             })();
