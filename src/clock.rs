@@ -40,8 +40,14 @@ impl Clock {
 
     /// Today's date in Europe/Paris: the "day of receipt" of the controls.
     pub fn today(&self) -> NaiveDate {
-        self.now().with_timezone(&Paris).date_naive()
+        paris_day(self.now())
     }
+}
+
+/// The Europe/Paris calendar day of an instant: the business day of a
+/// receipt stamped in UTC.
+pub fn paris_day(t: DateTime<Utc>) -> NaiveDate {
+    t.with_timezone(&Paris).date_naive()
 }
 
 #[cfg(test)]

@@ -19,6 +19,12 @@ pub fn run(ctx: &Ctx, a: &ProcessArgs) -> anyhow::Result<Outcome> {
          référentiel : {} appliqué(s), {} refusé(s) ; e-mails envoyés : {}",
         s.processed, s.accepted, s.partial, s.rejected, s.recovered, s.imports_applied, s.imports_refused, mail.sent
     );
+    if s.failed > 0 {
+        eprintln!(
+            "{} fichier(s) reçu(s) mais non traité(s) à cause d'une erreur (voir le journal) : repris au prochain passage",
+            s.failed
+        );
+    }
     Ok(if s.all_accepted() { Outcome::Ok } else { Outcome::Anomalies })
 }
 

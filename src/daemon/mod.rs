@@ -199,7 +199,7 @@ fn processor(mut p: Pipeline, rx: mpsc::Receiver<Work>, rescan: Duration, arrivi
         }
     };
     match p.recover() {
-        Ok(n) if n > 0 => tracing::info!(files = n, "recovery: files in flight finished"),
+        Ok((n, _)) if n > 0 => tracing::info!(files = n, "recovery: files in flight finished"),
         Ok(_) => {}
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "recovery failed; will retry at next rescan");

@@ -81,7 +81,7 @@ pub fn decide(p: &mut Pipeline, id: i64) -> Result<Verdict> {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
         )
         .optional()?;
-    let Some((provider, name, sha, work_path, state, _received_at, verdict)) = row else {
+    let Some((provider, name, sha, work_path, state, received_at, verdict)) = row else {
         anyhow::bail!("received file {id} does not exist");
     };
     if state != "received" {
@@ -92,7 +92,13 @@ pub fn decide(p: &mut Pipeline, id: i64) -> Result<Verdict> {
         });
     }
     let now = p.clock.now();
-    let opts = CheckOptions::new(&p.cfg, p.clock.today());
+    // L03 compares with the day of receipt, not of the decision: a file
+    // decided after a restart on a later day gets the verdict it would have
+    // had at once (and a re-decision is always the same).
+    let receipt_day = chrono::DateTime::parse_from_rfc3339(&received_at)
+        .map(|t| crate::clock::paris_day(t.with_timezone(&chrono::Utc)))
+        .unwrap_or_else(|_| p.clock.today());
+    let opts = CheckOptions::new(&p.cfg, receipt_day);
     let work = p.spool.abs(&work_path);
     let cfg = p.cfg.clone();
     let tx = p.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;

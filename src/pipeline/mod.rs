@@ -66,11 +66,14 @@ pub struct Summary {
     pub recovered: usize,
     pub imports_applied: usize,
     pub imports_refused: usize,
+    /// Files taken but not finished (an error was logged; retried at the
+    /// next pass).
+    pub failed: usize,
 }
 
 impl Summary {
     pub fn all_accepted(&self) -> bool {
-        self.partial == 0 && self.rejected == 0 && self.imports_refused == 0
+        self.partial == 0 && self.rejected == 0 && self.imports_refused == 0 && self.failed == 0
     }
 
     fn count(&mut self, v: Verdict) {
@@ -210,7 +213,8 @@ impl Pipeline {
 
     /// Step 4: brings every file in flight to its end. Run at every start,
     /// before taking new files.
-    pub fn recover(&mut self) -> Result<usize> {
+    /// Returns (files finished, files that failed and stay in flight).
+    pub fn recover(&mut self) -> Result<(usize, usize)> {
         let root = self.spool.root().to_path_buf();
         for top in ["outbox", "outbound"] {
             for dir in subdirs(&root.join(top))? {
@@ -249,19 +253,27 @@ impl Pipeline {
             .prepare("SELECT id FROM received_files WHERE state != 'done' ORDER BY id")?
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
+        // One file that cannot be finished (its work copy deleted by hand,
+        // a disk error) must not keep every other file waiting: it is
+        // logged, counted for `status`, and retried at the next pass.
+        let mut done = 0;
         for &id in &pending {
-            self.finish(id)?;
+            match self.finish(id) {
+                Ok(_) => done += 1,
+                Err(e) => self.fail(id, &e),
+            }
         }
         if !pending.is_empty() {
-            tracing::info!(files = pending.len(), "files in flight brought to their end");
+            tracing::info!(files = done, failed = pending.len() - done, "files in flight brought to their end");
         }
-        Ok(pending.len())
+        Ok((done, pending.len() - done))
     }
 
     /// One pass: recovery, the caisse's reference data, then every waiting
     /// billing file.
     pub fn process_once(&mut self) -> Result<Summary> {
-        let mut s = Summary { recovered: self.recover()?, ..Summary::default() };
+        let (recovered, failed) = self.recover()?;
+        let mut s = Summary { recovered, failed, ..Summary::default() };
         let (applied, refused) = caisse::import_drops(self)?;
         s.imports_applied = applied;
         s.imports_refused = refused;
@@ -271,11 +283,23 @@ impl Pipeline {
                 tracing::info!(file = %path.display(), "file still being written: left for the next pass");
                 continue;
             }
-            if let Some(v) = self.process_file(&path, Channel::Depot)? {
-                s.count(v);
+            let Some(id) = self.take(&path, Channel::Depot)? else { continue };
+            match self.finish(id) {
+                Ok(v) => s.count(v),
+                Err(e) => {
+                    self.fail(id, &e);
+                    s.failed += 1;
+                }
             }
         }
         Ok(s)
+    }
+
+    /// A received file that could not be finished: logged with its cause,
+    /// noted for `status`; it stays in flight for the next recovery.
+    fn fail(&self, id: i64, e: &anyhow::Error) {
+        tracing::error!(id, error = format!("{e:#}"), "received file not finished; retried at the next pass");
+        self.note_error("pipeline", &format!("received file {id}: {e:#}"));
     }
 
     /// Records an error met by a worker, for `status`.
@@ -402,6 +426,81 @@ mod tests {
         let _r = fs::File::open(&p).unwrap();
         assert!(!open_for_writing(&p), "a reader is not a writer");
         assert!(!open_for_writing(&d.path().join("absent.xml")));
+    }
+
+    fn at(t: &str) -> Clock {
+        Clock::Fixed(chrono::DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&chrono::Utc))
+    }
+
+    fn drop_fixture(p: &Pipeline, provider: &str, name: &str) -> PathBuf {
+        let dir = p.spool.inbound().join(provider);
+        fs::create_dir_all(&dir).unwrap();
+        let to = dir.join(name);
+        let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/billing/03_150521_100_21999000.xml");
+        fs::copy(from, &to).unwrap();
+        to
+    }
+
+    fn codes(p: &Pipeline, id: i64) -> Vec<String> {
+        p.conn
+            .prepare("SELECT code FROM anomalies WHERE file_id = ?1 ORDER BY seq")
+            .unwrap()
+            .query_map([id], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn l03_compares_with_the_day_of_receipt_not_of_the_decision() {
+        // The fixture's last line ends on 2021-04-30. Received on the 29th
+        // (Paris), decided after a restart on 1 May: still after receipt.
+        let d = tempfile::tempdir().unwrap();
+        let mut p = pipeline(d.path());
+        let path = drop_fixture(&p, "saad1", "03_150521_100_21999000.xml");
+        p.clock = at("2021-04-29T23:30:00+02:00");
+        let id = p.take(&path, Channel::Depot).unwrap().unwrap();
+        p.clock = at("2021-05-01T10:00:00+02:00");
+        p.finish(id).unwrap();
+        assert!(codes(&p, id).iter().any(|c| c == "L03"), "{:?}", codes(&p, id));
+
+        // Received on 30 April itself: the same line is not late.
+        let d = tempfile::tempdir().unwrap();
+        let mut p = pipeline(d.path());
+        let path = drop_fixture(&p, "saad1", "03_150521_100_21999000.xml");
+        p.clock = at("2021-04-30T00:30:00+02:00");
+        let id = p.take(&path, Channel::Depot).unwrap().unwrap();
+        p.clock = at("2021-04-28T10:00:00+02:00");
+        p.finish(id).unwrap();
+        assert!(!codes(&p, id).iter().any(|c| c == "L03"), "{:?}", codes(&p, id));
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_finished_does_not_hold_up_the_others() {
+        let d = tempfile::tempdir().unwrap();
+        let mut p = pipeline(d.path());
+        p.clock = at("2021-05-20T10:00:00+02:00");
+        let first = drop_fixture(&p, "saad1", "03_150521_100_21999000.xml");
+        let id = p.take(&first, Channel::Depot).unwrap().unwrap();
+        // Its work copy deleted by hand before the decision.
+        let work: String =
+            p.conn.query_row("SELECT work_path FROM received_files WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+        fs::remove_file(p.spool.abs(&work)).unwrap();
+        drop_fixture(&p, "saad2", "03_150521_100_21999000.xml");
+        let s = p.process_once().unwrap();
+        assert_eq!((s.processed, s.failed), (1, 1), "{s:?}");
+        assert!(!s.all_accepted());
+        let errors: i64 = p.conn.query_row("SELECT COUNT(*) FROM errors", [], |r| r.get(0)).unwrap();
+        assert_eq!(errors, 1);
+        let states: Vec<String> = p
+            .conn
+            .prepare("SELECT state FROM received_files ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(states, ["received", "done"]);
     }
 
     #[test]
