@@ -12,7 +12,9 @@
 # gateway / OpenSSH (target: at most 1.25 in every case).
 # Load case: BENCH_SESSIONS concurrent sessions (default 40) upload
 # BENCH_FILES files in all (default 200); every file must arrive exactly
-# once, complete, and no temporary file may remain.
+# once, complete, and no temporary file may remain. Then the same load
+# under billing-file names, timed until the gateway has processed every
+# upload: one report and one archived original per file, none twice.
 #
 # Usage: scripts/bench-sftp.sh
 #   PPAS_GATEWAY_BIN   binary to run (default: `cargo build --release`, then
@@ -261,11 +263,51 @@ load() { # target port: prints seconds, checks every file arrived once
     [ "$failed" = 0 ] && [ "$dupes" = 0 ] && [ "$temps" = 0 ] && [ "$content_ok" = yes ]
 }
 
+# The same load under billing-file names: the running gateway takes each
+# upload as it is closed and processes it. Every file must be received
+# once (one archived original with the uploaded content, one report, no
+# second-occurrence report), with nothing left in inbound/ or work/.
+load_processed() {
+    local s t0 t1 failed=0 i
+    local lpids=()
+    for s in $(seq 1 "$SESSIONS"); do
+        [ -s "$work/load/batch-$s" ] || continue
+        sed 's|\.dat\.part$|.xml|' "$work/load/batch-$s" > "$work/load/xbatch-$s"
+    done
+    t0=$(now)
+    for s in $(seq 1 "$SESSIONS"); do
+        [ -s "$work/load/xbatch-$s" ] || continue
+        sftp_run "$gw_port" "$work/load/xbatch-$s" &
+        lpids+=($!)
+    done
+    for p in "${lpids[@]}"; do wait "$p" || failed=$((failed + 1)); done
+    local reports=$gw/spool/outbound/bench1/reports
+    for i in $(seq 1 600); do
+        [ "$(find "$reports" -name 'load-*.report.xml' 2>/dev/null | wc -l)" -ge "$n" ] && break
+        sleep 0.1
+    done
+    t1=$(now)
+    # Archived originals are named <id>-<name>: strip the id, compare contents.
+    find "$gw/spool/archive/bench1" -name '*-load-*.xml' -type f -exec sha256sum {} + \
+        | awk '{ f = $2; sub(/.*\//, "", f); sub(/^[0-9]+-/, "", f); sub(/\.xml$/, ".dat.part", f); print $1 "  " f }' \
+        | sort -k2 > "$work/load/got-processed"
+    local nrep second left content_ok=yes
+    nrep=$(find "$reports" -name 'load-*.report.xml' | wc -l)
+    second=$(find "$reports" -name 'load-*.[0-9]*.report.*' | wc -l)
+    left=$(find "$gw/spool/inbound/bench1" "$gw/spool/work" -name 'load-*.xml' 2>/dev/null | wc -l)
+    cmp -s "$work/load/got-processed" "$work/load/expected" || content_ok=no
+    printf '%-10s %3d sessions %4d files %8ss  failed sessions: %d  reports: %d  second reports: %d  left unprocessed: %d  archived once, intact: %s\n' \
+        "processed" "$SESSIONS" "$n" "$(elapsed "$t0" "$t1")" "$failed" "$nrep" "$second" "$left" "$content_ok"
+    [ "$failed" = 0 ] && [ "$nrep" = "$n" ] && [ "$second" = 0 ] && [ "$left" = 0 ] && [ "$content_ok" = yes ]
+}
+
 echo
 echo "Load: $SESSIONS concurrent sessions, $n files in all"
 load_ok=yes
 load gateway "$gw_port" || load_ok=no
 load openssh "$ssh_port" || true
+echo "Same load under billing names, until every upload is processed (report written, original archived):"
+load_processed || load_ok=no
 
 echo
 if awk -v w="$worst" 'BEGIN { exit !(w <= 1.25) }' && [ "$load_ok" = yes ]; then
