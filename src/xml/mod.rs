@@ -6,7 +6,9 @@
 //! entities; a DOCTYPE is refused by the format readers, so no entity
 //! declaration is ever honoured.
 
+pub mod decl;
 pub mod input;
+pub mod lexer;
 
 /// XML whitespace (S production): space, tab, CR, LF.
 #[inline]
