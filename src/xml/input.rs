@@ -1,10 +1,11 @@
-//! From raw bytes to a checked UTF-8 stream for quick-xml.
+//! From raw bytes to a checked UTF-8 stream for the lexer.
 //!
 //! In: any `Read` (a file, a socket, a slice). Out: a [`Scanner`] — a
-//! `BufRead` that yields UTF-8 only, counts lines as the parser consumes
-//! bytes (so every event has a line number for free), and stops with a
-//! recorded [`InputError`] at the first byte that XML 1.0 forbids
-//! (undecodable text, a control character, U+FFFE/U+FFFF).
+//! window of UTF-8 only, which the lexer ([`super::lexer`]) scans in place
+//! and refills, and which stops with a recorded [`InputError`] (line and
+//! message) at the first byte that XML 1.0 forbids (undecodable text, a
+//! control character, U+FFFE/U+FFFF). It is also a `BufRead` that counts
+//! lines as bytes are consumed.
 //!
 //! Encodings: UTF-8 (BOM allowed), UTF-16 with a BOM, and the declared
 //! ISO-8859-1, ISO-8859-15 and Windows-1252, transcoded on the fly so memory
@@ -365,7 +366,7 @@ impl<R: Read> Read for Scanner<R> {
 impl<R: Read> BufRead for Scanner<R> {
     #[inline]
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        // Fast path: quick-xml asks many times per event for what is
+        // Fast path: a `BufRead` caller asks many times for what is
         // already buffered.
         let visible = self.filled - self.carry;
         if self.pos < visible {
