@@ -5,6 +5,8 @@
 //! In: the window and the offset of a `<`. Out: a [`Scan`] — the tag, a
 //! request for more input, or the error and its offset.
 
+use std::collections::HashSet;
+
 use super::{lossy, name_end, short, valid_name, AttrSpan, Raw, Scan, Scanned};
 use crate::xml::{is_ws, resolve_reference};
 
@@ -37,6 +39,7 @@ pub(super) fn scan_start(w: &[u8], i: usize, eof: bool, attrs: &mut Vec<AttrSpan
         _ => {}
     }
     attrs.clear();
+    let mut seen: Option<HashSet<&[u8]>> = None;
     let mut k = ne;
     let mut newlines = 0;
     loop {
@@ -156,7 +159,16 @@ pub(super) fn scan_start(w: &[u8], i: usize, eof: bool, attrs: &mut Vec<AttrSpan
         };
         let value = (v + 1, v + 1 + len);
         newlines += check_value(w, value)?;
-        if attrs.iter().any(|a| &w[a.name.0..a.name.1] == aname) {
+        // A few attributes are compared pairwise; many (hostile input, the
+        // tag may be megabytes long) through a set, so time stays linear.
+        let twice = if attrs.len() < 16 {
+            attrs.iter().any(|a| &w[a.name.0..a.name.1] == aname)
+        } else {
+            let seen =
+                seen.get_or_insert_with(|| attrs.iter().map(|a| &w[a.name.0..a.name.1]).collect());
+            !seen.insert(aname)
+        };
+        if twice {
             return Err((
                 k,
                 format!("attribut mal formé : {} en double", lossy(aname)),

@@ -179,6 +179,7 @@ fn refusals() {
         ("<a x=1/>", "guillemets"),
         ("<a x='1'y='2'/>", "espace"),
         ("<a x='1' x='2'/>", "en double"),
+        ("<a a0='' a1='' a2='' a3='' a4='' a5='' a6='' a7='' a8='' a9='' b0='' b1='' b2='' b3='' b4='' b5='' b6='' b7='' b8='' b9='' a5=''/>", "en double"),
         ("<a x='<'/>", "« < »"),
         ("<a x='&'/>", "isolé"),
         ("<a x='&e;'/>", "entité inconnue"),
