@@ -62,8 +62,11 @@ pub fn check(content: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// `name S? = S? "value"` at the start of `s`: (name, value, what follows).
-fn pseudo_attribute(s: &[u8]) -> Result<(&[u8], &[u8], &[u8]), String> {
+/// A pseudo-attribute's name, its value, and what follows it.
+type Pseudo<'a> = (&'a [u8], &'a [u8], &'a [u8]);
+
+/// `name S? = S? "value"` at the start of `s`.
+fn pseudo_attribute(s: &[u8]) -> Result<Pseudo<'_>, String> {
     let invalid = || "déclaration XML invalide : pseudo-attribut mal formé".to_string();
     let n = s.iter().take_while(|b| b.is_ascii_alphabetic()).count();
     if n == 0 {

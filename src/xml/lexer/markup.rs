@@ -94,13 +94,23 @@ pub(super) fn scan_bang(w: &[u8], i: usize, eof: bool) -> Scan {
             lead: 0,
         }));
     }
-    if rest.starts_with(b"<!DOCTYPE") {
-        return Err((
-            i,
-            "déclaration DOCTYPE interdite (aucune entité n'est acceptée)".into(),
-        ));
+    if rest.len() >= 9 && rest[..9].eq_ignore_ascii_case(b"<!DOCTYPE") {
+        // Refused whatever it holds, at the line of its end (where the
+        // reader has always reported it): find that end first.
+        return match doctype_end(w, i) {
+            Some(end) => Err((
+                end,
+                "déclaration DOCTYPE interdite (aucune entité n'est acceptée)".into(),
+            )),
+            None if eof => Err((
+                w.len(),
+                "syntaxe XML invalide : déclaration DOCTYPE non fermée".into(),
+            )),
+            None => Ok(None),
+        };
     }
-    let maybe = |p: &[u8]| rest.len() < p.len() && p.starts_with(rest);
+    // The window ends inside what may be one of them: decide after a refill.
+    let maybe = |p: &[u8]| rest.len() < p.len() && p[..rest.len()].eq_ignore_ascii_case(rest);
     if maybe(b"<!--") || maybe(b"<![CDATA[") || maybe(b"<!DOCTYPE") {
         return short(w, eof, "dans une déclaration <!…");
     }
@@ -132,5 +142,43 @@ fn scan_comment(w: &[u8], i: usize, eof: bool) -> Scan {
             }))
         }
         Some(_) => Err((dashes, "« -- » interdit dans un commentaire".into())),
+    }
+}
+
+/// Offset just after the `>` that closes the DOCTYPE at `i`, or `None`
+/// when the window ends first. Quoted literals, the internal subset and the
+/// comments, PIs and declarations in it are skipped, so a `>` inside them
+/// does not end it.
+fn doctype_end(w: &[u8], i: usize) -> Option<usize> {
+    let quoted = |k: usize| -> Option<usize> { Some(k + 2 + memchr::memchr(w[k], &w[k + 1..])?) };
+    let mut k = i + 9;
+    loop {
+        match *w.get(k)? {
+            b'\'' | b'"' => k = quoted(k)?,
+            b'[' => break,
+            b'>' => return Some(k + 1),
+            _ => k += 1,
+        }
+    }
+    k += 1;
+    loop {
+        match *w.get(k)? {
+            b']' => return Some(k + 2 + memchr::memchr(b'>', &w[k + 1..])?),
+            b'<' if w[k..].starts_with(b"<!--") => k += 7 + memmem::find(&w[k + 4..], b"-->")?,
+            b'<' if w[k..].starts_with(b"<?") => k += 4 + memmem::find(&w[k + 2..], b"?>")?,
+            b'<' => {
+                // A markup declaration: up to its `>`, literals skipped.
+                k += 1;
+                loop {
+                    match *w.get(k)? {
+                        b'\'' | b'"' => k = quoted(k)?,
+                        b'>' => break,
+                        _ => k += 1,
+                    }
+                }
+                k += 1;
+            }
+            _ => k += 1,
+        }
     }
 }

@@ -209,7 +209,16 @@ fn error_lines() {
     assert_eq!(error("<a>\n\n&foo;</a>").line, 3);
     assert_eq!(error("<a>\n<b>\n</c>").line, 3);
     assert_eq!(error("<a>\n<!-- -- -->").line, 2);
-    assert_eq!(error("\n\n<!DOCTYPE a [\n]>").line, 3);
+    // A DOCTYPE: at the line of its end, whatever its literals and internal
+    // subset hold.
+    assert_eq!(error("\n\n<!DOCTYPE a [\n]>").line, 4);
+    let dtd = "<!DOCTYPE a SYSTEM \"x>\" [\n<!ENTITY e \"]>\">\n<!-- ]> -->\n<?p ]>?>\n]\n>\n<a/>";
+    assert_eq!(error(dtd).line, 6);
+    assert!(error(dtd).message.contains("DOCTYPE interdite"));
+    assert_eq!(error("<!doctype a>").line, 1);
+    assert!(error("\n<!DOCTYPE a [ <!ENTITY e 'x'>")
+        .message
+        .contains("non fermée"));
     assert_eq!(error("<a>\nx\n\x01</a>").line, 3);
 }
 
@@ -283,6 +292,7 @@ fn tokens_spanning_refills_are_the_same() {
 #[test]
 fn errors_spanning_refills_are_the_same() {
     for doc in [
+        "<!DOCTYPE a [\n<!ENTITY e \"]>\">\n]>",
         "<a>\n\n&foo;</a>",
         "<a>\nxy]]>z</a>",
         "<a>\n<!-- a -- b --></a>",
