@@ -1,10 +1,11 @@
-//! From raw bytes to a checked UTF-8 stream for quick-xml.
+//! From raw bytes to a checked UTF-8 stream for the lexer.
 //!
 //! In: any `Read` (a file, a socket, a slice). Out: a [`Scanner`] — a
-//! `BufRead` that yields UTF-8 only, counts lines as the parser consumes
-//! bytes (so every event has a line number for free), and stops with a
-//! recorded [`InputError`] at the first byte that XML 1.0 forbids
-//! (undecodable text, a control character, U+FFFE/U+FFFF).
+//! window of UTF-8 only, which the lexer ([`super::lexer`]) scans in place
+//! and refills, and which stops with a recorded [`InputError`] (line and
+//! message) at the first byte that XML 1.0 forbids (undecodable text, a
+//! control character, U+FFFE/U+FFFF). It is also a `BufRead` that counts
+//! lines as bytes are consumed.
 //!
 //! Encodings: UTF-8 (BOM allowed), UTF-16 with a BOM, and the declared
 //! ISO-8859-1, ISO-8859-15 and Windows-1252, transcoded on the fly so memory
@@ -270,9 +271,15 @@ const BUF_LEN: usize = 256 * 1024;
 
 impl<R: Read> Scanner<R> {
     pub fn new(inner: R) -> Self {
+        Self::with_capacity(inner, BUF_LEN)
+    }
+
+    /// A scanner whose buffer starts at `len` bytes (tests use tiny ones so
+    /// that tokens span refills).
+    pub fn with_capacity(inner: R, len: usize) -> Self {
         Scanner {
             inner,
-            buf: vec![0; BUF_LEN].into_boxed_slice(),
+            buf: vec![0; len.max(4)].into_boxed_slice(),
             pos: 0,
             filled: 0,
             checked: 0,
@@ -359,7 +366,7 @@ impl<R: Read> Read for Scanner<R> {
 impl<R: Read> BufRead for Scanner<R> {
     #[inline]
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        // Fast path: quick-xml asks many times per event for what is
+        // Fast path: a `BufRead` caller asks many times for what is
         // already buffered.
         let visible = self.filled - self.carry;
         if self.pos < visible {
@@ -411,6 +418,75 @@ impl<R: Read> Scanner<R> {
             self.check_new()?;
         }
         Ok(&self.buf[self.pos..self.filled - self.carry])
+    }
+}
+
+/// The sliding window the lexer scans in place (`crate::xml::lexer`): it
+/// reads borrowed slices of the buffer instead of asking `fill_buf` several
+/// times per token, and only moves bytes when a token spans a refill.
+impl<R: Read> Scanner<R> {
+    /// The checked UTF-8 bytes not consumed yet. Never ends inside a
+    /// character.
+    #[inline]
+    pub fn window(&self) -> &[u8] {
+        &self.buf[self.pos..self.filled - self.carry]
+    }
+
+    /// Consumes the first `n` bytes of the window; `line` is the line of
+    /// the byte that follows them. The lexer counts lines as it scans, so
+    /// the scanner does not count them a second time.
+    #[inline]
+    pub fn advance(&mut self, n: usize, line: u64) {
+        self.pos = (self.pos + n).min(self.filled - self.carry);
+        self.newlines = line.saturating_sub(1);
+    }
+
+    /// Reads more input behind the window, first moving the window to the
+    /// front of the buffer, and doubling the buffer when the window already
+    /// fills it (the caller bounds how long a token may be). `Ok(false)` at
+    /// the end of the input; `Err` when the input stopped, with
+    /// [`Scanner::error`] saying why and where.
+    pub fn more(&mut self) -> io::Result<bool> {
+        if let Some(e) = &self.error {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e.message.clone()));
+        }
+        if self.pos > 0 {
+            self.buf.copy_within(self.pos..self.filled, 0);
+            self.filled -= self.pos;
+            self.checked -= self.pos;
+            self.pos = 0;
+        }
+        let visible = self.filled - self.carry;
+        loop {
+            if self.filled == self.buf.len() {
+                let mut grown = std::mem::take(&mut self.buf).into_vec();
+                grown.resize(grown.len() * 2, 0);
+                self.buf = grown.into_boxed_slice();
+            }
+            let n = match self.inner.read(&mut self.buf[self.filled..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    let at = self.filled - self.carry;
+                    return Err(self.fail(at, format!("texte non décodable : {e}")));
+                }
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                if self.carry > 0 {
+                    let at = self.filled - self.carry;
+                    return Err(self.fail(at, "texte UTF-8 tronqué en fin de fichier".into()));
+                }
+                return Ok(false);
+            }
+            self.bytes_read += n as u64;
+            self.filled += n;
+            self.check_new()?;
+            // Only part of a character arrived: it is not visible yet.
+            if self.filled - self.carry > visible {
+                return Ok(true);
+            }
+        }
     }
 }
 

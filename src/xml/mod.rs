@@ -1,12 +1,15 @@
 //! Streaming XML input shared by every XML format the gateway reads.
 //!
-//! [`input`] turns bytes into checked UTF-8 with line numbers; this module
-//! adds the small well-formedness rules quick-xml leaves to its caller
-//! (names, character references, whitespace). quick-xml never expands
-//! entities; a DOCTYPE is refused by the format readers, so no entity
-//! declaration is ever honoured.
+//! [`input`] turns bytes into checked UTF-8 with line numbers; [`lexer`]
+//! turns that into tokens, checking well-formedness as libxml2 does
+//! ([`decl`] for the XML declaration); this module holds the small rules
+//! they share (names, character references, whitespace). No entity is ever
+//! expanded beyond the five predefined ones: a DOCTYPE is refused, so no
+//! entity declaration is ever honoured.
 
+pub mod decl;
 pub mod input;
+pub mod lexer;
 
 /// XML whitespace (S production): space, tab, CR, LF.
 #[inline]
