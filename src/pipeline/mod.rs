@@ -107,6 +107,9 @@ impl Pipeline {
         let spool = Spool::new(&cfg.paths.spool);
         spool.create()?;
         let conn = crate::store::open(&cfg.paths.database)?;
+        // Statement journals (a multi-row INSERT of accepted lines keeps one
+        // of a few hundred KiB) in memory rather than in a temp file.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         let checkpointer = crate::store::Checkpointer::start(&cfg.paths.database, &conn)?;
         Ok(Pipeline { cfg, clock, spool, conn, checkpointer })
     }
