@@ -10,8 +10,6 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection};
 
-use crate::store::reference::from_hundredths;
-
 /// Escapes text for element content.
 pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
     if !s.contains(['&', '<', '>']) {
@@ -20,8 +18,78 @@ pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").into()
 }
 
+/// Appends the text of a hundredths integer as `Decimal::normalize` writes
+/// it (1250 -> `12.5`, 100 -> `1`, -5 -> `-0.05`), without allocating.
+fn put_num(buf: &mut Vec<u8>, hundredths: i64) {
+    let v = hundredths.unsigned_abs();
+    if hundredths < 0 {
+        buf.push(b'-');
+    }
+    put_uint(buf, v / 100);
+    let cents = v % 100;
+    if cents != 0 {
+        buf.push(b'.');
+        buf.push(b'0' + (cents / 10) as u8);
+        if cents % 10 != 0 {
+            buf.push(b'0' + (cents % 10) as u8);
+        }
+    }
+}
+
+fn put_uint(buf: &mut Vec<u8>, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[i..]);
+}
+
+/// Appends text escaped for element content.
+fn put_text(buf: &mut Vec<u8>, mut s: &[u8]) {
+    while let Some(i) = memchr::memchr3(b'&', b'<', b'>', s) {
+        buf.extend_from_slice(&s[..i]);
+        buf.extend_from_slice(match s[i] {
+            b'&' => b"&amp;",
+            b'<' => b"&lt;",
+            _ => b"&gt;",
+        });
+        s = &s[i + 1..];
+    }
+    buf.extend_from_slice(s);
+}
+
+/// Appends `<tag>escaped text</tag>` on its own indented line.
+fn put_elem(buf: &mut Vec<u8>, tag: &str, text: &[u8]) {
+    buf.extend_from_slice(b"  <");
+    buf.extend_from_slice(tag.as_bytes());
+    buf.push(b'>');
+    put_text(buf, text);
+    buf.extend_from_slice(b"</");
+    buf.extend_from_slice(tag.as_bytes());
+    buf.extend_from_slice(b">\n");
+}
+
+/// Appends `<tag>number</tag>` on its own indented line.
+fn put_num_elem(buf: &mut Vec<u8>, tag: &str, hundredths: i64) {
+    buf.extend_from_slice(b"  <");
+    buf.extend_from_slice(tag.as_bytes());
+    buf.push(b'>');
+    put_num(buf, hundredths);
+    buf.extend_from_slice(b"</");
+    buf.extend_from_slice(tag.as_bytes());
+    buf.extend_from_slice(b">\n");
+}
+
 fn num(hundredths: i64) -> String {
-    from_hundredths(hundredths).normalize().to_string()
+    let mut b = Vec::with_capacity(24);
+    put_num(&mut b, hundredths);
+    String::from_utf8(b).expect("ASCII digits")
 }
 
 /// Writes the outbox `factbord` of received file `file_id`.
@@ -49,30 +117,32 @@ pub fn render(conn: &Connection, file_id: i64, out: &mut impl Write) -> Result<(
     )?;
     let mut rows = st.query(params![from, to, file_id])?;
     let (mut n, mut hours, mut total) = (0u64, 0i64, 0i64);
+    // One reused buffer a line; text borrowed from SQLite: no allocation per row.
+    let mut buf: Vec<u8> = Vec::with_capacity(512);
     while let Some(r) = rows.next()? {
-        // Borrowed text: no allocation per field.
-        let s = |i: usize| -> rusqlite::Result<&str> {
-            r.get_ref(i).map(|v| v.as_str().unwrap_or_default())
+        // Text as stored (UTF-8 written by this program): copied as bytes.
+        let s = |i: usize| -> rusqlite::Result<&[u8]> {
+            r.get_ref(i).map(|v| v.as_bytes().unwrap_or_default())
         };
         let (q, tu, mt): (i64, i64, i64) = (r.get(7)?, r.get(8)?, r.get(9)?);
         n += 1;
         hours += q;
         total += mt;
-        write!(
-            out,
-            " <factprest>\n  <nir-per>{}</nir-per>\n  <nom-per>{}</nom-per>\n  <pn-per>{}</pn-per>\n  <rf-prstpap>{}</rf-prstpap>\n  <id-prest>{}</id-prest>\n  <dtd-interv>{}</dtd-interv>\n  <dtf-interv>{}</dtf-interv>\n  <nb-quant>{}</nb-quant>\n  <mt-tu>{}</mt-tu>\n  <mt-total>{}</mt-total>\n  <bo-regul>{}</bo-regul>\n </factprest>\n",
-            escape(s(0)?),
-            escape(s(1)?),
-            escape(s(2)?),
-            escape(s(3)?),
-            escape(s(4)?),
-            s(5)?,
-            s(6)?,
-            num(q),
-            num(tu),
-            num(mt),
-            escape(s(10)?)
-        )?;
+        buf.clear();
+        buf.extend_from_slice(b" <factprest>\n");
+        put_elem(&mut buf, "nir-per", s(0)?);
+        put_elem(&mut buf, "nom-per", s(1)?);
+        put_elem(&mut buf, "pn-per", s(2)?);
+        put_elem(&mut buf, "rf-prstpap", s(3)?);
+        put_elem(&mut buf, "id-prest", s(4)?);
+        put_elem(&mut buf, "dtd-interv", s(5)?);
+        put_elem(&mut buf, "dtf-interv", s(6)?);
+        put_num_elem(&mut buf, "nb-quant", q);
+        put_num_elem(&mut buf, "mt-tu", tu);
+        put_num_elem(&mut buf, "mt-total", mt);
+        put_elem(&mut buf, "bo-regul", s(10)?);
+        buf.extend_from_slice(b" </factprest>\n");
+        out.write_all(&buf)?;
     }
     writeln!(out, " <nb-ligbor>{n}</nb-ligbor>")?;
     writeln!(out, " <mt-totamd>{}</mt-totamd>", num(hours))?;
@@ -84,10 +154,24 @@ pub fn render(conn: &Connection, file_id: i64, out: &mut impl Write) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::reference::from_hundredths;
 
     #[test]
     fn escaping() {
         assert_eq!(escape("a<b&c>"), "a&lt;b&amp;c&gt;");
         assert_eq!(escape("Lefèvre"), "Lefèvre");
+        let mut b = Vec::new();
+        put_text(&mut b, "a<b&c> Lefèvre".as_bytes());
+        assert_eq!(b, "a&lt;b&amp;c&gt; Lefèvre".as_bytes());
+        b.clear();
+        put_text(&mut b, b"&&<");
+        assert_eq!(b, b"&amp;&amp;&lt;");
+    }
+
+    #[test]
+    fn numbers_are_written_as_normalized_decimals() {
+        for h in [0, 1, 5, 10, 99, 100, 101, 110, 1250, 2999, -1, -5, -1250, -100, i64::MAX, i64::MIN + 1] {
+            assert_eq!(num(h), from_hundredths(h).normalize().to_string(), "{h}");
+        }
     }
 }

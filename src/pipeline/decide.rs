@@ -29,9 +29,7 @@ fn controls(
 ) -> Result<(FileVerdict, Option<(i64, i64)>)> {
     let mut rules = StateRules::new(conn, pipeline_cfg, provider, record_as);
     let mut v = check_file_as(path, name, opts, &mut rules)?;
-    if let Some(e) = rules.error.take() {
-        return Err(e.context(format!("reading the state for {}", path.display())));
-    }
+    rules.finish().with_context(|| format!("reading the state for {}", path.display()))?;
     if let Some(first) = duplicate_of(conn, sha256, record_as)? {
         reject_with(
             &mut v,

@@ -92,6 +92,9 @@ pub struct Pipeline {
     pub clock: Clock,
     pub spool: Spool,
     pub conn: Connection,
+    /// Copies the WAL into the database off the writer's path (declared
+    /// after `conn`: dropped last, its connection runs the final checkpoint).
+    checkpointer: crate::store::Checkpointer,
 }
 
 /// SHA-256 and size of a file, streamed.
@@ -107,7 +110,11 @@ impl Pipeline {
         let spool = Spool::new(&cfg.paths.spool);
         spool.create()?;
         let conn = crate::store::open(&cfg.paths.database)?;
-        Ok(Pipeline { cfg, clock, spool, conn })
+        // Statement journals (a multi-row INSERT of accepted lines keeps one
+        // of a few hundred KiB) in memory rather than in a temp file.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        let checkpointer = crate::store::Checkpointer::start(&cfg.paths.database, &conn)?;
+        Ok(Pipeline { cfg, clock, spool, conn, checkpointer })
     }
 
     /// Files waiting in `inbound/<provider>/`, oldest first (name order for
@@ -207,6 +214,8 @@ impl Pipeline {
     /// Decides (if not yet) and publishes received file `id`.
     pub fn finish(&mut self, id: i64) -> Result<Verdict> {
         let verdict = decide(self, id)?;
+        // The decision's pages are copied into the database while the outputs are written.
+        self.checkpointer.request();
         publish(self, id)?;
         Ok(verdict)
     }
@@ -277,6 +286,7 @@ impl Pipeline {
         let (applied, refused) = caisse::import_drops(self)?;
         s.imports_applied = applied;
         s.imports_refused = refused;
+        self.checkpointer.request();
         for path in self.waiting()? {
             // Being written in place right now: the next pass takes it.
             if open_for_writing(&path) {

@@ -8,14 +8,19 @@
 //! caller records (processing), not when it only validates.
 //!
 //! Reads are batched where a file has many lines: the provider's plans for
-//! the caisse (with what earlier files consumed) are loaded once per file;
-//! the overlap check is one indexed query per line.
+//! the caisse (with what earlier files consumed, and the span of the
+//! periods already accepted for each beneficiary and prestation) are loaded
+//! once per file. The overlap check (L08) queries `accepted_lines` only for
+//! a line whose period meets that span, or whose beneficiary has no plan
+//! here; a line of a beneficiary billed for the first time, or for a period
+//! after every accepted one, needs no query. The statements used per line
+//! are prepared once per file.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use anyhow::Result;
 use chrono::NaiveDate;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Statement};
 use rust_decimal::Decimal;
 
 use crate::billing::check::LineRules;
@@ -35,7 +40,66 @@ struct PlanState {
 #[derive(Debug, Default)]
 struct Beneficiary {
     plans: Vec<PlanState>,
+    /// Periods accepted earlier in this file.
     periods: Vec<(NaiveDate, NaiveDate)>,
+    /// Earliest start and latest end of the periods accepted before this
+    /// file (any provider, any caisse); `None` when there is none. A period
+    /// outside this span overlaps none of them.
+    before: Option<(NaiveDate, NaiveDate)>,
+}
+
+/// Accepted lines inserted by one statement.
+const BATCH: usize = 64;
+/// Parameters of a line in the INSERT; ?1 (file_id) and ?2 (id_cram) are
+/// shared by every line and bound once per file.
+const PER_LINE: usize = 14;
+
+/// L08: an accepted line of the beneficiary and prestation whose period
+/// meets `?4..=?3` (index-only in accepted_overlap).
+const OVERLAP_SQL: &str =
+    "SELECT 1 FROM accepted_lines WHERE nir_per = ?1 AND rf_prstpap = ?2 AND dtd <= ?3 AND dtf >= ?4 LIMIT 1";
+
+const INSERT_COLUMNS: &str =
+    "INSERT INTO accepted_lines (file_id, line_no, plan_id, id_cram, nir_per, nom_per, pn_per,
+    rf_prstpap, id_prest, dtd, dtf, nb_quant, mt_tu, mt_total, bo_regul, amount_e4) VALUES ";
+
+/// The INSERT of `rows` accepted lines: `(?1, ?b+1, ?b+2, ?2, ?b+3, …)`.
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from(INSERT_COLUMNS);
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        let b = 2 + i * PER_LINE;
+        let p = |j: usize| format!("?{}", b + j);
+        let mut cols = vec!["?1".to_string(), p(1), p(2), "?2".to_string()];
+        cols.extend((3..=PER_LINE).map(p));
+        sql.push('(');
+        sql.push_str(&cols.join(","));
+        sql.push(')');
+    }
+    sql
+}
+
+/// An accepted line waiting for its INSERT; its text is in `Pending::text`.
+struct PendingLine {
+    line_no: u32,
+    plan_id: i64,
+    /// End offsets in `Pending::text` of nir, nom, prénom, prestation, site, bo_regul.
+    ends: [usize; 6],
+    dtd: NaiveDate,
+    dtf: NaiveDate,
+    nb_quant: i64,
+    mt_tu: i64,
+    mt_total: i64,
+    amount_e4: i64,
+}
+
+/// Accepted lines not yet inserted, in file order.
+#[derive(Default)]
+struct Pending {
+    lines: Vec<PendingLine>,
+    text: String,
 }
 
 fn make_key(buf: &mut String, nir: &str, prestation: &str) {
@@ -56,9 +120,19 @@ pub struct StateRules<'c> {
     sites: HashSet<String>,
     /// `nir␟prestation` → the beneficiary's plans with the provider and the
     /// header's caisse, and the periods accepted earlier in this file.
-    benef: HashMap<String, Beneficiary>,
+    /// (foldhash: seeded per process, several times faster than SipHash
+    /// on these short keys.)
+    benef: foldhash::HashMap<String, Beneficiary>,
     /// Reused lookup key (no allocation per line).
     key: String,
+    /// Statements run per line, prepared once per file (in `load`): the
+    /// overlap query, the INSERT of `BATCH` accepted lines and that of one.
+    overlap: Option<Statement<'c>>,
+    insert_batch: Option<Statement<'c>>,
+    insert_one: Option<Statement<'c>>,
+    /// Accepted lines waiting for their INSERT ([`StateRules::finish`]
+    /// inserts the last ones).
+    pending: Pending,
     /// Rowids of the first and last accepted line recorded for this file.
     pub recorded: Option<(i64, i64)>,
     id_cram: String,
@@ -72,7 +146,47 @@ fn e4(d: Decimal) -> Option<i64> {
 }
 
 fn day(s: &str) -> Option<NaiveDate> {
+    // The stored form, `YYYY-MM-DD`, read without the format machinery.
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
+    };
+    if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
+        if let (Some(y), Some(m), Some(d)) = (digits(0..4), digits(5..7), digits(8..10)) {
+            return NaiveDate::from_ymd_opt(y as i32, m, d);
+        }
+    }
     NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+/// A date as stored (`YYYY-MM-DD`, what `NaiveDate` displays), formatted
+/// without allocating for years 0–9999.
+enum Ymd {
+    Short([u8; 10]),
+    Other(String),
+}
+
+impl Ymd {
+    fn new(d: NaiveDate) -> Ymd {
+        use chrono::Datelike;
+        let y = d.year();
+        if !(0..=9999).contains(&y) {
+            return Ymd::Other(d.to_string());
+        }
+        let (y, m, dd) = (y as u32, d.month(), d.day());
+        let mut b = *b"0000-00-00";
+        for (i, v) in [(0, y / 1000), (1, y / 100 % 10), (2, y / 10 % 10), (3, y % 10), (5, m / 10), (6, m % 10), (8, dd / 10), (9, dd % 10)] {
+            b[i] = b'0' + v as u8;
+        }
+        Ymd::Short(b)
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Ymd::Short(b) => std::str::from_utf8(b).expect("ASCII digits"),
+            Ymd::Other(s) => s,
+        }
+    }
 }
 
 impl<'c> StateRules<'c> {
@@ -83,8 +197,12 @@ impl<'c> StateRules<'c> {
             provider: provider.to_string(),
             record_as,
             sites: HashSet::new(),
-            benef: HashMap::new(),
+            benef: foldhash::HashMap::default(),
             key: String::new(),
+            overlap: None,
+            insert_batch: None,
+            insert_one: None,
+            pending: Pending::default(),
             recorded: None,
             id_cram: String::new(),
             error: None,
@@ -96,15 +214,18 @@ impl<'c> StateRules<'c> {
         self.sites = st
             .query_map([&self.provider], |r| r.get::<_, String>(0))?
             .collect::<rusqlite::Result<_>>()?;
-        // Plans of the provider's sites with this caisse, and what accepted
-        // lines already consumed of each.
+        // Plans of the provider's sites with this caisse, what accepted
+        // lines already consumed of each, and the span of the periods
+        // already accepted for the beneficiary and prestation (index-only
+        // lookups in accepted_overlap).
         let mut st = self.conn.prepare_cached(
             "SELECT p.id, p.nir_per, p.rf_prstpap, p.dt_debut, p.dt_fin, p.mt_total, p.mt_consomme,
-                    COALESCE((SELECT SUM(a.amount_e4) FROM accepted_lines a WHERE a.plan_id = p.id), 0)
+                    COALESCE((SELECT SUM(a.amount_e4) FROM accepted_lines a WHERE a.plan_id = p.id), 0),
+                    (SELECT MIN(a.dtd) FROM accepted_lines a WHERE a.nir_per = p.nir_per AND a.rf_prstpap = p.rf_prstpap),
+                    (SELECT MAX(a.dtf) FROM accepted_lines a WHERE a.nir_per = p.nir_per AND a.rf_prstpap = p.rf_prstpap)
              FROM plans p
              WHERE p.id_cram = ?1
-               AND p.id_site IN (SELECT id_site FROM conventions WHERE provider = ?2 AND id_cram = ?1 AND validated = 1)
-             ORDER BY p.dt_debut, p.id",
+               AND p.id_site IN (SELECT id_site FROM conventions WHERE provider = ?2 AND id_cram = ?1 AND validated = 1)",
         )?;
         let mut rows = st.query(params![id_cram, self.provider])?;
         self.benef.clear();
@@ -123,11 +244,35 @@ impl<'c> StateRules<'c> {
             match self.benef.get_mut(key.as_str()) {
                 Some(b) => b.plans.push(plan),
                 None => {
-                    self.benef.insert(key.clone(), Beneficiary { plans: vec![plan], periods: Vec::new() });
+                    // A span that cannot be read is treated as covering every date.
+                    let before = match (r.get_ref(8)?.as_str_or_null()?, r.get_ref(9)?.as_str_or_null()?) {
+                        (Some(lo), Some(hi)) => Some((day(lo).unwrap_or(NaiveDate::MIN), day(hi).unwrap_or(NaiveDate::MAX))),
+                        _ => None,
+                    };
+                    self.benef.insert(key.clone(), Beneficiary { plans: vec![plan], periods: Vec::new(), before });
                 }
             }
         }
+        // The first plan covering a period wins: plans in start order (then id).
+        for b in self.benef.values_mut() {
+            if b.plans.len() > 1 {
+                b.plans.sort_by_key(|p| (p.start, p.id));
+            }
+        }
         self.id_cram = id_cram.to_string();
+        self.overlap = Some(self.conn.prepare(OVERLAP_SQL)?);
+        if let Some(file_id) = self.record_as {
+            for rows in [BATCH, 1] {
+                let mut st = self.conn.prepare(&insert_sql(rows))?;
+                st.raw_bind_parameter(1, file_id)?;
+                st.raw_bind_parameter(2, self.id_cram.as_str())?;
+                if rows == 1 {
+                    self.insert_one = Some(st);
+                } else {
+                    self.insert_batch = Some(st);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -257,13 +402,10 @@ impl<'c> StateRules<'c> {
         }
         if let Some((d, f)) = period {
             let earlier_in_file = benef.is_some_and(|b| b.periods.iter().any(|&(pd, pf)| pd <= f && d <= pf));
-            let earlier_file = earlier_in_file
-                || self
-                    .conn
-                    .prepare_cached(
-                        "SELECT 1 FROM accepted_lines WHERE nir_per = ?1 AND rf_prstpap = ?2 AND dtd <= ?3 AND dtf >= ?4 LIMIT 1",
-                    )?
-                    .exists(params![l.nir_per, l.rf_prstpap, f.to_string(), d.to_string()])?;
+            // Earlier files: only worth a query when the period meets the
+            // span of the periods accepted before (or that span is unknown).
+            let may_overlap = benef.is_none_or(|b| b.before.is_some_and(|(lo, hi)| lo <= f && d <= hi));
+            let earlier_file = earlier_in_file || may_overlap && self.overlaps_earlier(l, d, f)?;
             if earlier_file {
                 out.push(Anomaly::line(
                     Code::L08,
@@ -282,43 +424,134 @@ impl<'c> StateRules<'c> {
                 b.plans[i].consumed_e4 += amount;
                 let plan_id = b.plans[i].id;
                 b.periods.push((d, f));
-                if let Some(file_id) = self.record_as {
-                    self.record(file_id, plan_id, l, d, f, amount)?;
-                    let row = self.conn.last_insert_rowid();
-                    self.recorded = Some(self.recorded.map_or((row, row), |(first, _)| (first, row)));
+                if self.record_as.is_some() {
+                    self.record(plan_id, l, d, f, amount)?;
                 }
             }
         }
         Ok(())
     }
 
-    fn record(&self, file_id: i64, plan_id: i64, l: &Line, d: NaiveDate, f: NaiveDate, amount: i64) -> Result<()> {
-        let h = |v: Option<Decimal>| v.and_then(crate::store::reference::to_hundredths).unwrap_or(0);
-        self.conn
-            .prepare_cached(
-                "INSERT INTO accepted_lines (file_id, line_no, plan_id, id_cram, nir_per, nom_per, pn_per, rf_prstpap,
-                    id_prest, dtd, dtf, nb_quant, mt_tu, mt_total, bo_regul, amount_e4)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-            )?
-            .execute(params![
-                file_id,
-                l.index,
-                plan_id,
-                self.id_cram,
-                l.nir_per,
-                l.nom_per,
-                l.pn_per,
-                l.rf_prstpap,
-                l.id_prest,
-                d.to_string(),
-                f.to_string(),
-                h(l.nb_quant),
-                h(l.mt_tu),
-                h(l.mt_total),
-                l.bo_regul,
-                amount
-            ])?;
+    /// L08 against the lines accepted before this file.
+    fn overlaps_earlier(&mut self, l: &Line, d: NaiveDate, f: NaiveDate) -> Result<bool> {
+        let st = match &mut self.overlap {
+            Some(st) => st,
+            None => self.overlap.insert(self.conn.prepare(OVERLAP_SQL)?),
+        };
+        Ok(st.exists(params![l.nir_per, l.rf_prstpap, Ymd::new(f).as_str(), Ymd::new(d).as_str()])?)
+    }
+
+    /// Queues an accepted line for its INSERT; inserts a full batch.
+    fn record(
+        &mut self,
+        plan_id: i64,
+        l: &Line,
+        d: NaiveDate,
+        f: NaiveDate,
+        amount: i64,
+    ) -> Result<()> {
+        let h = |v: Option<Decimal>| {
+            v.and_then(crate::store::reference::to_hundredths)
+                .unwrap_or(0)
+        };
+        let p = &mut self.pending;
+        let mut ends = [0; 6];
+        for (end, t) in ends.iter_mut().zip([
+            &l.nir_per,
+            &l.nom_per,
+            &l.pn_per,
+            &l.rf_prstpap,
+            &l.id_prest,
+            &l.bo_regul,
+        ]) {
+            p.text.push_str(t);
+            *end = p.text.len();
+        }
+        p.lines.push(PendingLine {
+            line_no: l.index,
+            plan_id,
+            ends,
+            dtd: d,
+            dtf: f,
+            nb_quant: h(l.nb_quant),
+            mt_tu: h(l.mt_tu),
+            mt_total: h(l.mt_total),
+            amount_e4: amount,
+        });
+        if p.lines.len() == BATCH {
+            self.flush()?;
+        }
         Ok(())
+    }
+
+    /// Inserts the queued lines (in file order: their rowids follow it).
+    fn flush(&mut self) -> Result<()> {
+        if self.record_as.is_none() {
+            return Ok(());
+        }
+        let p = &self.pending;
+        let n = p.lines.len();
+        let mut start = 0;
+        while start < n {
+            let (st, rows) = if n - start >= BATCH {
+                (
+                    self.insert_batch
+                        .as_mut()
+                        .expect("prepared by load when recording"),
+                    BATCH,
+                )
+            } else {
+                (
+                    self.insert_one
+                        .as_mut()
+                        .expect("prepared by load when recording"),
+                    1,
+                )
+            };
+            let mut from = if start == 0 {
+                0
+            } else {
+                p.lines[start - 1].ends[5]
+            };
+            for (i, pl) in p.lines[start..start + rows].iter().enumerate() {
+                let b = 2 + i * PER_LINE;
+                let mut text = [""; 6];
+                for (t, &end) in text.iter_mut().zip(&pl.ends) {
+                    *t = &p.text[from..end];
+                    from = end;
+                }
+                st.raw_bind_parameter(b + 1, pl.line_no)?;
+                st.raw_bind_parameter(b + 2, pl.plan_id)?;
+                for (j, t) in text.iter().enumerate().take(5) {
+                    st.raw_bind_parameter(b + 3 + j, *t)?;
+                }
+                st.raw_bind_parameter(b + 8, Ymd::new(pl.dtd).as_str())?;
+                st.raw_bind_parameter(b + 9, Ymd::new(pl.dtf).as_str())?;
+                st.raw_bind_parameter(b + 10, pl.nb_quant)?;
+                st.raw_bind_parameter(b + 11, pl.mt_tu)?;
+                st.raw_bind_parameter(b + 12, pl.mt_total)?;
+                st.raw_bind_parameter(b + 13, text[5])?;
+                st.raw_bind_parameter(b + 14, pl.amount_e4)?;
+            }
+            st.raw_execute()?;
+            // One writer, rowids allocated one after the other: the
+            // statement's rows are the `rows` rowids ending at the last one.
+            let last = self.conn.last_insert_rowid();
+            let first = last - rows as i64 + 1;
+            self.recorded = Some(self.recorded.map_or((first, last), |(f, _)| (f, last)));
+            start += rows;
+        }
+        self.pending.lines.clear();
+        self.pending.text.clear();
+        Ok(())
+    }
+
+    /// Inserts the accepted lines still queued: to call once the file is read.
+    pub fn finish(&mut self) -> Result<()> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        self.flush()
     }
 }
 
@@ -353,4 +586,29 @@ pub fn reject_with(v: &mut crate::billing::FileVerdict, a: Anomaly) {
     v.verdict = Verdict::Rejected;
     v.accepted_lines = 0;
     v.accepted_hours = Decimal::ZERO;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_read_and_written_as_stored() {
+        for s in ["2026-10-01", "0001-01-01", "9999-12-31", "2024-02-29"] {
+            let d = day(s).unwrap();
+            assert_eq!(d, NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap());
+            assert_eq!(Ymd::new(d).as_str(), d.to_string());
+        }
+        assert_eq!(day("2026-02-30"), None);
+        assert_eq!(
+            day("2026-1-5"),
+            NaiveDate::parse_from_str("2026-1-5", "%Y-%m-%d").ok()
+        );
+        let far = NaiveDate::from_ymd_opt(12345, 6, 7).unwrap();
+        assert_eq!(
+            insert_sql(2),
+            format!("{INSERT_COLUMNS}(?1,?3,?4,?2,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16),(?1,?17,?18,?2,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30)")
+        );
+        assert_eq!(Ymd::new(far).as_str(), far.to_string());
+    }
 }
