@@ -37,6 +37,9 @@ mod sftp_glue;
 pub enum Work {
     /// A file the watcher or the SFTP server says is complete.
     File(PathBuf, Channel),
+    /// A folder just created or renamed in: its files arrived before its
+    /// watch, so they are listed.
+    Folder(PathBuf),
     /// Look at every folder now.
     Rescan,
     /// A reloaded configuration.
@@ -107,6 +110,11 @@ async fn run(config_path: Option<PathBuf>, cfg: Config, clock: Clock, pipeline: 
                 }
                 for p in intake::ready_paths(&ev) {
                     let _ = tx.send(if p.starts_with(&caisse) { Work::Rescan } else { Work::File(p, Channel::Depot) });
+                }
+                for dir in intake::new_folders(&ev) {
+                    if !dir.starts_with(&caisse) {
+                        let _ = tx.send(Work::Folder(dir));
+                    }
                 }
             }
             Err(e) => {
@@ -228,6 +236,16 @@ fn processor(mut p: Pipeline, rx: mpsc::Receiver<Work>, rescan: Duration, arrivi
             Work::File(path, channel) => {
                 settle.forget(&path);
                 process_guarded(&mut p, &path, channel, &arriving);
+            }
+            Work::Folder(dir) => {
+                for path in intake::files_in(&dir) {
+                    // Still being written: its close is now watched.
+                    if crate::pipeline::open_for_writing(&path) {
+                        continue;
+                    }
+                    settle.forget(&path);
+                    process_guarded(&mut p, &path, Channel::Depot, &arriving);
+                }
             }
             Work::Rescan => {
                 last_scan = Some(Instant::now());

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::spool::is_temp_name;
@@ -37,9 +37,35 @@ pub fn ready_paths(ev: &Event) -> Vec<PathBuf> {
     };
     paths
         .into_iter()
-        .filter(|p| p.file_name().is_some_and(|n| !is_temp_name(&n.to_string_lossy())))
+        .filter(|p| p.file_name().is_some_and(|n| !is_temp_name(&n.to_string_lossy())) && !p.is_dir())
         .cloned()
         .collect()
+}
+
+/// Folders an event says were created or renamed in. The watch on such a
+/// folder starts only once its creation is seen, so a file put there in
+/// between sends no event of its own: the folder must be listed.
+pub fn new_folders(ev: &Event) -> Vec<PathBuf> {
+    let paths: Vec<&PathBuf> = match ev.kind {
+        EventKind::Create(CreateKind::Folder) => ev.paths.iter().collect(),
+        EventKind::Modify(ModifyKind::Name(RenameMode::To)) => ev.paths.iter().collect(),
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => ev.paths.get(1).into_iter().collect(),
+        _ => return Vec::new(),
+    };
+    paths.into_iter().filter(|p| p.is_dir()).cloned().collect()
+}
+
+/// The files of a folder that may be taken now: regular files, not temp
+/// names (whether still open for writing is the caller's check).
+pub fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()) && !is_temp_name(&e.file_name().to_string_lossy()))
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
 }
 
 /// Starts watching `dirs` (recursively); events are handed to `on_event`.
@@ -103,6 +129,24 @@ mod tests {
         assert_eq!(ready_paths(&both), vec![PathBuf::from("/s/inbound/p/a.xml")]);
         let tmp = Event { kind: EventKind::Access(AccessKind::Close(AccessMode::Write)), paths: vec![PathBuf::from("/s/inbound/p/a.xml.part")], attrs: Default::default() };
         assert!(ready_paths(&tmp).is_empty());
+    }
+
+    #[test]
+    fn a_new_folder_is_listed_and_never_taken_as_a_file() {
+        let d = tempfile::tempdir().unwrap();
+        let sub = d.path().join("p");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::write(sub.join("a.xml"), b"x").unwrap();
+        std::fs::write(sub.join("a.xml.part"), b"x").unwrap();
+        std::fs::create_dir(sub.join("nested")).unwrap();
+        let created = Event { kind: EventKind::Create(CreateKind::Folder), paths: vec![sub.clone()], attrs: Default::default() };
+        assert_eq!(new_folders(&created), vec![sub.clone()]);
+        let renamed = Event { kind: EventKind::Modify(ModifyKind::Name(RenameMode::To)), paths: vec![sub.clone()], attrs: Default::default() };
+        assert_eq!(new_folders(&renamed), vec![sub.clone()]);
+        assert!(ready_paths(&renamed).is_empty(), "a folder renamed in is not a complete file");
+        let file = Event { kind: EventKind::Create(CreateKind::File), paths: vec![sub.join("a.xml")], attrs: Default::default() };
+        assert!(new_folders(&file).is_empty());
+        assert_eq!(files_in(&sub), vec![sub.join("a.xml")]);
     }
 
     #[test]

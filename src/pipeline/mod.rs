@@ -160,6 +160,16 @@ impl Pipeline {
         if is_temp_name(&name) || !is_safe_component(&provider) || name.contains('/') {
             return Ok(None);
         }
+        // Only a regular file directly in `inbound/<provider>/`: a folder
+        // renamed into the inbound tree, a nested folder or a symbolic link
+        // is never moved away as if it were a billing file.
+        let in_inbound = path.parent().and_then(|d| d.parent()).is_some_and(|d| {
+            d == self.spool.inbound() || fs::canonicalize(d).ok() == fs::canonicalize(self.spool.inbound()).ok()
+        });
+        let regular = fs::symlink_metadata(path).map(|m| m.file_type().is_file()).unwrap_or(false);
+        if !in_inbound || !regular {
+            return Ok(None);
+        }
         let now = self.clock.now();
         let work_dir = self.spool.work_of(&provider);
         fsutil::create_dir_all(&work_dir)?;
@@ -483,6 +493,29 @@ mod tests {
         p.clock = at("2021-04-28T10:00:00+02:00");
         p.finish(id).unwrap();
         assert!(!codes(&p, id).iter().any(|c| c == "L03"), "{:?}", codes(&p, id));
+    }
+
+    #[test]
+    fn only_regular_files_of_a_provider_folder_are_taken() {
+        let d = tempfile::tempdir().unwrap();
+        let mut p = pipeline(d.path());
+        let inbound = p.spool.inbound();
+        let provider_dir = inbound.join("saad1");
+        fs::create_dir_all(provider_dir.join("nested")).unwrap();
+        fs::write(provider_dir.join("nested/a.xml"), b"x").unwrap();
+        let elsewhere = d.path().join("secret.xml");
+        fs::write(&elsewhere, b"x").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, provider_dir.join("link.xml")).unwrap();
+        for path in [provider_dir.join("nested"), provider_dir.clone(), provider_dir.join("link.xml"), provider_dir.join("nested/a.xml")] {
+            assert_eq!(p.take(&path, Channel::Depot).unwrap(), None, "{}", path.display());
+        }
+        assert!(provider_dir.join("nested/a.xml").exists() && provider_dir.join("link.xml").exists() && elsewhere.exists());
+        let n: i64 = p.conn.query_row("SELECT COUNT(*) FROM received_files", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 0);
+        // The same folder named another way is still the inbound folder.
+        let dotted = d.path().join("spool/./inbound/saad1/03_150521_100_21999000.xml");
+        drop_fixture(&p, "saad1", "03_150521_100_21999000.xml");
+        assert!(p.take(&dotted, Channel::Depot).unwrap().is_some());
     }
 
     #[test]
