@@ -40,6 +40,18 @@ pub fn write_atomic_with(
     path: &Path,
     fill: impl FnOnce(&mut std::io::BufWriter<&File>) -> std::io::Result<()>,
 ) -> Result<()> {
+    write_atomic_unsynced(path, fill)?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    sync_dir(dir)
+}
+
+/// Like [`write_atomic_with`] but leaves the folder unflushed: the content
+/// is on disk, the rename becomes durable at the caller's [`sync_dir`] (one
+/// flush for several files of the same folder).
+pub fn write_atomic_unsynced(
+    path: &Path,
+    fill: impl FnOnce(&mut std::io::BufWriter<&File>) -> std::io::Result<()>,
+) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -69,8 +81,7 @@ pub fn write_atomic_with(
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    result?;
-    sync_dir(dir)
+    result
 }
 
 fn unique() -> u64 {

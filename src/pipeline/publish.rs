@@ -1,8 +1,13 @@
 //! Step 3 of the pipeline: writes the outputs a decided file owes, from the
-//! database, each atomically, each marked done in its own transaction with
-//! its history entry; then archives the original.
+//! database, each atomically (temp file, fsync, rename); flushes each folder
+//! once; archives the original; then marks the outputs done, with their
+//! history entries, and the file done, in one transaction.
+//!
+//! A crash anywhere before that commit leaves the file in flight: recovery
+//! publishes it again, which rewrites the same bytes under the same names
+//! and finds the original already archived. Nothing is doubled.
 
-use std::io;
+use std::io::{self, Write};
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
@@ -103,11 +108,17 @@ pub fn publish(p: &mut Pipeline, id: i64) -> Result<()> {
         _ => None,
     };
     let mut rendered: Option<report::Rendered> = None;
-    for (out_id, kind, rel) in pending {
-        let path = p.spool.abs(&rel);
+    let mut dirs: Vec<std::path::PathBuf> = Vec::new();
+    for (_, kind, rel) in &pending {
+        let path = p.spool.abs(rel);
+        if let Some(dir) = path.parent() {
+            if !dirs.iter().any(|d| d == dir) {
+                dirs.push(dir.to_path_buf());
+            }
+        }
         if kind == "outbox" {
             let conn = &p.conn;
-            fsutil::write_atomic_with(&path, |w| crate::outbox::render(conn, id, w).map_err(io::Error::other))?;
+            fsutil::write_atomic_unsynced(&path, |w| crate::outbox::render(conn, id, w).map_err(io::Error::other))?;
         } else {
             if rendered.is_none() {
                 let v = load_verdict(&p.conn, id)?;
@@ -137,10 +148,29 @@ pub fn publish(p: &mut Pipeline, id: i64) -> Result<()> {
                 "report-csv" => &r.csv,
                 _ => &r.pdf,
             };
-            fsutil::write_atomic(&path, bytes)?;
+            fsutil::write_atomic_unsynced(&path, |w| w.write_all(bytes))?;
         }
-        let now = p.clock.now();
-        let tx = p.conn.transaction()?;
+    }
+    // The renames above are durable once their folders are flushed: one
+    // flush a folder, not one an output.
+    for dir in &dirs {
+        fsutil::sync_dir(dir)?;
+    }
+    // Archive the original: archive/<provider>/<YYYY-MM>/<id>-<name>.
+    let month = received_at.get(..7).unwrap_or("0000-00");
+    let rel_archive = archive_path.unwrap_or_else(|| format!("archive/{provider}/{month}/{id}-{name}"));
+    let work = p.spool.abs(&work_path);
+    let archive = p.spool.abs(&rel_archive);
+    if work.exists() {
+        let dir = archive.parent().expect("archive path has a folder");
+        fsutil::create_dir_all(dir)?;
+        std::fs::rename(&work, &archive)
+            .with_context(|| format!("cannot move {} to {}", work.display(), archive.display()))?;
+        fsutil::sync_dir(dir)?;
+    }
+    let now = p.clock.now();
+    let tx = p.conn.transaction()?;
+    for (out_id, kind, rel) in &pending {
         tx.execute("UPDATE outputs SET done_at = ?2 WHERE id = ?1", params![out_id, rfc3339(now)])?;
         let (hkind, interface, comment) = if kind == "outbox" {
             ("outbox", "chaine-de-paiement", format!("lignes acceptées du fichier {name} déposées dans {rel}"))
@@ -161,23 +191,11 @@ pub fn publish(p: &mut Pipeline, id: i64) -> Result<()> {
                 ..Default::default()
             },
         )?;
-        tx.commit()?;
     }
-    // Archive the original: archive/<provider>/<YYYY-MM>/<id>-<name>.
-    let month = received_at.get(..7).unwrap_or("0000-00");
-    let rel_archive = archive_path.unwrap_or_else(|| format!("archive/{provider}/{month}/{id}-{name}"));
-    let work = p.spool.abs(&work_path);
-    let archive = p.spool.abs(&rel_archive);
-    if work.exists() {
-        let dir = archive.parent().expect("archive path has a folder");
-        fsutil::create_dir_all(dir)?;
-        std::fs::rename(&work, &archive)
-            .with_context(|| format!("cannot move {} to {}", work.display(), archive.display()))?;
-        fsutil::sync_dir(dir)?;
-    }
-    p.conn.execute(
+    tx.execute(
         "UPDATE received_files SET state = 'done', done_at = ?2, archive_path = ?3 WHERE id = ?1",
-        params![id, rfc3339(p.clock.now()), rel_archive],
+        params![id, rfc3339(now), rel_archive],
     )?;
+    tx.commit()?;
     Ok(())
 }
