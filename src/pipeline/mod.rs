@@ -473,26 +473,24 @@ mod tests {
 
     #[test]
     fn l03_compares_with_the_day_of_receipt_not_of_the_decision() {
+        // Codes of the fixture received at `received`, decided at `decided`.
+        let codes_when = |received: &str, decided: &str| {
+            let d = tempfile::tempdir().unwrap();
+            let mut p = pipeline(d.path());
+            let path = drop_fixture(&p, "saad1", "03_150521_100_21999000.xml");
+            p.clock = at(received);
+            let id = p.take(&path, Channel::Depot).unwrap().unwrap();
+            p.clock = at(decided);
+            p.finish(id).unwrap();
+            codes(&p, id)
+        };
         // The fixture's last line ends on 2021-04-30. Received on the 29th
         // (Paris), decided after a restart on 1 May: still after receipt.
-        let d = tempfile::tempdir().unwrap();
-        let mut p = pipeline(d.path());
-        let path = drop_fixture(&p, "saad1", "03_150521_100_21999000.xml");
-        p.clock = at("2021-04-29T23:30:00+02:00");
-        let id = p.take(&path, Channel::Depot).unwrap().unwrap();
-        p.clock = at("2021-05-01T10:00:00+02:00");
-        p.finish(id).unwrap();
-        assert!(codes(&p, id).iter().any(|c| c == "L03"), "{:?}", codes(&p, id));
-
+        let c = codes_when("2021-04-29T23:30:00+02:00", "2021-05-01T10:00:00+02:00");
+        assert!(c.iter().any(|c| c == "L03"), "{c:?}");
         // Received on 30 April itself: the same line is not late.
-        let d = tempfile::tempdir().unwrap();
-        let mut p = pipeline(d.path());
-        let path = drop_fixture(&p, "saad1", "03_150521_100_21999000.xml");
-        p.clock = at("2021-04-30T00:30:00+02:00");
-        let id = p.take(&path, Channel::Depot).unwrap().unwrap();
-        p.clock = at("2021-04-28T10:00:00+02:00");
-        p.finish(id).unwrap();
-        assert!(!codes(&p, id).iter().any(|c| c == "L03"), "{:?}", codes(&p, id));
+        let c = codes_when("2021-04-30T00:30:00+02:00", "2021-04-28T10:00:00+02:00");
+        assert!(!c.iter().any(|c| c == "L03"), "{c:?}");
     }
 
     #[test]
