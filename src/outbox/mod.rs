@@ -86,6 +86,17 @@ fn put_num_elem(buf: &mut Vec<u8>, tag: &str, hundredths: i64) {
     buf.extend_from_slice(b">\n");
 }
 
+/// An element holding a date of `accepted_lines` (stored yyyymmdd).
+fn put_date_elem(buf: &mut Vec<u8>, tag: &str, yyyymmdd: i64) {
+    buf.extend_from_slice(b"  <");
+    buf.extend_from_slice(tag.as_bytes());
+    buf.push(b'>');
+    crate::store::dates::put_text(buf, yyyymmdd);
+    buf.extend_from_slice(b"</");
+    buf.extend_from_slice(tag.as_bytes());
+    buf.extend_from_slice(b">\n");
+}
+
 fn num(hundredths: i64) -> String {
     let mut b = Vec::with_capacity(24);
     put_num(&mut b, hundredths);
@@ -135,8 +146,8 @@ pub fn render(conn: &Connection, file_id: i64, out: &mut impl Write) -> Result<(
         put_elem(&mut buf, "pn-per", s(2)?);
         put_elem(&mut buf, "rf-prstpap", s(3)?);
         put_elem(&mut buf, "id-prest", s(4)?);
-        put_elem(&mut buf, "dtd-interv", s(5)?);
-        put_elem(&mut buf, "dtf-interv", s(6)?);
+        put_date_elem(&mut buf, "dtd-interv", r.get(5)?);
+        put_date_elem(&mut buf, "dtf-interv", r.get(6)?);
         put_num_elem(&mut buf, "nb-quant", q);
         put_num_elem(&mut buf, "mt-tu", tu);
         put_num_elem(&mut buf, "mt-total", mt);

@@ -26,6 +26,7 @@ use rust_decimal::Decimal;
 use crate::billing::check::LineRules;
 use crate::billing::{Anomaly, Code, Header, Line, Verdict};
 use crate::config::Config;
+use crate::store::dates;
 
 /// A plan as the controls see it: amounts in ten-thousandths.
 #[derive(Debug, Clone)]
@@ -43,9 +44,9 @@ struct Beneficiary {
     /// Periods accepted earlier in this file.
     periods: Vec<(NaiveDate, NaiveDate)>,
     /// Earliest start and latest end of the periods accepted before this
-    /// file (any provider, any caisse); `None` when there is none. A period
-    /// outside this span overlaps none of them.
-    before: Option<(NaiveDate, NaiveDate)>,
+    /// file (any provider, any caisse), as stored (yyyymmdd); `None` when
+    /// there is none. A period outside this span overlaps none of them.
+    before: Option<(i64, i64)>,
 }
 
 /// Accepted lines inserted by one statement.
@@ -87,8 +88,9 @@ struct PendingLine {
     plan_id: i64,
     /// End offsets in `Pending::text` of nir, nom, prénom, prestation, site, bo_regul.
     ends: [usize; 6],
-    dtd: NaiveDate,
-    dtf: NaiveDate,
+    /// The period as stored (yyyymmdd).
+    dtd: i64,
+    dtf: i64,
     nb_quant: i64,
     mt_tu: i64,
     mt_total: i64,
@@ -145,8 +147,8 @@ fn e4(d: Decimal) -> Option<i64> {
     i64::try_from(v).ok()
 }
 
+/// A plan's date, stored as `YYYY-MM-DD`, read without the format machinery.
 fn day(s: &str) -> Option<NaiveDate> {
-    // The stored form, `YYYY-MM-DD`, read without the format machinery.
     let b = s.as_bytes();
     let digits = |r: std::ops::Range<usize>| -> Option<u32> {
         b[r].iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
@@ -157,36 +159,6 @@ fn day(s: &str) -> Option<NaiveDate> {
         }
     }
     NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
-}
-
-/// A date as stored (`YYYY-MM-DD`, what `NaiveDate` displays), formatted
-/// without allocating for years 0–9999.
-enum Ymd {
-    Short([u8; 10]),
-    Other(String),
-}
-
-impl Ymd {
-    fn new(d: NaiveDate) -> Ymd {
-        use chrono::Datelike;
-        let y = d.year();
-        if !(0..=9999).contains(&y) {
-            return Ymd::Other(d.to_string());
-        }
-        let (y, m, dd) = (y as u32, d.month(), d.day());
-        let mut b = *b"0000-00-00";
-        for (i, v) in [(0, y / 1000), (1, y / 100 % 10), (2, y / 10 % 10), (3, y % 10), (5, m / 10), (6, m % 10), (8, dd / 10), (9, dd % 10)] {
-            b[i] = b'0' + v as u8;
-        }
-        Ymd::Short(b)
-    }
-
-    fn as_str(&self) -> &str {
-        match self {
-            Ymd::Short(b) => std::str::from_utf8(b).expect("ASCII digits"),
-            Ymd::Other(s) => s,
-        }
-    }
 }
 
 impl<'c> StateRules<'c> {
@@ -245,9 +217,10 @@ impl<'c> StateRules<'c> {
                 Some(b) => b.plans.push(plan),
                 None => {
                     // A span that cannot be read is treated as covering every date.
-                    let before = match (r.get_ref(8)?.as_str_or_null()?, r.get_ref(9)?.as_str_or_null()?) {
-                        (Some(lo), Some(hi)) => Some((day(lo).unwrap_or(NaiveDate::MIN), day(hi).unwrap_or(NaiveDate::MAX))),
-                        _ => None,
+                    let before = match (r.get_ref(8)?.as_i64_or_null(), r.get_ref(9)?.as_i64_or_null()) {
+                        (Ok(Some(lo)), Ok(Some(hi))) => Some((lo, hi)),
+                        (Ok(None), Ok(None)) => None,
+                        _ => Some((i64::MIN, i64::MAX)),
                     };
                     self.benef.insert(key.clone(), Beneficiary { plans: vec![plan], periods: Vec::new(), before });
                 }
@@ -404,8 +377,9 @@ impl<'c> StateRules<'c> {
             let earlier_in_file = benef.is_some_and(|b| b.periods.iter().any(|&(pd, pf)| pd <= f && d <= pf));
             // Earlier files: only worth a query when the period meets the
             // span of the periods accepted before (or that span is unknown).
-            let may_overlap = benef.is_none_or(|b| b.before.is_some_and(|(lo, hi)| lo <= f && d <= hi));
-            let earlier_file = earlier_in_file || may_overlap && self.overlaps_earlier(l, d, f)?;
+            let (di, fi) = (dates::to_int(d), dates::to_int(f));
+            let may_overlap = benef.is_none_or(|b| b.before.is_some_and(|(lo, hi)| lo <= fi && di <= hi));
+            let earlier_file = earlier_in_file || may_overlap && self.overlaps_earlier(l, di, fi)?;
             if earlier_file {
                 out.push(Anomaly::line(
                     Code::L08,
@@ -433,12 +407,12 @@ impl<'c> StateRules<'c> {
     }
 
     /// L08 against the lines accepted before this file.
-    fn overlaps_earlier(&mut self, l: &Line, d: NaiveDate, f: NaiveDate) -> Result<bool> {
+    fn overlaps_earlier(&mut self, l: &Line, d: i64, f: i64) -> Result<bool> {
         let st = match &mut self.overlap {
             Some(st) => st,
             None => self.overlap.insert(self.conn.prepare(OVERLAP_SQL)?),
         };
-        Ok(st.exists(params![l.nir_per, l.rf_prstpap, Ymd::new(f).as_str(), Ymd::new(d).as_str()])?)
+        Ok(st.exists(params![l.nir_per, l.rf_prstpap, f, d])?)
     }
 
     /// Queues an accepted line for its INSERT; inserts a full batch.
@@ -471,8 +445,8 @@ impl<'c> StateRules<'c> {
             line_no: l.index,
             plan_id,
             ends,
-            dtd: d,
-            dtf: f,
+            dtd: dates::to_int(d),
+            dtf: dates::to_int(f),
             nb_quant: h(l.nb_quant),
             mt_tu: h(l.mt_tu),
             mt_total: h(l.mt_total),
@@ -525,8 +499,8 @@ impl<'c> StateRules<'c> {
                 for (j, t) in text.iter().enumerate().take(5) {
                     st.raw_bind_parameter(b + 3 + j, *t)?;
                 }
-                st.raw_bind_parameter(b + 8, Ymd::new(pl.dtd).as_str())?;
-                st.raw_bind_parameter(b + 9, Ymd::new(pl.dtf).as_str())?;
+                st.raw_bind_parameter(b + 8, pl.dtd)?;
+                st.raw_bind_parameter(b + 9, pl.dtf)?;
                 st.raw_bind_parameter(b + 10, pl.nb_quant)?;
                 st.raw_bind_parameter(b + 11, pl.mt_tu)?;
                 st.raw_bind_parameter(b + 12, pl.mt_total)?;
@@ -593,22 +567,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dates_read_and_written_as_stored() {
+    fn plan_dates_read_and_insert_shape() {
         for s in ["2026-10-01", "0001-01-01", "9999-12-31", "2024-02-29"] {
             let d = day(s).unwrap();
             assert_eq!(d, NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap());
-            assert_eq!(Ymd::new(d).as_str(), d.to_string());
         }
         assert_eq!(day("2026-02-30"), None);
         assert_eq!(
             day("2026-1-5"),
             NaiveDate::parse_from_str("2026-1-5", "%Y-%m-%d").ok()
         );
-        let far = NaiveDate::from_ymd_opt(12345, 6, 7).unwrap();
         assert_eq!(
             insert_sql(2),
             format!("{INSERT_COLUMNS}(?1,?3,?4,?2,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16),(?1,?17,?18,?2,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30)")
         );
-        assert_eq!(Ymd::new(far).as_str(), far.to_string());
     }
 }
