@@ -8,14 +8,15 @@
 //! caller records (processing), not when it only validates.
 //!
 //! Reads are batched where a file has many lines: the provider's plans for
-//! the caisse (with what earlier files consumed, and the span of the
+//! the caisse (with what earlier files consumed, and the latest end of the
 //! periods already accepted for each beneficiary and prestation) are loaded
 //! once per file. The overlap check (L08) queries `accepted_lines` only for
-//! a line whose period meets that span, or whose beneficiary has no plan
-//! here; a line of a beneficiary billed for the first time, or for a period
-//! after every accepted one, needs no query. The statements used per line
+//! a line whose period starts no later than that end, or whose beneficiary
+//! has no plan here; a line of a beneficiary billed for the first time, or
+//! for a period after every accepted one, needs no query. The statements used per line
 //! are prepared once per file.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashSet;
 
 use anyhow::Result;
@@ -43,10 +44,10 @@ struct Beneficiary {
     plans: Vec<PlanState>,
     /// Periods accepted earlier in this file.
     periods: Vec<(NaiveDate, NaiveDate)>,
-    /// Earliest start and latest end of the periods accepted before this
-    /// file (any provider, any caisse), as stored (yyyymmdd); `None` when
-    /// there is none. A period outside this span overlaps none of them.
-    before: Option<(i64, i64)>,
+    /// Latest end of the periods accepted before this file (any provider,
+    /// any caisse), as stored (yyyymmdd); `None` when there is none. A
+    /// period starting after it overlaps none of them.
+    latest_end: Option<i64>,
 }
 
 /// Accepted lines inserted by one statement.
@@ -187,13 +188,14 @@ impl<'c> StateRules<'c> {
             .query_map([&self.provider], |r| r.get::<_, String>(0))?
             .collect::<rusqlite::Result<_>>()?;
         // Plans of the provider's sites with this caisse, what accepted
-        // lines already consumed of each, and the span of the periods
+        // lines already consumed of each, and the latest end of the periods
         // already accepted for the beneficiary and prestation (index-only
-        // lookups in accepted_overlap).
+        // in accepted_overlap). Only the end: the earliest start would cost
+        // one more subquery a plan and spare a query only for a line billed
+        // before every accepted period, which is rare.
         let mut st = self.conn.prepare_cached(
             "SELECT p.id, p.nir_per, p.rf_prstpap, p.dt_debut, p.dt_fin, p.mt_total, p.mt_consomme,
                     COALESCE((SELECT SUM(a.amount_e4) FROM accepted_lines a WHERE a.plan_id = p.id), 0),
-                    (SELECT MIN(a.dtd) FROM accepted_lines a WHERE a.nir_per = p.nir_per AND a.rf_prstpap = p.rf_prstpap),
                     (SELECT MAX(a.dtf) FROM accepted_lines a WHERE a.nir_per = p.nir_per AND a.rf_prstpap = p.rf_prstpap)
              FROM plans p
              WHERE p.id_cram = ?1
@@ -213,16 +215,15 @@ impl<'c> StateRules<'c> {
                 total_e4: r.get::<_, i64>(5)? * 100,
                 consumed_e4: r.get::<_, i64>(6)? * 100 + r.get::<_, i64>(7)?,
             };
-            match self.benef.get_mut(key.as_str()) {
-                Some(b) => b.plans.push(plan),
-                None => {
-                    // A span that cannot be read is treated as covering every date.
-                    let before = match (r.get_ref(8)?.as_i64_or_null(), r.get_ref(9)?.as_i64_or_null()) {
-                        (Ok(Some(lo)), Ok(Some(hi))) => Some((lo, hi)),
-                        (Ok(None), Ok(None)) => None,
-                        _ => Some((i64::MIN, i64::MAX)),
+            match self.benef.entry(key.clone()) {
+                Entry::Occupied(mut b) => b.get_mut().plans.push(plan),
+                Entry::Vacant(v) => {
+                    // An end that cannot be read is treated as later than every date.
+                    let latest_end = match r.get_ref(8)?.as_i64_or_null() {
+                        Ok(end) => end,
+                        Err(_) => Some(i64::MAX),
                     };
-                    self.benef.insert(key.clone(), Beneficiary { plans: vec![plan], periods: Vec::new(), before });
+                    v.insert(Beneficiary { plans: vec![plan], periods: Vec::new(), latest_end });
                 }
             }
         }
@@ -375,10 +376,10 @@ impl<'c> StateRules<'c> {
         }
         if let Some((d, f)) = period {
             let earlier_in_file = benef.is_some_and(|b| b.periods.iter().any(|&(pd, pf)| pd <= f && d <= pf));
-            // Earlier files: only worth a query when the period meets the
-            // span of the periods accepted before (or that span is unknown).
+            // Earlier files: only worth a query when the period starts no
+            // later than the latest end accepted before (or that is unknown).
             let (di, fi) = (dates::to_int(d), dates::to_int(f));
-            let may_overlap = benef.is_none_or(|b| b.before.is_some_and(|(lo, hi)| lo <= fi && di <= hi));
+            let may_overlap = benef.is_none_or(|b| b.latest_end.is_some_and(|hi| di <= hi));
             let earlier_file = earlier_in_file || may_overlap && self.overlaps_earlier(l, di, fi)?;
             if earlier_file {
                 out.push(Anomaly::line(
