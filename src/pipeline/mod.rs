@@ -19,6 +19,7 @@
 
 mod caisse;
 mod decide;
+mod insert;
 mod publish;
 pub mod rules;
 

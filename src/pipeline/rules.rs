@@ -27,6 +27,7 @@ use rust_decimal::Decimal;
 use crate::billing::check::LineRules;
 use crate::billing::{Anomaly, Code, Header, Line, Verdict};
 use crate::config::Config;
+use crate::pipeline::insert::{Insert, Value};
 use crate::store::dates;
 
 /// A plan as the controls see it: amounts in ten-thousandths.
@@ -53,7 +54,7 @@ struct Beneficiary {
 /// Accepted lines inserted by one statement.
 const BATCH: usize = 64;
 /// Parameters of a line in the INSERT; ?1 (file_id) and ?2 (id_cram) are
-/// shared by every line and bound once per file.
+/// shared by every line of a statement.
 const PER_LINE: usize = 14;
 
 /// L08: an accepted line of the beneficiary and prestation whose period
@@ -131,8 +132,8 @@ pub struct StateRules<'c> {
     /// Statements run per line, prepared once per file (in `load`): the
     /// overlap query, the INSERT of `BATCH` accepted lines and that of one.
     overlap: Option<Statement<'c>>,
-    insert_batch: Option<Statement<'c>>,
-    insert_one: Option<Statement<'c>>,
+    insert_batch: Option<Insert<'c>>,
+    insert_one: Option<Insert<'c>>,
     /// Accepted lines waiting for their INSERT ([`StateRules::finish`]
     /// inserts the last ones).
     pending: Pending,
@@ -235,17 +236,9 @@ impl<'c> StateRules<'c> {
         }
         self.id_cram = id_cram.to_string();
         self.overlap = Some(self.conn.prepare(OVERLAP_SQL)?);
-        if let Some(file_id) = self.record_as {
-            for rows in [BATCH, 1] {
-                let mut st = self.conn.prepare(&insert_sql(rows))?;
-                st.raw_bind_parameter(1, file_id)?;
-                st.raw_bind_parameter(2, self.id_cram.as_str())?;
-                if rows == 1 {
-                    self.insert_one = Some(st);
-                } else {
-                    self.insert_batch = Some(st);
-                }
-            }
+        if self.record_as.is_some() {
+            self.insert_batch = Some(Insert::prepare(self.conn, &insert_sql(BATCH))?);
+            self.insert_one = Some(Insert::prepare(self.conn, &insert_sql(1))?);
         }
         Ok(())
     }
@@ -461,10 +454,11 @@ impl<'c> StateRules<'c> {
 
     /// Inserts the queued lines (in file order: their rowids follow it).
     fn flush(&mut self) -> Result<()> {
-        if self.record_as.is_none() {
+        let Some(file_id) = self.record_as else {
             return Ok(());
-        }
+        };
         let p = &self.pending;
+        let mut values: Vec<Value<'_>> = Vec::with_capacity(2 + BATCH * PER_LINE);
         let n = p.lines.len();
         let mut start = 0;
         while start < n {
@@ -488,27 +482,33 @@ impl<'c> StateRules<'c> {
             } else {
                 p.lines[start - 1].ends[5]
             };
-            for (i, pl) in p.lines[start..start + rows].iter().enumerate() {
-                let b = 2 + i * PER_LINE;
+            values.clear();
+            values.extend([Value::Int(file_id), Value::Text(&self.id_cram)]);
+            for pl in &p.lines[start..start + rows] {
                 let mut text = [""; 6];
                 for (t, &end) in text.iter_mut().zip(&pl.ends) {
                     *t = &p.text[from..end];
                     from = end;
                 }
-                st.raw_bind_parameter(b + 1, pl.line_no)?;
-                st.raw_bind_parameter(b + 2, pl.plan_id)?;
-                for (j, t) in text.iter().enumerate().take(5) {
-                    st.raw_bind_parameter(b + 3 + j, *t)?;
-                }
-                st.raw_bind_parameter(b + 8, pl.dtd)?;
-                st.raw_bind_parameter(b + 9, pl.dtf)?;
-                st.raw_bind_parameter(b + 10, pl.nb_quant)?;
-                st.raw_bind_parameter(b + 11, pl.mt_tu)?;
-                st.raw_bind_parameter(b + 12, pl.mt_total)?;
-                st.raw_bind_parameter(b + 13, text[5])?;
-                st.raw_bind_parameter(b + 14, pl.amount_e4)?;
+                // In the order of the parameters ?b+1 … ?b+14 (insert_sql).
+                values.extend([
+                    Value::Int(i64::from(pl.line_no)),
+                    Value::Int(pl.plan_id),
+                    Value::Text(text[0]),
+                    Value::Text(text[1]),
+                    Value::Text(text[2]),
+                    Value::Text(text[3]),
+                    Value::Text(text[4]),
+                    Value::Int(pl.dtd),
+                    Value::Int(pl.dtf),
+                    Value::Int(pl.nb_quant),
+                    Value::Int(pl.mt_tu),
+                    Value::Int(pl.mt_total),
+                    Value::Text(text[5]),
+                    Value::Int(pl.amount_e4),
+                ]);
             }
-            st.raw_execute()?;
+            st.execute(&values)?;
             // One writer, rowids allocated one after the other: the
             // statement's rows are the `rows` rowids ending at the last one.
             let last = self.conn.last_insert_rowid();
