@@ -52,7 +52,7 @@ struct Beneficiary {
 }
 
 /// Accepted lines inserted by one statement.
-const BATCH: usize = 64;
+const BATCH: usize = 256;
 /// Parameters of a line in the INSERT; ?1 (file_id) and ?2 (id_cram) are
 /// shared by every line of a statement.
 const PER_LINE: usize = 14;
