@@ -19,7 +19,6 @@
 
 mod caisse;
 mod decide;
-mod insert;
 mod publish;
 pub mod rules;
 

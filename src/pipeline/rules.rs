@@ -27,7 +27,7 @@ use rust_decimal::Decimal;
 use crate::billing::check::LineRules;
 use crate::billing::{Anomaly, Code, Header, Line, Verdict};
 use crate::config::Config;
-use crate::pipeline::insert::{Insert, Value};
+use crate::store::raw::{Prepared, Value};
 use crate::store::dates;
 
 /// A plan as the controls see it: amounts in ten-thousandths.
@@ -132,8 +132,8 @@ pub struct StateRules<'c> {
     /// Statements run per line, prepared once per file (in `load`): the
     /// overlap query, the INSERT of `BATCH` accepted lines and that of one.
     overlap: Option<Statement<'c>>,
-    insert_batch: Option<Insert<'c>>,
-    insert_one: Option<Insert<'c>>,
+    insert_batch: Option<Prepared<'c>>,
+    insert_one: Option<Prepared<'c>>,
     /// Accepted lines waiting for their INSERT ([`StateRules::finish`]
     /// inserts the last ones).
     pending: Pending,
@@ -237,8 +237,8 @@ impl<'c> StateRules<'c> {
         self.id_cram = id_cram.to_string();
         self.overlap = Some(self.conn.prepare(OVERLAP_SQL)?);
         if self.record_as.is_some() {
-            self.insert_batch = Some(Insert::prepare(self.conn, &insert_sql(BATCH))?);
-            self.insert_one = Some(Insert::prepare(self.conn, &insert_sql(1))?);
+            self.insert_batch = Some(Prepared::prepare(self.conn, &insert_sql(BATCH))?);
+            self.insert_one = Some(Prepared::prepare(self.conn, &insert_sql(1))?);
         }
         Ok(())
     }

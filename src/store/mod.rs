@@ -22,6 +22,7 @@ use anyhow::{bail, Context, Result};
 use rusqlite::Connection;
 
 pub mod dates;
+pub mod raw;
 pub mod reference;
 
 /// The schema, one SQL file a version. Append only: never edit a released one.
