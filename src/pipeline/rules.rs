@@ -194,7 +194,9 @@ impl<'c> StateRules<'c> {
         // in accepted_overlap). Only the end: the earliest start would cost
         // one more subquery a plan and spare a query only for a line billed
         // before every accepted period, which is rare.
-        let mut st = self.conn.prepare_cached(
+        // Read column by column (store::raw): one row a plan.
+        let mut st = Prepared::prepare(
+            self.conn,
             "SELECT p.id, p.nir_per, p.rf_prstpap, p.dt_debut, p.dt_fin, p.mt_total, p.mt_consomme,
                     COALESCE((SELECT SUM(a.amount_e4) FROM accepted_lines a WHERE a.plan_id = p.id), 0),
                     (SELECT MAX(a.dtf) FROM accepted_lines a WHERE a.nir_per = p.nir_per AND a.rf_prstpap = p.rf_prstpap)
@@ -202,32 +204,31 @@ impl<'c> StateRules<'c> {
              WHERE p.id_cram = ?1
                AND p.id_site IN (SELECT id_site FROM conventions WHERE provider = ?2 AND id_cram = ?1 AND validated = 1)",
         )?;
-        let mut rows = st.query(params![id_cram, self.provider])?;
         self.benef.clear();
         let mut key = String::new();
-        while let Some(r) = rows.next()? {
-            let text = |i: usize| r.get_ref(i).map(|v| v.as_str().unwrap_or_default());
-            let (Some(start), Some(end)) = (day(text(3)?), day(text(4)?)) else { continue };
-            make_key(&mut key, text(1)?, text(2)?);
+        let benef = &mut self.benef;
+        st.for_each_row(&[Value::Text(id_cram), Value::Text(&self.provider)], |r| {
+            // Text as stored (UTF-8 written by this program).
+            let text = |i| std::str::from_utf8(r.bytes(i)).unwrap_or_default();
+            let (Some(start), Some(end)) = (day(text(3)), day(text(4))) else { return Ok(()) };
+            make_key(&mut key, text(1), text(2));
             let plan = PlanState {
-                id: r.get(0)?,
+                id: r.int(0),
                 start,
                 end,
-                total_e4: r.get::<_, i64>(5)? * 100,
-                consumed_e4: r.get::<_, i64>(6)? * 100 + r.get::<_, i64>(7)?,
+                total_e4: r.int(5) * 100,
+                consumed_e4: r.int(6) * 100 + r.int(7),
             };
-            match self.benef.entry(key.clone()) {
+            match benef.entry(key.clone()) {
                 Entry::Occupied(mut b) => b.get_mut().plans.push(plan),
                 Entry::Vacant(v) => {
-                    // An end that cannot be read is treated as later than every date.
-                    let latest_end = match r.get_ref(8)?.as_i64_or_null() {
-                        Ok(end) => end,
-                        Err(_) => Some(i64::MAX),
-                    };
+                    // NULL: no period accepted before.
+                    let latest_end = (!r.is_null(8)).then(|| r.int(8));
                     v.insert(Beneficiary { plans: vec![plan], periods: Vec::new(), latest_end });
                 }
             }
-        }
+            Ok(())
+        })?;
         // The first plan covering a period wins: plans in start order (then id).
         for b in self.benef.values_mut() {
             if b.plans.len() > 1 {

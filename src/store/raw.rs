@@ -125,6 +125,12 @@ impl Row<'_> {
         unsafe { ffi::sqlite3_column_int64(self.st, i) }
     }
 
+    /// Whether column `i` (from 0) is NULL.
+    pub fn is_null(&self, i: c_int) -> bool {
+        // SAFETY: the statement is on a row.
+        unsafe { ffi::sqlite3_column_type(self.st, i) == ffi::SQLITE_NULL }
+    }
+
     /// Column `i` (from 0) as text bytes (empty for NULL or out of range).
     pub fn bytes(&self, i: c_int) -> &[u8] {
         // SAFETY: the text first, then its length (SQLite's documented
