@@ -8,7 +8,9 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
+
+use crate::store::raw::{Prepared, Value};
 
 /// Escapes text for element content.
 pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
@@ -86,6 +88,17 @@ fn put_num_elem(buf: &mut Vec<u8>, tag: &str, hundredths: i64) {
     buf.extend_from_slice(b">\n");
 }
 
+/// An element holding a date of `accepted_lines` (stored yyyymmdd).
+fn put_date_elem(buf: &mut Vec<u8>, tag: &str, yyyymmdd: i64) {
+    buf.extend_from_slice(b"  <");
+    buf.extend_from_slice(tag.as_bytes());
+    buf.push(b'>');
+    crate::store::dates::put_text(buf, yyyymmdd);
+    buf.extend_from_slice(b"</");
+    buf.extend_from_slice(tag.as_bytes());
+    buf.extend_from_slice(b">\n");
+}
+
 fn num(hundredths: i64) -> String {
     let mut b = Vec::with_capacity(24);
     put_num(&mut b, hundredths);
@@ -111,39 +124,40 @@ pub fn render(conn: &Connection, file_id: i64, out: &mut impl Write) -> Result<(
     writeln!(out, " <id-cram>{}</id-cram>", escape(&id_cram))?;
     writeln!(out, " <id-site>{}</id-site>", escape(&id_site))?;
     writeln!(out, " <rf-prstpap>{}</rf-prstpap>", escape(&rf_prstpap))?;
-    let mut st = conn.prepare(
+    // Read column by column (store::raw): rusqlite's checks per value cost
+    // more than the reading itself on a large file.
+    let mut st = Prepared::prepare(
+        conn,
         "SELECT nir_per, nom_per, pn_per, rf_prstpap, id_prest, dtd, dtf, nb_quant, mt_tu, mt_total, bo_regul
          FROM accepted_lines WHERE id BETWEEN ?1 AND ?2 AND file_id = ?3 ORDER BY id",
     )?;
-    let mut rows = st.query(params![from, to, file_id])?;
     let (mut n, mut hours, mut total) = (0u64, 0i64, 0i64);
     // One reused buffer a line; text borrowed from SQLite: no allocation per row.
     let mut buf: Vec<u8> = Vec::with_capacity(512);
-    while let Some(r) = rows.next()? {
+    st.for_each_row(&[Value::Int(from), Value::Int(to), Value::Int(file_id)], |r| {
         // Text as stored (UTF-8 written by this program): copied as bytes.
-        let s = |i: usize| -> rusqlite::Result<&[u8]> {
-            r.get_ref(i).map(|v| v.as_bytes().unwrap_or_default())
-        };
-        let (q, tu, mt): (i64, i64, i64) = (r.get(7)?, r.get(8)?, r.get(9)?);
+        let s = |i| r.bytes(i);
+        let (q, tu, mt) = (r.int(7), r.int(8), r.int(9));
         n += 1;
         hours += q;
         total += mt;
         buf.clear();
         buf.extend_from_slice(b" <factprest>\n");
-        put_elem(&mut buf, "nir-per", s(0)?);
-        put_elem(&mut buf, "nom-per", s(1)?);
-        put_elem(&mut buf, "pn-per", s(2)?);
-        put_elem(&mut buf, "rf-prstpap", s(3)?);
-        put_elem(&mut buf, "id-prest", s(4)?);
-        put_elem(&mut buf, "dtd-interv", s(5)?);
-        put_elem(&mut buf, "dtf-interv", s(6)?);
+        put_elem(&mut buf, "nir-per", s(0));
+        put_elem(&mut buf, "nom-per", s(1));
+        put_elem(&mut buf, "pn-per", s(2));
+        put_elem(&mut buf, "rf-prstpap", s(3));
+        put_elem(&mut buf, "id-prest", s(4));
+        put_date_elem(&mut buf, "dtd-interv", r.int(5));
+        put_date_elem(&mut buf, "dtf-interv", r.int(6));
         put_num_elem(&mut buf, "nb-quant", q);
         put_num_elem(&mut buf, "mt-tu", tu);
         put_num_elem(&mut buf, "mt-total", mt);
-        put_elem(&mut buf, "bo-regul", s(10)?);
+        put_elem(&mut buf, "bo-regul", s(10));
         buf.extend_from_slice(b" </factprest>\n");
         out.write_all(&buf)?;
-    }
+        Ok(())
+    })?;
     writeln!(out, " <nb-ligbor>{n}</nb-ligbor>")?;
     writeln!(out, " <mt-totamd>{}</mt-totamd>", num(hours))?;
     writeln!(out, " <mt-totprest>{}</mt-totprest>", num(total))?;

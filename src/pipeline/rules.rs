@@ -8,14 +8,15 @@
 //! caller records (processing), not when it only validates.
 //!
 //! Reads are batched where a file has many lines: the provider's plans for
-//! the caisse (with what earlier files consumed, and the span of the
+//! the caisse (with what earlier files consumed, and the latest end of the
 //! periods already accepted for each beneficiary and prestation) are loaded
 //! once per file. The overlap check (L08) queries `accepted_lines` only for
-//! a line whose period meets that span, or whose beneficiary has no plan
-//! here; a line of a beneficiary billed for the first time, or for a period
-//! after every accepted one, needs no query. The statements used per line
+//! a line whose period starts no later than that end, or whose beneficiary
+//! has no plan here; a line of a beneficiary billed for the first time, or
+//! for a period after every accepted one, needs no query. The statements used per line
 //! are prepared once per file.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashSet;
 
 use anyhow::Result;
@@ -26,6 +27,8 @@ use rust_decimal::Decimal;
 use crate::billing::check::LineRules;
 use crate::billing::{Anomaly, Code, Header, Line, Verdict};
 use crate::config::Config;
+use crate::store::raw::{Prepared, Value};
+use crate::store::dates;
 
 /// A plan as the controls see it: amounts in ten-thousandths.
 #[derive(Debug, Clone)]
@@ -42,16 +45,16 @@ struct Beneficiary {
     plans: Vec<PlanState>,
     /// Periods accepted earlier in this file.
     periods: Vec<(NaiveDate, NaiveDate)>,
-    /// Earliest start and latest end of the periods accepted before this
-    /// file (any provider, any caisse); `None` when there is none. A period
-    /// outside this span overlaps none of them.
-    before: Option<(NaiveDate, NaiveDate)>,
+    /// Latest end of the periods accepted before this file (any provider,
+    /// any caisse), as stored (yyyymmdd); `None` when there is none. A
+    /// period starting after it overlaps none of them.
+    latest_end: Option<i64>,
 }
 
 /// Accepted lines inserted by one statement.
-const BATCH: usize = 64;
+const BATCH: usize = 256;
 /// Parameters of a line in the INSERT; ?1 (file_id) and ?2 (id_cram) are
-/// shared by every line and bound once per file.
+/// shared by every line of a statement.
 const PER_LINE: usize = 14;
 
 /// L08: an accepted line of the beneficiary and prestation whose period
@@ -87,8 +90,9 @@ struct PendingLine {
     plan_id: i64,
     /// End offsets in `Pending::text` of nir, nom, prénom, prestation, site, bo_regul.
     ends: [usize; 6],
-    dtd: NaiveDate,
-    dtf: NaiveDate,
+    /// The period as stored (yyyymmdd).
+    dtd: i64,
+    dtf: i64,
     nb_quant: i64,
     mt_tu: i64,
     mt_total: i64,
@@ -128,8 +132,8 @@ pub struct StateRules<'c> {
     /// Statements run per line, prepared once per file (in `load`): the
     /// overlap query, the INSERT of `BATCH` accepted lines and that of one.
     overlap: Option<Statement<'c>>,
-    insert_batch: Option<Statement<'c>>,
-    insert_one: Option<Statement<'c>>,
+    insert_batch: Option<Prepared<'c>>,
+    insert_one: Option<Prepared<'c>>,
     /// Accepted lines waiting for their INSERT ([`StateRules::finish`]
     /// inserts the last ones).
     pending: Pending,
@@ -145,8 +149,8 @@ fn e4(d: Decimal) -> Option<i64> {
     i64::try_from(v).ok()
 }
 
+/// A plan's date, stored as `YYYY-MM-DD`, read without the format machinery.
 fn day(s: &str) -> Option<NaiveDate> {
-    // The stored form, `YYYY-MM-DD`, read without the format machinery.
     let b = s.as_bytes();
     let digits = |r: std::ops::Range<usize>| -> Option<u32> {
         b[r].iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
@@ -157,36 +161,6 @@ fn day(s: &str) -> Option<NaiveDate> {
         }
     }
     NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
-}
-
-/// A date as stored (`YYYY-MM-DD`, what `NaiveDate` displays), formatted
-/// without allocating for years 0–9999.
-enum Ymd {
-    Short([u8; 10]),
-    Other(String),
-}
-
-impl Ymd {
-    fn new(d: NaiveDate) -> Ymd {
-        use chrono::Datelike;
-        let y = d.year();
-        if !(0..=9999).contains(&y) {
-            return Ymd::Other(d.to_string());
-        }
-        let (y, m, dd) = (y as u32, d.month(), d.day());
-        let mut b = *b"0000-00-00";
-        for (i, v) in [(0, y / 1000), (1, y / 100 % 10), (2, y / 10 % 10), (3, y % 10), (5, m / 10), (6, m % 10), (8, dd / 10), (9, dd % 10)] {
-            b[i] = b'0' + v as u8;
-        }
-        Ymd::Short(b)
-    }
-
-    fn as_str(&self) -> &str {
-        match self {
-            Ymd::Short(b) => std::str::from_utf8(b).expect("ASCII digits"),
-            Ymd::Other(s) => s,
-        }
-    }
 }
 
 impl<'c> StateRules<'c> {
@@ -215,44 +189,46 @@ impl<'c> StateRules<'c> {
             .query_map([&self.provider], |r| r.get::<_, String>(0))?
             .collect::<rusqlite::Result<_>>()?;
         // Plans of the provider's sites with this caisse, what accepted
-        // lines already consumed of each, and the span of the periods
+        // lines already consumed of each, and the latest end of the periods
         // already accepted for the beneficiary and prestation (index-only
-        // lookups in accepted_overlap).
-        let mut st = self.conn.prepare_cached(
+        // in accepted_overlap). Only the end: the earliest start would cost
+        // one more subquery a plan and spare a query only for a line billed
+        // before every accepted period, which is rare.
+        // Read column by column (store::raw): one row a plan.
+        let mut st = Prepared::prepare(
+            self.conn,
             "SELECT p.id, p.nir_per, p.rf_prstpap, p.dt_debut, p.dt_fin, p.mt_total, p.mt_consomme,
                     COALESCE((SELECT SUM(a.amount_e4) FROM accepted_lines a WHERE a.plan_id = p.id), 0),
-                    (SELECT MIN(a.dtd) FROM accepted_lines a WHERE a.nir_per = p.nir_per AND a.rf_prstpap = p.rf_prstpap),
                     (SELECT MAX(a.dtf) FROM accepted_lines a WHERE a.nir_per = p.nir_per AND a.rf_prstpap = p.rf_prstpap)
              FROM plans p
              WHERE p.id_cram = ?1
                AND p.id_site IN (SELECT id_site FROM conventions WHERE provider = ?2 AND id_cram = ?1 AND validated = 1)",
         )?;
-        let mut rows = st.query(params![id_cram, self.provider])?;
         self.benef.clear();
         let mut key = String::new();
-        while let Some(r) = rows.next()? {
-            let text = |i: usize| r.get_ref(i).map(|v| v.as_str().unwrap_or_default());
-            let (Some(start), Some(end)) = (day(text(3)?), day(text(4)?)) else { continue };
-            make_key(&mut key, text(1)?, text(2)?);
+        let benef = &mut self.benef;
+        st.for_each_row(&[Value::Text(id_cram), Value::Text(&self.provider)], |r| {
+            // Text as stored (UTF-8 written by this program).
+            let text = |i| std::str::from_utf8(r.bytes(i)).unwrap_or_default();
+            let (Some(start), Some(end)) = (day(text(3)), day(text(4))) else { return Ok(()) };
+            make_key(&mut key, text(1), text(2));
             let plan = PlanState {
-                id: r.get(0)?,
+                id: r.int(0),
                 start,
                 end,
-                total_e4: r.get::<_, i64>(5)? * 100,
-                consumed_e4: r.get::<_, i64>(6)? * 100 + r.get::<_, i64>(7)?,
+                total_e4: r.int(5) * 100,
+                consumed_e4: r.int(6) * 100 + r.int(7),
             };
-            match self.benef.get_mut(key.as_str()) {
-                Some(b) => b.plans.push(plan),
-                None => {
-                    // A span that cannot be read is treated as covering every date.
-                    let before = match (r.get_ref(8)?.as_str_or_null()?, r.get_ref(9)?.as_str_or_null()?) {
-                        (Some(lo), Some(hi)) => Some((day(lo).unwrap_or(NaiveDate::MIN), day(hi).unwrap_or(NaiveDate::MAX))),
-                        _ => None,
-                    };
-                    self.benef.insert(key.clone(), Beneficiary { plans: vec![plan], periods: Vec::new(), before });
+            match benef.entry(key.clone()) {
+                Entry::Occupied(mut b) => b.get_mut().plans.push(plan),
+                Entry::Vacant(v) => {
+                    // NULL: no period accepted before.
+                    let latest_end = (!r.is_null(8)).then(|| r.int(8));
+                    v.insert(Beneficiary { plans: vec![plan], periods: Vec::new(), latest_end });
                 }
             }
-        }
+            Ok(())
+        })?;
         // The first plan covering a period wins: plans in start order (then id).
         for b in self.benef.values_mut() {
             if b.plans.len() > 1 {
@@ -261,17 +237,9 @@ impl<'c> StateRules<'c> {
         }
         self.id_cram = id_cram.to_string();
         self.overlap = Some(self.conn.prepare(OVERLAP_SQL)?);
-        if let Some(file_id) = self.record_as {
-            for rows in [BATCH, 1] {
-                let mut st = self.conn.prepare(&insert_sql(rows))?;
-                st.raw_bind_parameter(1, file_id)?;
-                st.raw_bind_parameter(2, self.id_cram.as_str())?;
-                if rows == 1 {
-                    self.insert_one = Some(st);
-                } else {
-                    self.insert_batch = Some(st);
-                }
-            }
+        if self.record_as.is_some() {
+            self.insert_batch = Some(Prepared::prepare(self.conn, &insert_sql(BATCH))?);
+            self.insert_one = Some(Prepared::prepare(self.conn, &insert_sql(1))?);
         }
         Ok(())
     }
@@ -402,10 +370,11 @@ impl<'c> StateRules<'c> {
         }
         if let Some((d, f)) = period {
             let earlier_in_file = benef.is_some_and(|b| b.periods.iter().any(|&(pd, pf)| pd <= f && d <= pf));
-            // Earlier files: only worth a query when the period meets the
-            // span of the periods accepted before (or that span is unknown).
-            let may_overlap = benef.is_none_or(|b| b.before.is_some_and(|(lo, hi)| lo <= f && d <= hi));
-            let earlier_file = earlier_in_file || may_overlap && self.overlaps_earlier(l, d, f)?;
+            // Earlier files: only worth a query when the period starts no
+            // later than the latest end accepted before (or that is unknown).
+            let (di, fi) = (dates::to_int(d), dates::to_int(f));
+            let may_overlap = benef.is_none_or(|b| b.latest_end.is_some_and(|hi| di <= hi));
+            let earlier_file = earlier_in_file || may_overlap && self.overlaps_earlier(l, di, fi)?;
             if earlier_file {
                 out.push(Anomaly::line(
                     Code::L08,
@@ -433,12 +402,12 @@ impl<'c> StateRules<'c> {
     }
 
     /// L08 against the lines accepted before this file.
-    fn overlaps_earlier(&mut self, l: &Line, d: NaiveDate, f: NaiveDate) -> Result<bool> {
+    fn overlaps_earlier(&mut self, l: &Line, d: i64, f: i64) -> Result<bool> {
         let st = match &mut self.overlap {
             Some(st) => st,
             None => self.overlap.insert(self.conn.prepare(OVERLAP_SQL)?),
         };
-        Ok(st.exists(params![l.nir_per, l.rf_prstpap, Ymd::new(f).as_str(), Ymd::new(d).as_str()])?)
+        Ok(st.exists(params![l.nir_per, l.rf_prstpap, f, d])?)
     }
 
     /// Queues an accepted line for its INSERT; inserts a full batch.
@@ -471,8 +440,8 @@ impl<'c> StateRules<'c> {
             line_no: l.index,
             plan_id,
             ends,
-            dtd: d,
-            dtf: f,
+            dtd: dates::to_int(d),
+            dtf: dates::to_int(f),
             nb_quant: h(l.nb_quant),
             mt_tu: h(l.mt_tu),
             mt_total: h(l.mt_total),
@@ -486,10 +455,11 @@ impl<'c> StateRules<'c> {
 
     /// Inserts the queued lines (in file order: their rowids follow it).
     fn flush(&mut self) -> Result<()> {
-        if self.record_as.is_none() {
+        let Some(file_id) = self.record_as else {
             return Ok(());
-        }
+        };
         let p = &self.pending;
+        let mut values: Vec<Value<'_>> = Vec::with_capacity(2 + BATCH * PER_LINE);
         let n = p.lines.len();
         let mut start = 0;
         while start < n {
@@ -513,27 +483,33 @@ impl<'c> StateRules<'c> {
             } else {
                 p.lines[start - 1].ends[5]
             };
-            for (i, pl) in p.lines[start..start + rows].iter().enumerate() {
-                let b = 2 + i * PER_LINE;
+            values.clear();
+            values.extend([Value::Int(file_id), Value::Text(&self.id_cram)]);
+            for pl in &p.lines[start..start + rows] {
                 let mut text = [""; 6];
                 for (t, &end) in text.iter_mut().zip(&pl.ends) {
                     *t = &p.text[from..end];
                     from = end;
                 }
-                st.raw_bind_parameter(b + 1, pl.line_no)?;
-                st.raw_bind_parameter(b + 2, pl.plan_id)?;
-                for (j, t) in text.iter().enumerate().take(5) {
-                    st.raw_bind_parameter(b + 3 + j, *t)?;
-                }
-                st.raw_bind_parameter(b + 8, Ymd::new(pl.dtd).as_str())?;
-                st.raw_bind_parameter(b + 9, Ymd::new(pl.dtf).as_str())?;
-                st.raw_bind_parameter(b + 10, pl.nb_quant)?;
-                st.raw_bind_parameter(b + 11, pl.mt_tu)?;
-                st.raw_bind_parameter(b + 12, pl.mt_total)?;
-                st.raw_bind_parameter(b + 13, text[5])?;
-                st.raw_bind_parameter(b + 14, pl.amount_e4)?;
+                // In the order of the parameters ?b+1 … ?b+14 (insert_sql).
+                values.extend([
+                    Value::Int(i64::from(pl.line_no)),
+                    Value::Int(pl.plan_id),
+                    Value::Text(text[0]),
+                    Value::Text(text[1]),
+                    Value::Text(text[2]),
+                    Value::Text(text[3]),
+                    Value::Text(text[4]),
+                    Value::Int(pl.dtd),
+                    Value::Int(pl.dtf),
+                    Value::Int(pl.nb_quant),
+                    Value::Int(pl.mt_tu),
+                    Value::Int(pl.mt_total),
+                    Value::Text(text[5]),
+                    Value::Int(pl.amount_e4),
+                ]);
             }
-            st.raw_execute()?;
+            st.execute(&values)?;
             // One writer, rowids allocated one after the other: the
             // statement's rows are the `rows` rowids ending at the last one.
             let last = self.conn.last_insert_rowid();
@@ -593,22 +569,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dates_read_and_written_as_stored() {
+    fn plan_dates_read_and_insert_shape() {
         for s in ["2026-10-01", "0001-01-01", "9999-12-31", "2024-02-29"] {
             let d = day(s).unwrap();
             assert_eq!(d, NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap());
-            assert_eq!(Ymd::new(d).as_str(), d.to_string());
         }
         assert_eq!(day("2026-02-30"), None);
         assert_eq!(
             day("2026-1-5"),
             NaiveDate::parse_from_str("2026-1-5", "%Y-%m-%d").ok()
         );
-        let far = NaiveDate::from_ymd_opt(12345, 6, 7).unwrap();
         assert_eq!(
             insert_sql(2),
             format!("{INSERT_COLUMNS}(?1,?3,?4,?2,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16),(?1,?17,?18,?2,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30)")
         );
-        assert_eq!(Ymd::new(far).as_str(), far.to_string());
     }
 }

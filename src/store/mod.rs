@@ -21,6 +21,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use rusqlite::Connection;
 
+pub mod dates;
+pub mod raw;
 pub mod reference;
 
 /// The schema, one SQL file a version. Append only: never edit a released one.
@@ -35,6 +37,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0005_overlap_index",
         include_str!("migrations/0005_overlap_index.sql"),
+    ),
+    (
+        "0006_accepted_dates",
+        include_str!("migrations/0006_accepted_dates.sql"),
     ),
 ];
 
@@ -182,6 +188,45 @@ mod tests {
         let c = open(&p).unwrap();
         let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(v, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn accepted_dates_become_integers_keeping_rows_and_rowids() {
+        let mut c = Connection::open_in_memory().unwrap();
+        configure(&c).unwrap();
+        for (_, sql) in &MIGRATIONS[..5] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", 5).unwrap();
+        c.execute_batch(
+            "INSERT INTO received_files (id, provider, name, channel, sha256, size, received_at, work_path, state)
+                 VALUES (7, 'p', 'f.xml', 'sftp', 'ab', 10, '2026-11-02T08:00:00Z', 'p/f.xml', 'done');
+             INSERT INTO accepted_lines (id, file_id, line_no, plan_id, id_cram, nir_per, nom_per, pn_per, rf_prstpap,
+                 id_prest, dtd, dtf, nb_quant, mt_tu, mt_total, bo_regul, amount_e4)
+                 VALUES (41, 7, 1, NULL, '03', '1', 'N', 'P', 'X', 'S', '2026-10-01', '2026-10-31', 100, 200, 0, 'F', 20000),
+                        (42, 7, 2, NULL, '03', '1', 'N', 'P', 'X', 'S', '2026-11-01', '2026-11-15', 100, 200, 0, 'F', 20000);",
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let rows: Vec<(i64, i64, i64, String)> = c
+            .prepare("SELECT id, dtd, dtf, typeof(dtd) || typeof(dtf) FROM accepted_lines ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [(41, 20261001, 20261031, "integerinteger".to_string()), (42, 20261101, 20261115, "integerinteger".to_string())]
+        );
+        let plan: String = c
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT 1 FROM accepted_lines WHERE nir_per = '1' AND rf_prstpap = 'X' AND dtd <= 20261120 AND dtf >= 20261110",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("COVERING INDEX accepted_overlap"), "{plan}");
     }
 
     #[test]

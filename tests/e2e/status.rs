@@ -26,7 +26,7 @@ fn works_on_a_fresh_spool_and_creates_the_database() {
     let t = text(&out.stdout);
     let db = g.db_path().display().to_string();
     for needle in [
-        format!("database        {db} (schema version 5, this binary knows 5)"),
+        format!("database        {db} (schema version 6, this binary knows 6)"),
         "inbound waiting 0".into(),
         "in flight       0 (0 received, 0 decided)".into(),
         "outputs owed    0".into(),
@@ -37,7 +37,7 @@ fn works_on_a_fresh_spool_and_creates_the_database() {
         assert!(t.contains(&needle), "missing {needle:?} in:\n{t}");
     }
     let v = status_json(&g);
-    assert_eq!(v["schema_version"], 5);
+    assert_eq!(v["schema_version"], 6);
     assert_eq!(v["database"], db.as_str());
     assert_eq!(v["inbound_total"], 0);
 }
