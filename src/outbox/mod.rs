@@ -66,37 +66,31 @@ fn put_text(buf: &mut Vec<u8>, mut s: &[u8]) {
     buf.extend_from_slice(s);
 }
 
-/// Appends `<tag>escaped text</tag>` on its own indented line.
-fn put_elem(buf: &mut Vec<u8>, tag: &str, text: &[u8]) {
+/// Appends `<tag>…</tag>` on its own indented line, `content` writing the
+/// element's text.
+fn put_tagged(buf: &mut Vec<u8>, tag: &str, content: impl FnOnce(&mut Vec<u8>)) {
     buf.extend_from_slice(b"  <");
     buf.extend_from_slice(tag.as_bytes());
     buf.push(b'>');
-    put_text(buf, text);
+    content(buf);
     buf.extend_from_slice(b"</");
     buf.extend_from_slice(tag.as_bytes());
     buf.extend_from_slice(b">\n");
 }
 
-/// Appends `<tag>number</tag>` on its own indented line.
+/// Appends `<tag>escaped text</tag>`.
+fn put_elem(buf: &mut Vec<u8>, tag: &str, text: &[u8]) {
+    put_tagged(buf, tag, |b| put_text(b, text));
+}
+
+/// Appends `<tag>number</tag>` (an amount in hundredths).
 fn put_num_elem(buf: &mut Vec<u8>, tag: &str, hundredths: i64) {
-    buf.extend_from_slice(b"  <");
-    buf.extend_from_slice(tag.as_bytes());
-    buf.push(b'>');
-    put_num(buf, hundredths);
-    buf.extend_from_slice(b"</");
-    buf.extend_from_slice(tag.as_bytes());
-    buf.extend_from_slice(b">\n");
+    put_tagged(buf, tag, |b| put_num(b, hundredths));
 }
 
 /// An element holding a date of `accepted_lines` (stored yyyymmdd).
 fn put_date_elem(buf: &mut Vec<u8>, tag: &str, yyyymmdd: i64) {
-    buf.extend_from_slice(b"  <");
-    buf.extend_from_slice(tag.as_bytes());
-    buf.push(b'>');
-    crate::store::dates::put_text(buf, yyyymmdd);
-    buf.extend_from_slice(b"</");
-    buf.extend_from_slice(tag.as_bytes());
-    buf.extend_from_slice(b">\n");
+    put_tagged(buf, tag, |b| crate::store::dates::put_text(b, yyyymmdd));
 }
 
 fn num(hundredths: i64) -> String {
