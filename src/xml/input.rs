@@ -126,11 +126,14 @@ pub fn open<R: Read + 'static>(mut inner: R) -> Result<(Scanner<Box<dyn Read>>, 
     Ok((Scanner::new(decoded), enc))
 }
 
-/// Windows-1252 code points for bytes 0x80–0x9F (undefined ones map to C1).
+/// Windows-1252 code points for bytes 0x80–0x9F; 0 for the five bytes
+/// Windows-1252 leaves undefined (0x81, 0x8D, 0x8F, 0x90, 0x9D): a file
+/// holding one is not in its declared encoding (F01), as libxml2 (iconv)
+/// also judges, rather than silently read as a C1 control character.
 const CP1252_HIGH: [u16; 32] = [
-    0x20AC, 0x0081, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039,
-    0x0152, 0x008D, 0x017D, 0x008F, 0x0090, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014,
-    0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x009D, 0x017E, 0x0178,
+    0x20AC, 0, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0, 0x017D,
+    0, 0, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0,
+    0x017E, 0x0178,
 ];
 
 fn latin9(b: u8) -> char {
@@ -156,6 +159,9 @@ struct Transcoder<R> {
     out_pos: usize,
     /// A UTF-16 high surrogate waiting for its pair, or an odd trailing byte.
     pending: Vec<u8>,
+    /// A decoding error met after some good text: reported once that text
+    /// has been read, so that the error's line is the bad byte's.
+    error: Option<String>,
 }
 
 impl<R: Read> Transcoder<R> {
@@ -167,10 +173,14 @@ impl<R: Read> Transcoder<R> {
             out: Vec::with_capacity(64 * 1024),
             out_pos: 0,
             pending: Vec::new(),
+            error: None,
         }
     }
 
     fn refill(&mut self) -> io::Result<bool> {
+        if let Some(e) = self.error.take() {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
         let n = self.inner.read(&mut self.raw)?;
         self.out.clear();
         self.out_pos = 0;
@@ -195,7 +205,13 @@ impl<R: Read> Transcoder<R> {
             Encoding::Windows1252 => {
                 for &b in raw {
                     let c = if (0x80..0xA0).contains(&b) {
-                        char::from_u32(CP1252_HIGH[(b - 0x80) as usize] as u32).unwrap_or('\u{FFFD}')
+                        match CP1252_HIGH[(b - 0x80) as usize] {
+                            0 => {
+                                self.error = Some(format!("octet 0x{b:02X} non défini en Windows-1252"));
+                                break;
+                            }
+                            u => char::from_u32(u32::from(u)).unwrap_or('\u{FFFD}'),
+                        }
                     } else {
                         b as char
                     };
@@ -515,6 +531,18 @@ mod tests {
         assert!(r.unwrap().ends_with("<a>é</a>"));
         let doc = b"<?xml version='1.0' encoding='windows-1252'?><a>\x80\x9c</a>";
         assert!(read_all(doc).0.unwrap().ends_with("<a>€œ</a>"));
+    }
+
+    #[test]
+    fn bytes_windows_1252_leaves_undefined_are_refused_at_their_line() {
+        for b in [0x81u8, 0x8D, 0x8F, 0x90, 0x9D] {
+            let mut doc = b"<?xml version='1.0' encoding='windows-1252'?>\n<a>\n\x80".to_vec();
+            doc.push(b);
+            doc.extend_from_slice(b"</a>\n");
+            let e = read_all(&doc).0.unwrap_err();
+            assert_eq!(e.line, 3, "0x{b:02X}: {e:?}");
+            assert!(e.message.contains(&format!("0x{b:02X}")), "{}", e.message);
+        }
     }
 
     #[test]

@@ -15,6 +15,10 @@
 //!
 //! Every disagreement is printed with its file and saved under
 //! `target/oracle-failures/`; the test fails if there is any.
+//!
+//! `ORACLE_SEED` (hex or decimal) and `ORACLE_CASES` run another campaign
+//! of the same test, e.g. `ORACLE_SEED=7 ORACLE_CASES=20000 cargo test
+//! --test e2e check_oracle`; the defaults are what CI runs.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -230,7 +234,15 @@ fn schema_validity_agrees_with_xmllint() {
     );
     let started = Instant::now();
     let work = tempfile::tempdir().expect("tempdir");
-    let cases: Vec<gen::Case> = (0..CASES).map(|i| gen::case(SEED, i)).collect();
+    let seed = std::env::var("ORACLE_SEED")
+        .ok()
+        .and_then(|v| match v.strip_prefix("0x") {
+            Some(h) => u64::from_str_radix(&h.replace('_', ""), 16).ok(),
+            None => v.parse().ok(),
+        })
+        .unwrap_or(SEED);
+    let n = std::env::var("ORACLE_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(CASES);
+    let cases: Vec<gen::Case> = (0..n).map(|i| gen::case(seed, i)).collect();
 
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4);
     let mut buckets: Vec<Vec<gen::Case>> = (0..workers).map(|_| Vec::new()).collect();

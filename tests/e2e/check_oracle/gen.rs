@@ -80,6 +80,9 @@ whiteSpace=collapse for xs:date, so the value is valid; libxml2 refuses it";
 pub const QUIRK_CDATA_WS: &str = "empty or whitespace-only CDATA section in element-only content: XSD 1.0 \
 Part 1 §3.4.4 (Element Locally Valid (Complex Type) 2.3) only forbids non-whitespace characters; \
 libxml2 refuses any CDATA node there";
+pub const QUIRK_DECL_BLANK: &str = "no white space between the encoding and standalone pseudo-attributes of \
+the XML declaration: XML 1.0 §2.8 (SDDecl ::= S 'standalone' …) requires it; libxml2 omits the check for a \
+document in UTF-8";
 pub const QUIRK_BOM_DECL: &str = "UTF-8 byte order mark with a declared non-UTF-8 encoding: XML 1.0 §4.3.3 \
 makes it a fatal error (the entity is not in its declared encoding); libxml2 follows the BOM";
 
