@@ -12,13 +12,9 @@ use rusqlite::Connection;
 
 use crate::store::raw::{Prepared, Value};
 
-/// Escapes text for element content.
-pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.contains(['&', '<', '>']) {
-        return s.into();
-    }
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").into()
-}
+/// Indentation of the header and footer fields, and of a line's fields.
+const TOP: usize = 1;
+const FIELD: usize = 2;
 
 /// Appends the text of a hundredths integer as `Decimal::normalize` writes
 /// it (1250 -> `12.5`, 100 -> `1`, -5 -> `-0.05`), without allocating.
@@ -66,10 +62,11 @@ fn put_text(buf: &mut Vec<u8>, mut s: &[u8]) {
     buf.extend_from_slice(s);
 }
 
-/// Appends `<tag>…</tag>` on its own indented line, `content` writing the
-/// element's text.
-fn put_tagged(buf: &mut Vec<u8>, tag: &str, content: impl FnOnce(&mut Vec<u8>)) {
-    buf.extend_from_slice(b"  <");
+/// Appends `<tag>…</tag>` on its own line, indented by `indent` spaces,
+/// `content` writing the element's text.
+fn put_tagged(buf: &mut Vec<u8>, indent: usize, tag: &str, content: impl FnOnce(&mut Vec<u8>)) {
+    buf.resize(buf.len() + indent, b' ');
+    buf.push(b'<');
     buf.extend_from_slice(tag.as_bytes());
     buf.push(b'>');
     content(buf);
@@ -79,24 +76,18 @@ fn put_tagged(buf: &mut Vec<u8>, tag: &str, content: impl FnOnce(&mut Vec<u8>)) 
 }
 
 /// Appends `<tag>escaped text</tag>`.
-fn put_elem(buf: &mut Vec<u8>, tag: &str, text: &[u8]) {
-    put_tagged(buf, tag, |b| put_text(b, text));
+fn put_elem(buf: &mut Vec<u8>, indent: usize, tag: &str, text: &[u8]) {
+    put_tagged(buf, indent, tag, |b| put_text(b, text));
 }
 
 /// Appends `<tag>number</tag>` (an amount in hundredths).
-fn put_num_elem(buf: &mut Vec<u8>, tag: &str, hundredths: i64) {
-    put_tagged(buf, tag, |b| put_num(b, hundredths));
+fn put_num_elem(buf: &mut Vec<u8>, indent: usize, tag: &str, hundredths: i64) {
+    put_tagged(buf, indent, tag, |b| put_num(b, hundredths));
 }
 
 /// An element holding a date of `accepted_lines` (stored yyyymmdd).
 fn put_date_elem(buf: &mut Vec<u8>, tag: &str, yyyymmdd: i64) {
-    put_tagged(buf, tag, |b| crate::store::dates::put_text(b, yyyymmdd));
-}
-
-fn num(hundredths: i64) -> String {
-    let mut b = Vec::with_capacity(24);
-    put_num(&mut b, hundredths);
-    String::from_utf8(b).expect("ASCII digits")
+    put_tagged(buf, FIELD, tag, |b| crate::store::dates::put_text(b, yyyymmdd));
 }
 
 /// Writes the outbox `factbord` of received file `file_id`.
@@ -111,13 +102,19 @@ pub fn render(conn: &Connection, file_id: i64, out: &mut impl Write) -> Result<(
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
         )
         .with_context(|| format!("received file {file_id}"))?;
-    writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
-    writeln!(out, "<factbord>")?;
-    writeln!(out, " <rf-borfact>{}</rf-borfact>", escape(&rf_borfact))?;
-    writeln!(out, " <log-fact>{}</log-fact>", escape(&log_fact))?;
-    writeln!(out, " <id-cram>{}</id-cram>", escape(&id_cram))?;
-    writeln!(out, " <id-site>{}</id-site>", escape(&id_site))?;
-    writeln!(out, " <rf-prstpap>{}</rf-prstpap>", escape(&rf_prstpap))?;
+    // One reused buffer for the header, each line and the footer.
+    let mut buf: Vec<u8> = Vec::with_capacity(512);
+    buf.extend_from_slice(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<factbord>\n");
+    for (tag, v) in [
+        ("rf-borfact", &rf_borfact),
+        ("log-fact", &log_fact),
+        ("id-cram", &id_cram),
+        ("id-site", &id_site),
+        ("rf-prstpap", &rf_prstpap),
+    ] {
+        put_elem(&mut buf, TOP, tag, v.as_bytes());
+    }
+    out.write_all(&buf)?;
     // Read column by column (store::raw): rusqlite's checks per value cost
     // more than the reading itself on a large file.
     let mut st = Prepared::prepare(
@@ -126,8 +123,7 @@ pub fn render(conn: &Connection, file_id: i64, out: &mut impl Write) -> Result<(
          FROM accepted_lines WHERE id BETWEEN ?1 AND ?2 AND file_id = ?3 ORDER BY id",
     )?;
     let (mut n, mut hours, mut total) = (0u64, 0i64, 0i64);
-    // One reused buffer a line; text borrowed from SQLite: no allocation per row.
-    let mut buf: Vec<u8> = Vec::with_capacity(512);
+    // Text borrowed from SQLite: no allocation per row.
     st.for_each_row(&[Value::Int(from), Value::Int(to), Value::Int(file_id)], |r| {
         // Text as stored (UTF-8 written by this program): copied as bytes.
         let s = |i| r.bytes(i);
@@ -137,25 +133,25 @@ pub fn render(conn: &Connection, file_id: i64, out: &mut impl Write) -> Result<(
         total += mt;
         buf.clear();
         buf.extend_from_slice(b" <factprest>\n");
-        put_elem(&mut buf, "nir-per", s(0));
-        put_elem(&mut buf, "nom-per", s(1));
-        put_elem(&mut buf, "pn-per", s(2));
-        put_elem(&mut buf, "rf-prstpap", s(3));
-        put_elem(&mut buf, "id-prest", s(4));
+        for (tag, i) in [("nir-per", 0), ("nom-per", 1), ("pn-per", 2), ("rf-prstpap", 3), ("id-prest", 4)] {
+            put_elem(&mut buf, FIELD, tag, s(i));
+        }
         put_date_elem(&mut buf, "dtd-interv", r.int(5));
         put_date_elem(&mut buf, "dtf-interv", r.int(6));
-        put_num_elem(&mut buf, "nb-quant", q);
-        put_num_elem(&mut buf, "mt-tu", tu);
-        put_num_elem(&mut buf, "mt-total", mt);
-        put_elem(&mut buf, "bo-regul", s(10));
+        put_num_elem(&mut buf, FIELD, "nb-quant", q);
+        put_num_elem(&mut buf, FIELD, "mt-tu", tu);
+        put_num_elem(&mut buf, FIELD, "mt-total", mt);
+        put_elem(&mut buf, FIELD, "bo-regul", s(10));
         buf.extend_from_slice(b" </factprest>\n");
         out.write_all(&buf)?;
         Ok(())
     })?;
-    writeln!(out, " <nb-ligbor>{n}</nb-ligbor>")?;
-    writeln!(out, " <mt-totamd>{}</mt-totamd>", num(hours))?;
-    writeln!(out, " <mt-totprest>{}</mt-totprest>", num(total))?;
-    writeln!(out, "</factbord>")?;
+    buf.clear();
+    put_tagged(&mut buf, TOP, "nb-ligbor", |b| put_uint(b, n));
+    put_num_elem(&mut buf, TOP, "mt-totamd", hours);
+    put_num_elem(&mut buf, TOP, "mt-totprest", total);
+    buf.extend_from_slice(b"</factbord>\n");
+    out.write_all(&buf)?;
     Ok(())
 }
 
@@ -164,10 +160,22 @@ mod tests {
     use super::*;
     use crate::store::reference::from_hundredths;
 
+    fn text(s: &str) -> String {
+        let mut b = Vec::new();
+        put_text(&mut b, s.as_bytes());
+        String::from_utf8(b).unwrap()
+    }
+
+    fn num(hundredths: i64) -> String {
+        let mut b = Vec::new();
+        put_num(&mut b, hundredths);
+        String::from_utf8(b).unwrap()
+    }
+
     #[test]
     fn escaping() {
-        assert_eq!(escape("a<b&c>"), "a&lt;b&amp;c&gt;");
-        assert_eq!(escape("Lefèvre"), "Lefèvre");
+        assert_eq!(text("a<b&c>"), "a&lt;b&amp;c&gt;");
+        assert_eq!(text("Lefèvre"), "Lefèvre");
         let mut b = Vec::new();
         put_text(&mut b, "a<b&c> Lefèvre".as_bytes());
         assert_eq!(b, "a&lt;b&amp;c&gt; Lefèvre".as_bytes());
