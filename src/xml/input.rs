@@ -4,14 +4,13 @@
 //! window of UTF-8 only, which the lexer ([`super::lexer`]) scans in place
 //! and refills, and which stops with a recorded [`InputError`] (line and
 //! message) at the first byte that XML 1.0 forbids (undecodable text, a
-//! control character, U+FFFE/U+FFFF). It is also a `BufRead` that counts
-//! lines as bytes are consumed.
+//! control character, U+FFFE/U+FFFF).
 //!
 //! Encodings: UTF-8 (BOM allowed), UTF-16 with a BOM, and the declared
 //! ISO-8859-1, ISO-8859-15 and Windows-1252, transcoded on the fly so memory
 //! stays flat whatever the file size. Anything else is refused.
 
-use std::io::{self, BufRead, Read};
+use std::io::{self, Read};
 
 /// The encodings the gateway reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,7 +266,8 @@ impl<R: Read> Read for Transcoder<R> {
     }
 }
 
-/// A `BufRead` over UTF-8 bytes that counts lines and refuses bytes XML forbids.
+/// A window over UTF-8 bytes that refuses bytes XML forbids and knows the
+/// line of its first byte.
 pub struct Scanner<R> {
     inner: R,
     buf: Box<[u8]>,
@@ -369,77 +369,9 @@ impl<R: Read> Scanner<R> {
     }
 }
 
-impl<R: Read> Read for Scanner<R> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let avail = self.fill_buf()?;
-        let n = avail.len().min(out.len());
-        out[..n].copy_from_slice(&avail[..n]);
-        self.consume(n);
-        Ok(n)
-    }
-}
-
-impl<R: Read> BufRead for Scanner<R> {
-    #[inline]
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        // Fast path: a `BufRead` caller asks many times for what is
-        // already buffered.
-        let visible = self.filled - self.carry;
-        if self.pos < visible {
-            return Ok(&self.buf[self.pos..visible]);
-        }
-        self.fill_more()
-    }
-
-    #[inline]
-    fn consume(&mut self, amt: usize) {
-        let end = (self.pos + amt).min(self.filled - self.carry);
-        // Most consumed spans are a few bytes: a plain loop beats memchr's set-up.
-        self.newlines += self.buf[self.pos..end].iter().filter(|&&b| b == b'\n').count() as u64;
-        self.pos = end;
-    }
-}
-
-impl<R: Read> Scanner<R> {
-    #[cold]
-    fn fill_more(&mut self) -> io::Result<&[u8]> {
-        if let Some(e) = &self.error {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, e.message.clone()));
-        }
-        // Nothing visible left: move an incomplete UTF-8 tail to the front
-        // and read more, until a whole character is available or EOF.
-        while self.pos >= self.filled - self.carry {
-            let carry = self.carry;
-            self.buf.copy_within(self.filled - carry..self.filled, 0);
-            self.pos = 0;
-            self.filled = carry;
-            self.checked = carry;
-            let n = match self.inner.read(&mut self.buf[self.filled..]) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                    let at = self.filled;
-                    return Err(self.fail(at, format!("texte non décodable : {e}")));
-                }
-                Err(e) => return Err(e),
-            };
-            if n == 0 {
-                if carry > 0 {
-                    return Err(self.fail(0, "texte UTF-8 tronqué en fin de fichier".into()));
-                }
-                return Ok(&[]);
-            }
-            self.bytes_read += n as u64;
-            self.filled += n;
-            self.check_new()?;
-        }
-        Ok(&self.buf[self.pos..self.filled - self.carry])
-    }
-}
-
 /// The sliding window the lexer scans in place (`crate::xml::lexer`): it
-/// reads borrowed slices of the buffer instead of asking `fill_buf` several
-/// times per token, and only moves bytes when a token spans a refill.
+/// reads borrowed slices of the buffer, and bytes only move when a token
+/// spans a refill.
 impl<R: Read> Scanner<R> {
     /// The checked UTF-8 bytes not consumed yet. Never ends inside a
     /// character.
@@ -515,12 +447,24 @@ mod tests {
             Ok(x) => x,
             Err(e) => return (Err(e), Encoding::Utf8),
         };
-        let mut out = Vec::new();
-        let r = match s.read_to_end(&mut out) {
-            Ok(_) => Ok(String::from_utf8(out).unwrap()),
-            Err(_) => Err(s.error().cloned().unwrap()),
-        };
-        (r, enc)
+        (drain(&mut s), enc)
+    }
+
+    /// The whole input through the window, as the lexer reads it.
+    fn drain<R: Read>(s: &mut Scanner<R>) -> Result<String, InputError> {
+        let (mut out, mut line) = (Vec::new(), 1);
+        loop {
+            let w = s.window();
+            line += memchr::memchr_iter(b'\n', w).count() as u64;
+            out.extend_from_slice(w);
+            let n = w.len();
+            s.advance(n, line);
+            match s.more() {
+                Ok(true) => {}
+                Ok(false) => return Ok(String::from_utf8(out).unwrap()),
+                Err(_) => return Err(s.error().cloned().unwrap()),
+            }
+        }
     }
 
     #[test]
@@ -584,9 +528,7 @@ mod tests {
         }
         let text = "<a>éèà€😀\nz</a>";
         let mut s = Scanner::new(OneByte(io::Cursor::new(text.as_bytes().to_vec())));
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        assert_eq!(out, text);
+        assert_eq!(drain(&mut s).unwrap(), text);
         assert_eq!(s.line(), 2);
     }
 }
