@@ -214,14 +214,18 @@ impl<S: LineSink> State<'_, S> {
     fn token(&mut self, lx: Lexeme<'_>) -> Step {
         let first = std::mem::replace(&mut self.first_event, false);
         let line = lx.end_line;
+        // The lexer checked the declaration's syntax; it must open the file
+        // (and a PI named `xml` anywhere else is a misplaced declaration).
+        let misplaced_decl = match &lx.token {
+            Token::Decl => !first,
+            Token::Pi(target) => target.eq_ignore_ascii_case(b"xml"),
+            _ => false,
+        };
+        if misplaced_decl {
+            return fatal(line, "la déclaration <?xml …?> doit être tout au début du fichier");
+        }
         match lx.token {
-            // The lexer checked its syntax; it must open the file.
-            Token::Decl if !first => fatal(line, "la déclaration <?xml …?> doit être tout au début du fichier"),
-            Token::Decl | Token::Comment | Token::Eof => Ok(()),
-            Token::Pi(target) if target.eq_ignore_ascii_case(b"xml") => {
-                fatal(line, "la déclaration <?xml …?> doit être tout au début du fichier")
-            }
-            Token::Pi(_) => Ok(()),
+            Token::Decl | Token::Comment | Token::Eof | Token::Pi(_) => Ok(()),
             Token::Start(tag) => self.start(&tag, line),
             Token::End(_) => self.end(line),
             Token::Text { text, blank } => self.chars(text, blank, lx.line, false),

@@ -53,36 +53,22 @@ impl<S: LineSink> State<'_, S> {
         for k in attrs {
             match memchr::memchr(b':', k) {
                 None => {
-                    refused.get_or_insert_with(|| {
-                        format!("attribut « {} » non permis", String::from_utf8_lossy(k))
-                    });
+                    refused.get_or_insert_with(|| not_allowed(k));
                 }
                 Some(i) => {
                     let (prefix, local) = (&k[..i], &k[i + 1..]);
                     if prefix == b"xml" {
-                        refused.get_or_insert_with(|| {
-                            format!("attribut « {} » non permis", String::from_utf8_lossy(k))
-                        });
+                        refused.get_or_insert_with(|| not_allowed(k));
                         continue;
                     }
                     match self.resolve(prefix) {
-                        None => {
-                            return fatal(
-                                line,
-                                format!(
-                                    "préfixe d'espace de noms non déclaré : {}",
-                                    String::from_utf8_lossy(prefix)
-                                ),
-                            )
-                        }
+                        None => return fatal(line, undeclared(prefix)),
                         Some(uri)
                             if uri == XSI_NS
                                 && (local == b"noNamespaceSchemaLocation"
                                     || local == b"schemaLocation") => {}
                         Some(_) => {
-                            refused.get_or_insert_with(|| {
-                                format!("attribut « {} » non permis", String::from_utf8_lossy(k))
-                            });
+                            refused.get_or_insert_with(|| not_allowed(k));
                         }
                     }
                 }
@@ -111,19 +97,21 @@ impl<S: LineSink> State<'_, S> {
             if prefix == b"xml" || self.resolve(prefix).is_some() {
                 return Ok(None);
             }
-            return fatal(
-                line,
-                format!(
-                    "préfixe d'espace de noms non déclaré : {}",
-                    String::from_utf8_lossy(prefix)
-                ),
-            );
+            return fatal(line, undeclared(prefix));
         }
         match self.resolve(b"") {
             Some(uri) if !uri.is_empty() => Ok(None),
             _ => Ok(Some(name)),
         }
     }
+}
+
+fn not_allowed(attribute: &[u8]) -> String {
+    format!("attribut « {} » non permis", String::from_utf8_lossy(attribute))
+}
+
+fn undeclared(prefix: &[u8]) -> String {
+    format!("préfixe d'espace de noms non déclaré : {}", String::from_utf8_lossy(prefix))
 }
 
 /// Decodes an attribute value: references resolved, `<` refused.

@@ -44,13 +44,7 @@ pub(super) fn scan_start(w: &[u8], i: usize, eof: bool, attrs: &mut Vec<AttrSpan
     let mut newlines = 0;
     loop {
         let before = k;
-        while let Some(&b) = w.get(k) {
-            if !is_ws(b) {
-                break;
-            }
-            newlines += (b == b'\n') as u64;
-            k += 1;
-        }
+        k = skip_ws(w, k, &mut newlines);
         let Some(&b) = w.get(k) else {
             return short(w, eof, "dans une balise");
         };
@@ -117,13 +111,7 @@ pub(super) fn scan_start(w: &[u8], i: usize, eof: bool, attrs: &mut Vec<AttrSpan
             ));
         }
         let mut v = an;
-        while let Some(&b) = w.get(v) {
-            if !is_ws(b) {
-                break;
-            }
-            newlines += (b == b'\n') as u64;
-            v += 1;
-        }
+        v = skip_ws(w, v, &mut newlines);
         match w.get(v) {
             None => return short(w, eof, "dans une balise"),
             Some(b'=') => v += 1,
@@ -134,13 +122,7 @@ pub(super) fn scan_start(w: &[u8], i: usize, eof: bool, attrs: &mut Vec<AttrSpan
                 ))
             }
         }
-        while let Some(&b) = w.get(v) {
-            if !is_ws(b) {
-                break;
-            }
-            newlines += (b == b'\n') as u64;
-            v += 1;
-        }
+        v = skip_ws(w, v, &mut newlines);
         let quote = match w.get(v) {
             None => return short(w, eof, "dans une balise"),
             Some(&q @ (b'"' | b'\'')) => q,
@@ -234,15 +216,8 @@ pub(super) fn scan_end(w: &[u8], i: usize, eof: bool, names: &[u8], ends: &[usiz
         }
     }
     let (ne, _) = name_end(w, i + 2);
-    let mut k = ne;
     let mut newlines = 0;
-    while let Some(&b) = w.get(k) {
-        if !is_ws(b) {
-            break;
-        }
-        newlines += (b == b'\n') as u64;
-        k += 1;
-    }
+    let k = skip_ws(w, ne, &mut newlines);
     let found = &w[i + 2..ne];
     match w.get(k) {
         None => return short(w, eof, "dans une balise fermante"),
@@ -269,4 +244,17 @@ pub(super) fn scan_end(w: &[u8], i: usize, eof: bool, names: &[u8], ends: &[usiz
             format!("balise fermante </{}> sans balise ouvrante", lossy(found)),
         )),
     }
+}
+
+/// The index of the first byte at or after `k` that is not XML whitespace,
+/// adding the newlines skipped to `newlines`.
+fn skip_ws(w: &[u8], mut k: usize, newlines: &mut u64) -> usize {
+    while let Some(&b) = w.get(k) {
+        if !is_ws(b) {
+            break;
+        }
+        *newlines += u64::from(b == b'\n');
+        k += 1;
+    }
+    k
 }
