@@ -129,8 +129,9 @@ pub struct StateRules<'c> {
     benef: foldhash::HashMap<String, Beneficiary>,
     /// Reused lookup key (no allocation per line).
     key: String,
-    /// Statements run per line, prepared once per file (in `load`): the
-    /// overlap query, the INSERT of `BATCH` accepted lines and that of one.
+    /// Statements run per line, prepared once per file: the overlap query
+    /// (at its first use), the INSERT of `BATCH` accepted lines and that of
+    /// one (in `load`).
     overlap: Option<Statement<'c>>,
     insert_batch: Option<Prepared<'c>>,
     insert_one: Option<Prepared<'c>>,
@@ -236,7 +237,6 @@ impl<'c> StateRules<'c> {
             }
         }
         self.id_cram = id_cram.to_string();
-        self.overlap = Some(self.conn.prepare(OVERLAP_SQL)?);
         if self.record_as.is_some() {
             self.insert_batch = Some(Prepared::prepare(self.conn, &insert_sql(BATCH))?);
             self.insert_one = Some(Prepared::prepare(self.conn, &insert_sql(1))?);

@@ -30,18 +30,9 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_core", include_str!("migrations/0001_core.sql")),
     ("0002_reference", include_str!("migrations/0002_reference.sql")),
     ("0003_billing", include_str!("migrations/0003_billing.sql")),
-    (
-        "0004_history_index",
-        include_str!("migrations/0004_history_index.sql"),
-    ),
-    (
-        "0005_overlap_index",
-        include_str!("migrations/0005_overlap_index.sql"),
-    ),
-    (
-        "0006_accepted_dates",
-        include_str!("migrations/0006_accepted_dates.sql"),
-    ),
+    ("0004_history_index", include_str!("migrations/0004_history_index.sql")),
+    ("0005_overlap_index", include_str!("migrations/0005_overlap_index.sql")),
+    ("0006_accepted_dates", include_str!("migrations/0006_accepted_dates.sql")),
 ];
 
 /// The newest schema version this binary knows (`PRAGMA user_version`).
