@@ -93,7 +93,7 @@ fn declared_encoding(doc: &[u8]) -> Option<String> {
 }
 
 fn trim_ws_start(b: &[u8]) -> &[u8] {
-    let n = b.iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n')).count();
+    let n = b.iter().take_while(|&&c| super::is_ws(c)).count();
     &b[n..]
 }
 
