@@ -5,7 +5,8 @@ use super::{Ctx, Outcome, ProcessArgs, RunArgs, ValidateArgs};
 use crate::pipeline::{Pipeline, SpoolLock};
 
 /// `process --once`: drains every inbound folder, then exits. Exit 1 when
-/// some file of this pass was partial or rejected (cron can alert on it).
+/// some file of this pass was partial or rejected (cron can alert on it),
+/// 2 when a received file could not be finished (after the others).
 pub fn run(ctx: &Ctx, a: &ProcessArgs) -> anyhow::Result<Outcome> {
     if !a.once {
         anyhow::bail!("process needs --once (use `serve` to run the daemon)");
@@ -19,8 +20,10 @@ pub fn run(ctx: &Ctx, a: &ProcessArgs) -> anyhow::Result<Outcome> {
          référentiel : {} appliqué(s), {} refusé(s) ; e-mails envoyés : {}",
         s.processed, s.accepted, s.partial, s.rejected, s.recovered, s.imports_applied, s.imports_refused, mail.sent
     );
+    // An error, not an anomaly of the file (exit 2, spec §8): the pass did
+    // what it could; the file stays in flight for the next one.
     if s.failed > 0 {
-        eprintln!(
+        anyhow::bail!(
             "{} fichier(s) reçu(s) mais non traité(s) à cause d'une erreur (voir le journal) : repris au prochain passage",
             s.failed
         );

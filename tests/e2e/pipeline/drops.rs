@@ -88,6 +88,27 @@ fn temp_names_wait_until_renamed() {
 }
 
 #[test]
+fn a_file_that_cannot_be_finished_exits_2_after_the_others_are_processed() {
+    let g = Gw::with_cast();
+    // A file recorded as received whose work copy has gone (deleted by hand).
+    g.db()
+        .execute(
+            "INSERT INTO received_files (provider, name, channel, sha256, size, received_at, work_path, state)
+             VALUES ('saadA', 'gone.xml', 'depot', 'ab', 1, '2021-05-20T08:00:00Z', 'work/saadA/1-gone.xml', 'received')",
+            [],
+        )
+        .unwrap();
+    let bill = Bill::new(SITE_A, 30).lines((1..=2).map(|m| BLine::month(NIR_A1, SITE_A, m, "2")));
+    g.drop_bill("saadA", &bill);
+    let out = g.process();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("1 fichier(s) reçu(s) mais non traité(s)"), "{}", text(&out.stderr));
+    assert_eq!(report(&g, "saadA", &bill, 1).verdict, "accepted");
+    assert_eq!(g.count("SELECT COUNT(*) FROM received_files WHERE state = 'received'"), 1);
+    assert_eq!(g.count("SELECT COUNT(*) FROM errors"), 1);
+}
+
+#[test]
 fn process_once_never_takes_a_file_still_open_for_writing() {
     use std::io::Write;
     let g = Gw::with_cast();
