@@ -207,10 +207,7 @@ impl Default for Billing {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        Billing {
-            prestations,
-            caisses,
-        }
+        Billing { prestations, caisses }
     }
 }
 
@@ -248,12 +245,9 @@ impl Config {
             None => (PathBuf::from(DEFAULT_PATH), false),
         };
         let cfg = match std::fs::read_to_string(&path) {
-            Ok(text) => Config::parse(&text)
-                .with_context(|| format!("configuration {}", path.display()))?,
+            Ok(text) => Config::parse(&text).with_context(|| format!("configuration {}", path.display()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Config::default(),
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot read configuration {}", path.display()))
-            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read configuration {}", path.display())),
         };
         Ok(cfg)
     }

@@ -26,7 +26,8 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
 /// Flushes a folder so that a rename inside it survives a power loss.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     let d = File::open(dir).with_context(|| format!("cannot open folder {}", dir.display()))?;
-    d.sync_all().with_context(|| format!("cannot flush folder {}", dir.display()))
+    d.sync_all()
+        .with_context(|| format!("cannot flush folder {}", dir.display()))
 }
 
 /// Writes `data` to `path` atomically and durably (temp file, fsync, rename,
@@ -46,7 +47,9 @@ pub fn write_atomic_with(
 
 /// The folder holding `path` (`.` for a bare file name).
 fn folder_of(path: &Path) -> &Path {
-    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// Like [`write_atomic_with`] but leaves the folder unflushed: the content
@@ -74,9 +77,9 @@ pub fn write_atomic_unsynced(
             fill(&mut w).with_context(|| format!("cannot write {}", tmp.display()))?;
             w.flush().with_context(|| format!("cannot write {}", tmp.display()))?;
         }
-        f.sync_all().with_context(|| format!("cannot flush {}", tmp.display()))?;
-        fs::rename(&tmp, path)
-            .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+        f.sync_all()
+            .with_context(|| format!("cannot flush {}", tmp.display()))?;
+        fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
         Ok(())
     })();
     if result.is_err() {

@@ -39,7 +39,9 @@ pub fn is_temp_name(name: &str) -> bool {
 pub fn is_safe_component(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl Spool {
@@ -53,7 +55,16 @@ impl Spool {
 
     /// Creates the fixed folders (not the per-provider ones).
     pub fn create(&self) -> Result<()> {
-        for dir in ["inbound", "outbound", "caisse/inbound", "outbox", "work", "archive", "state", "mail"] {
+        for dir in [
+            "inbound",
+            "outbound",
+            "caisse/inbound",
+            "outbox",
+            "work",
+            "archive",
+            "state",
+            "mail",
+        ] {
             fsutil::create_dir_all(&self.root.join(dir))?;
         }
         for kind in crate::import::Kind::ALL {
@@ -93,7 +104,9 @@ impl Spool {
 
     /// The spool-relative form of a path under the spool.
     pub fn rel(&self, path: &Path) -> Option<String> {
-        path.strip_prefix(&self.root).ok().map(|p| p.to_string_lossy().into_owned())
+        path.strip_prefix(&self.root)
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned())
     }
 }
 

@@ -53,8 +53,8 @@ pub fn parse(line: &str) -> Result<CheckedKey> {
     if line.starts_with("-----BEGIN") {
         bail!("this is a private key or a PEM file: give the public key (the .pub file)");
     }
-    let mut key = PublicKey::from_openssh(line)
-        .with_context(|| format!("not an OpenSSH public key (type {algo:?})"))?;
+    let mut key =
+        PublicKey::from_openssh(line).with_context(|| format!("not an OpenSSH public key (type {algo:?})"))?;
     let data = key.key_data();
     if data.is_ed25519() || data.is_ecdsa() {
         // accepted as is

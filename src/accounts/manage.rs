@@ -57,9 +57,15 @@ fn begin(conn: &mut Connection) -> Result<Transaction<'_>> {
 /// One history entry for an account change of `provider`.
 fn record(tx: &Connection, now: DateTime<Utc>, provider: &str, comment: String) -> Result<()> {
     let kind: Option<String> = tx
-        .query_row("SELECT type FROM providers WHERE provider = ?1", [provider], |r| r.get(0))
+        .query_row("SELECT type FROM providers WHERE provider = ?1", [provider], |r| {
+            r.get(0)
+        })
         .optional()?;
-    let application = if kind.as_deref() == Some("ergo") { "habitat" } else { "aide-a-domicile" };
+    let application = if kind.as_deref() == Some("ergo") {
+        "habitat"
+    } else {
+        "aide-a-domicile"
+    };
     history::record(
         tx,
         now,
@@ -77,7 +83,11 @@ fn record(tx: &Connection, now: DateTime<Utc>, provider: &str, comment: String) 
 /// Refuses a key already given to any account.
 fn check_key_unused(tx: &Connection, k: &CheckedKey) -> Result<()> {
     let owner: Option<String> = tx
-        .query_row("SELECT login FROM user_keys WHERE fingerprint = ?1 LIMIT 1", [&k.fingerprint], |r| r.get(0))
+        .query_row(
+            "SELECT login FROM user_keys WHERE fingerprint = ?1 LIMIT 1",
+            [&k.fingerprint],
+            |r| r.get(0),
+        )
         .optional()?;
     if let Some(owner) = owner {
         bail!("key {} is already registered for login {owner}", k.fingerprint);
@@ -124,11 +134,16 @@ pub fn add_user(conn: &mut Connection, now: DateTime<Utc>, u: &NewUser<'_>) -> R
     };
 
     let tx = begin(conn)?;
-    let known: bool = tx
-        .query_row("SELECT COUNT(*) FROM providers WHERE provider = ?1", [u.provider], |r| r.get::<_, i64>(0))?
-        > 0;
+    let known: bool = tx.query_row(
+        "SELECT COUNT(*) FROM providers WHERE provider = ?1",
+        [u.provider],
+        |r| r.get::<_, i64>(0),
+    )? > 0;
     if !known {
-        bail!("unknown provider {}: import it first (ppas-gateway import providers FILE)", u.provider);
+        bail!(
+            "unknown provider {}: import it first (ppas-gateway import providers FILE)",
+            u.provider
+        );
     }
     let taken: Option<String> = tx
         .query_row("SELECT provider FROM users WHERE login = ?1", [&login], |r| r.get(0))
@@ -149,7 +164,14 @@ pub fn add_user(conn: &mut Connection, now: DateTime<Utc>, u: &NewUser<'_>) -> R
     tx.execute(
         "INSERT INTO users (login, provider, email, admin, disabled, password_hash, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?6)",
-        params![login, u.provider, email, admin as i64, generated.as_ref().map(|g| &g.1), at],
+        params![
+            login,
+            u.provider,
+            email,
+            admin as i64,
+            generated.as_ref().map(|g| &g.1),
+            at
+        ],
     )
     .with_context(|| format!("cannot create account {login}"))?;
     if let Some(k) = &key {
@@ -162,16 +184,30 @@ pub fn add_user(conn: &mut Connection, now: DateTime<Utc>, u: &NewUser<'_>) -> R
     mail::enqueue(
         &tx,
         now,
-        &Message { dedup_key: format!("user-created:{login}"), recipients: vec![email.clone()], subject, body },
+        &Message {
+            dedup_key: format!("user-created:{login}"),
+            recipients: vec![email.clone()],
+            subject,
+            body,
+        },
     )?;
     let how = match &key {
         Some(k) => format!("key {} {}", k.algorithm, k.fingerprint),
         None => "one-time password e-mailed".to_string(),
     };
     let role = if admin { "administrator" } else { "user" };
-    record(&tx, now, u.provider, format!("account {login} created ({role}, {email}, {how})"))?;
+    record(
+        &tx,
+        now,
+        u.provider,
+        format!("account {login} created ({role}, {email}, {how})"),
+    )?;
     tx.commit().context("cannot commit the new account")?;
-    Ok(Added { admin, key, password_mailed: generated.is_some() })
+    Ok(Added {
+        admin,
+        key,
+        password_mailed: generated.is_some(),
+    })
 }
 
 /// Disables an account. Refuses to disable the provider's last enabled
@@ -182,7 +218,9 @@ pub fn disable(conn: &mut Connection, now: DateTime<Utc>, login: &str) -> Result
     if disabled {
         return Ok(false);
     }
-    let admin: bool = tx.query_row("SELECT admin FROM users WHERE login = ?1", [login], |r| r.get::<_, i64>(0))? != 0;
+    let admin: bool = tx.query_row("SELECT admin FROM users WHERE login = ?1", [login], |r| {
+        r.get::<_, i64>(0)
+    })? != 0;
     if admin {
         let others: i64 = tx.query_row(
             "SELECT COUNT(*) FROM users WHERE provider = ?1 AND admin = 1 AND disabled = 0 AND login <> ?2",
@@ -212,8 +250,16 @@ pub fn key_add(conn: &mut Connection, now: DateTime<Utc>, login: &str, key_text:
     let (provider, _, _) = account(&tx, login)?;
     check_key_unused(&tx, &k)?;
     insert_key(&tx, now, login, &k)?;
-    tx.execute("UPDATE users SET updated_at = ?2 WHERE login = ?1", params![login, stamp(now)])?;
-    record(&tx, now, &provider, format!("key {} {} added to account {login}", k.algorithm, k.fingerprint))?;
+    tx.execute(
+        "UPDATE users SET updated_at = ?2 WHERE login = ?1",
+        params![login, stamp(now)],
+    )?;
+    record(
+        &tx,
+        now,
+        &provider,
+        format!("key {} {} added to account {login}", k.algorithm, k.fingerprint),
+    )?;
     tx.commit().context("cannot commit the new key")?;
     Ok(k)
 }
@@ -243,7 +289,12 @@ pub fn passwd(conn: &mut Connection, now: DateTime<Utc>, login: &str, change: &P
         mail::enqueue(
             &tx,
             now,
-            &Message { dedup_key: format!("password:{login}:{tag}"), recipients: vec![email], subject, body },
+            &Message {
+                dedup_key: format!("password:{login}:{tag}"),
+                recipients: vec![email],
+                subject,
+                body,
+            },
         )?;
         format!("password of account {login} generated and e-mailed")
     } else {

@@ -69,9 +69,8 @@ pub fn find_login(conn: &Connection, login: &str) -> Result<Option<Account>> {
 /// the provider's own e-mail when it has no enabled user. Empty for an
 /// unknown provider.
 pub fn recipients(conn: &Connection, provider: &str) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT DISTINCT email FROM users WHERE provider = ?1 AND disabled = 0 ORDER BY email",
-    )?;
+    let mut stmt =
+        conn.prepare_cached("SELECT DISTINCT email FROM users WHERE provider = ?1 AND disabled = 0 ORDER BY email")?;
     let users: Vec<String> = stmt
         .query_map([provider], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()
@@ -80,7 +79,9 @@ pub fn recipients(conn: &Connection, provider: &str) -> Result<Vec<String>> {
         return Ok(users);
     }
     let own: Option<String> = conn
-        .query_row("SELECT email FROM providers WHERE provider = ?1", [provider], |r| r.get(0))
+        .query_row("SELECT email FROM providers WHERE provider = ?1", [provider], |r| {
+            r.get(0)
+        })
         .optional()
         .with_context(|| format!("reading provider {provider}"))?;
     Ok(own.into_iter().collect())

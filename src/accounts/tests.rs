@@ -18,21 +18,46 @@ fn db() -> Connection {
     let text = "provider;raison-sociale;siret;email;telephone;type;id-cram;code-convention;id-site\n\
         saad1;SAAD Un;73282932000074;contact@saad1.example;03 21 00 00 01;saad;03;C1;21999000\n\
         ergo1;Ergo Un;44306184100047;contact@ergo1.example;03 21 00 00 02;ergo;04;62739900;62000001\n";
-    import_file(&mut c, &Config::default(), Kind::Providers, "p.csv", text.as_bytes(), now()).unwrap();
+    import_file(
+        &mut c,
+        &Config::default(),
+        Kind::Providers,
+        "p.csv",
+        text.as_bytes(),
+        now(),
+    )
+    .unwrap();
     c
 }
 
-fn add(c: &mut Connection, provider: &str, login: &str, key: Option<&str>, admin: bool) -> anyhow::Result<manage::Added> {
+fn add(
+    c: &mut Connection,
+    provider: &str,
+    login: &str,
+    key: Option<&str>,
+    admin: bool,
+) -> anyhow::Result<manage::Added> {
     add_user(
         c,
         now(),
-        &NewUser { provider, login, email: &format!("{login}@example.org"), key, admin },
+        &NewUser {
+            provider,
+            login,
+            email: &format!("{login}@example.org"),
+            key,
+            admin,
+        },
     )
 }
 
 fn mails(c: &Connection) -> Vec<(String, String, String)> {
-    let mut s = c.prepare("SELECT dedup_key, recipients, body FROM mail_queue ORDER BY id").unwrap();
-    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+    let mut s = c
+        .prepare("SELECT dedup_key, recipients, body FROM mail_queue ORDER BY id")
+        .unwrap();
+    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
 
 #[test]
@@ -50,16 +75,31 @@ fn first_user_is_admin_and_gets_a_one_time_password_by_mail() {
 
     let m = mails(&c);
     assert_eq!(m.len(), 2);
-    assert_eq!((m[0].0.as_str(), m[0].1.as_str()), ("user-created:alice", "alice@example.org"));
+    assert_eq!(
+        (m[0].0.as_str(), m[0].1.as_str()),
+        ("user-created:alice", "alice@example.org")
+    );
     // The mailed password is the stored one, and meets the rules.
-    let pw = m[0].2.lines().find_map(|l| l.strip_prefix("Mot de passe provisoire : ")).unwrap();
+    let pw = m[0]
+        .2
+        .lines()
+        .find_map(|l| l.strip_prefix("Mot de passe provisoire : "))
+        .unwrap();
     password::check_rules(pw).unwrap();
     assert!(verify_password(&phc, pw));
     assert!(!verify_password(&phc, "wrong1234"));
 
-    let h: i64 = c.query_row("SELECT COUNT(*) FROM history WHERE kind='account'", [], |r| r.get(0)).unwrap();
+    let h: i64 = c
+        .query_row("SELECT COUNT(*) FROM history WHERE kind='account'", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(h, 2);
-    let comment: String = c.query_row("SELECT comment FROM history WHERE kind='account' ORDER BY id LIMIT 1", [], |r| r.get(0)).unwrap();
+    let comment: String = c
+        .query_row(
+            "SELECT comment FROM history WHERE kind='account' ORDER BY id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert!(!comment.contains(pw), "the password never reaches the history");
 }
 
@@ -70,11 +110,20 @@ fn key_accounts_have_no_password() {
     assert!(a.admin && !a.password_mailed);
     let acc = find_login(&c, "erin").unwrap().unwrap();
     assert_eq!(acc.password_hash, None);
-    assert_eq!(acc.keys, vec![ED.split_whitespace().take(2).collect::<Vec<_>>().join(" ")]);
+    assert_eq!(
+        acc.keys,
+        vec![ED.split_whitespace().take(2).collect::<Vec<_>>().join(" ")]
+    );
     let m = mails(&c);
     assert_eq!(m.len(), 1);
-    assert!(m[0].2.contains("SHA256:NPpPf5lo4zfyO/uJ4UriA3KPNdKEEEaSZvaNH/fcehg"), "{}", m[0].2);
-    let app: String = c.query_row("SELECT application FROM history WHERE kind='account'", [], |r| r.get(0)).unwrap();
+    assert!(
+        m[0].2.contains("SHA256:NPpPf5lo4zfyO/uJ4UriA3KPNdKEEEaSZvaNH/fcehg"),
+        "{}",
+        m[0].2
+    );
+    let app: String = c
+        .query_row("SELECT application FROM history WHERE kind='account'", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(app, "habitat");
 
     // The same key is refused again, for this account or another.
@@ -94,7 +143,17 @@ fn add_refusals() {
     assert!(e(add(&mut c, "nobody", "zed", None, false)).contains("unknown provider nobody"));
     assert!(e(add(&mut c, "saad1", "al-ice", None, false)).contains("ASCII letters and digits"));
     assert!(e(add(&mut c, "saad1", &"a".repeat(33), None, false)).contains("longer than 32"));
-    let bad_mail = add_user(&mut c, now(), &NewUser { provider: "saad1", login: "carl", email: "carl", key: None, admin: false });
+    let bad_mail = add_user(
+        &mut c,
+        now(),
+        &NewUser {
+            provider: "saad1",
+            login: "carl",
+            email: "carl",
+            key: None,
+            admin: false,
+        },
+    );
     assert!(e(bad_mail).contains("not an e-mail address"));
     assert_eq!(list(&c, None).unwrap().len(), 1);
 }
@@ -111,7 +170,10 @@ fn the_last_enabled_admin_cannot_be_disabled() {
     add(&mut c, "saad1", "carol", None, true).unwrap();
     assert!(disable(&mut c, now(), "alice").unwrap());
     assert!(find_login(&c, "alice").unwrap().unwrap().disabled);
-    assert!(disable(&mut c, now(), "nobody").unwrap_err().to_string().contains("no account with login nobody"));
+    assert!(disable(&mut c, now(), "nobody")
+        .unwrap_err()
+        .to_string()
+        .contains("no account with login nobody"));
 }
 
 #[test]
@@ -121,7 +183,10 @@ fn recipients_are_enabled_users_or_the_provider() {
     assert!(recipients(&c, "nobody").unwrap().is_empty());
     add(&mut c, "saad1", "alice", None, false).unwrap();
     add(&mut c, "saad1", "bob", None, true).unwrap();
-    assert_eq!(recipients(&c, "saad1").unwrap(), vec!["alice@example.org", "bob@example.org"]);
+    assert_eq!(
+        recipients(&c, "saad1").unwrap(),
+        vec!["alice@example.org", "bob@example.org"]
+    );
     disable(&mut c, now(), "alice").unwrap();
     assert_eq!(recipients(&c, "saad1").unwrap(), vec!["bob@example.org"]);
 }
@@ -130,7 +195,9 @@ fn recipients_are_enabled_users_or_the_provider() {
 fn passwd_given_and_generated() {
     let mut c = db();
     add(&mut c, "saad1", "alice", Some(ED), false).unwrap();
-    let e = passwd(&mut c, now(), "alice", &PasswordChange::Given("short1".into())).unwrap_err().to_string();
+    let e = passwd(&mut c, now(), "alice", &PasswordChange::Given("short1".into()))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("8 to 12"), "{e}");
     assert!(find_login(&c, "alice").unwrap().unwrap().password_hash.is_none());
     passwd(&mut c, now(), "alice", &PasswordChange::Given("Secret123".into())).unwrap();
@@ -142,7 +209,11 @@ fn passwd_given_and_generated() {
     passwd(&mut c, now(), "alice", &PasswordChange::Generate).unwrap();
     let m = mails(&c);
     assert_eq!(m.len(), 3, "{m:?}");
-    let pw = m[2].2.lines().find_map(|l| l.strip_prefix("Nouveau mot de passe : ")).unwrap();
+    let pw = m[2]
+        .2
+        .lines()
+        .find_map(|l| l.strip_prefix("Nouveau mot de passe : "))
+        .unwrap();
     let phc = find_login(&c, "alice").unwrap().unwrap().password_hash.unwrap();
     assert!(verify_password(&phc, pw));
     assert!(!verify_password(&phc, "Secret123"));

@@ -4,8 +4,31 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum Code {
-    F01, F02, F03, F04, F05, F06, F07, F08, F09, F10, F11, F12, F13,
-    L01, L02, L03, L04, L05, L06, L07, L08, L09, L10, L11, L12,
+    F01,
+    F02,
+    F03,
+    F04,
+    F05,
+    F06,
+    F07,
+    F08,
+    F09,
+    F10,
+    F11,
+    F12,
+    F13,
+    L01,
+    L02,
+    L03,
+    L04,
+    L05,
+    L06,
+    L07,
+    L08,
+    L09,
+    L10,
+    L11,
+    L12,
 }
 
 /// A file anomaly rejects the whole file; a line anomaly rejects its line.
@@ -19,12 +42,31 @@ impl Code {
     pub fn as_str(self) -> &'static str {
         use Code::*;
         match self {
-            F01 => "F01", F02 => "F02", F03 => "F03", F04 => "F04", F05 => "F05",
-            F06 => "F06", F07 => "F07", F08 => "F08", F09 => "F09", F10 => "F10",
-            F11 => "F11", F12 => "F12", F13 => "F13",
-            L01 => "L01", L02 => "L02", L03 => "L03", L04 => "L04", L05 => "L05",
-            L06 => "L06", L07 => "L07", L08 => "L08", L09 => "L09", L10 => "L10",
-            L11 => "L11", L12 => "L12",
+            F01 => "F01",
+            F02 => "F02",
+            F03 => "F03",
+            F04 => "F04",
+            F05 => "F05",
+            F06 => "F06",
+            F07 => "F07",
+            F08 => "F08",
+            F09 => "F09",
+            F10 => "F10",
+            F11 => "F11",
+            F12 => "F12",
+            F13 => "F13",
+            L01 => "L01",
+            L02 => "L02",
+            L03 => "L03",
+            L04 => "L04",
+            L05 => "L05",
+            L06 => "L06",
+            L07 => "L07",
+            L08 => "L08",
+            L09 => "L09",
+            L10 => "L10",
+            L11 => "L11",
+            L12 => "L12",
         }
     }
 

@@ -103,7 +103,10 @@ pub fn check_path(path: &Path, opts: &CheckOptions) -> Result<FileVerdict> {
 
 /// Checks a file on disk with stateful rules.
 pub fn check_path_with<H: LineRules>(path: &Path, opts: &CheckOptions, hook: &mut H) -> Result<FileVerdict> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     check_file_as(path, &name, opts, hook)
 }
 
@@ -111,16 +114,30 @@ pub fn check_path_with<H: LineRules>(path: &Path, opts: &CheckOptions, hook: &mu
 /// rules F03/F04 apply to `name`).
 pub fn check_file_as<H: LineRules>(path: &Path, name: &str, opts: &CheckOptions, hook: &mut H) -> Result<FileVerdict> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let meta = file.metadata().with_context(|| format!("cannot read {}", path.display()))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?;
     if !meta.is_file() {
         anyhow::bail!("{} is not a regular file", path.display());
     }
-    Ok(check_reader(name, BufReader::with_capacity(1 << 16, file), meta.len(), opts, hook))
+    Ok(check_reader(
+        name,
+        BufReader::with_capacity(1 << 16, file),
+        meta.len(),
+        opts,
+        hook,
+    ))
 }
 
 /// Checks bytes in memory (stateless). Never panics.
 pub fn check_bytes(name: &str, bytes: &[u8], opts: &CheckOptions) -> FileVerdict {
-    check_reader(name, std::io::Cursor::new(bytes.to_vec()), bytes.len() as u64, opts, &mut Stateless)
+    check_reader(
+        name,
+        std::io::Cursor::new(bytes.to_vec()),
+        bytes.len() as u64,
+        opts,
+        &mut Stateless,
+    )
 }
 
 /// The whole check over any reader of `size` bytes.
@@ -137,7 +154,10 @@ pub fn check_reader<R: Read + 'static, H: LineRules>(
             Code::F11,
             None,
             None,
-            format!("fichier de {size} octets : le maximum est de {} octets", opts.max_file_size),
+            format!(
+                "fichier de {size} octets : le maximum est de {} octets",
+                opts.max_file_size
+            ),
         ));
         name::check(name, None, &mut file_anomalies);
         return FileVerdict {
@@ -182,7 +202,11 @@ pub fn check_reader<R: Read + 'static, H: LineRules>(
         verdict,
         lines: parsed.lines,
         accepted_lines,
-        accepted_hours: if accepted_lines > 0 { sink.accepted_hours } else { Decimal::ZERO },
+        accepted_hours: if accepted_lines > 0 {
+            sink.accepted_hours
+        } else {
+            Decimal::ZERO
+        },
         header: parsed.header,
         footer: parsed.footer,
         anomalies: file_anomalies,

@@ -69,7 +69,11 @@ pub fn header(p: &Parsed, rules: &Rules, out: &mut Vec<Anomaly>) {
             Code::F07,
             p.root_field_line(4),
             Some("rf-prstpap"),
-            format!("prestation « {} » inconnue (attendu : {})", p.header.rf_prstpap, known.join(", ")),
+            format!(
+                "prestation « {} » inconnue (attendu : {})",
+                p.header.rf_prstpap,
+                known.join(", ")
+            ),
         ));
     }
 }
@@ -77,7 +81,12 @@ pub fn header(p: &Parsed, rules: &Rules, out: &mut Vec<Anomaly>) {
 /// F08 and F10.
 pub fn footer(p: &Parsed, totals: &Totals, out: &mut Vec<Anomaly>) {
     if p.lines == 0 {
-        out.push(Anomaly::file(Code::F10, None, Some("factprest"), "le fichier ne contient aucune ligne <factprest>"));
+        out.push(Anomaly::file(
+            Code::F10,
+            None,
+            Some("factprest"),
+            "le fichier ne contient aucune ligne <factprest>",
+        ));
     }
     if let Some(n) = p.footer.nb_ligbor {
         if n != Decimal::from(p.lines) {
@@ -85,7 +94,10 @@ pub fn footer(p: &Parsed, totals: &Totals, out: &mut Vec<Anomaly>) {
                 Code::F08,
                 p.root_field_line(6),
                 Some("nb-ligbor"),
-                format!("nb-ligbor vaut {n} mais le fichier contient {} ligne(s) <factprest>", p.lines),
+                format!(
+                    "nb-ligbor vaut {n} mais le fichier contient {} ligne(s) <factprest>",
+                    p.lines
+                ),
             ));
         }
     }
@@ -95,7 +107,10 @@ pub fn footer(p: &Parsed, totals: &Totals, out: &mut Vec<Anomaly>) {
                 Code::F08,
                 p.root_field_line(7),
                 Some("mt-totamd"),
-                format!("mt-totamd vaut {t} mais la somme des nb-quant est {}", totals.nb_quant.normalize()),
+                format!(
+                    "mt-totamd vaut {t} mais la somme des nb-quant est {}",
+                    totals.nb_quant.normalize()
+                ),
             ));
         }
     }
@@ -105,7 +120,10 @@ pub fn footer(p: &Parsed, totals: &Totals, out: &mut Vec<Anomaly>) {
                 Code::F08,
                 p.root_field_line(8),
                 Some("mt-totprest"),
-                format!("mt-totprest vaut {t} mais la somme des mt-total est {}", totals.mt_total.normalize()),
+                format!(
+                    "mt-totprest vaut {t} mais la somme des mt-total est {}",
+                    totals.mt_total.normalize()
+                ),
             ));
         }
     }
@@ -116,7 +134,9 @@ pub fn footer(p: &Parsed, totals: &Totals, out: &mut Vec<Anomaly>) {
 pub fn valid_nir(nir: &str) -> bool {
     let b = nir.as_bytes();
     b.len() == 13
-        && b.iter().enumerate().all(|(i, c)| c.is_ascii_digit() || (i == 6 && matches!(c, b'A' | b'B') && b[5] == b'2'))
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_digit() || (i == 6 && matches!(c, b'A' | b'B') && b[5] == b'2'))
 }
 
 const NIR: usize = 0;
@@ -130,7 +150,13 @@ const REGUL: usize = 10;
 
 /// L01, L02, L03, L06, L09, L10, L12 on one line.
 pub fn line(h: &Header, l: &Line, f: &LineFacts, rules: &Rules, out: &mut Vec<Anomaly>) {
-    let at = |i: usize| if f.field_lines[i] > 0 { f.field_lines[i] } else { l.xml_line };
+    let at = |i: usize| {
+        if f.field_lines[i] > 0 {
+            f.field_lines[i]
+        } else {
+            l.xml_line
+        }
+    };
     let present = |i: usize| f.present & (1 << i) != 0;
     let mut push = |code: Code, i: usize, msg: String| out.push(Anomaly::line(code, l.index, at(i), LINE_SEQ[i], msg));
 
@@ -140,14 +166,29 @@ pub fn line(h: &Header, l: &Line, f: &LineFacts, rules: &Rules, out: &mut Vec<An
         }
     }
     if present(PRST) && l.rf_prstpap != h.rf_prstpap {
-        push(Code::L01, PRST, format!("prestation « {} » différente de celle de l'en-tête « {} »", l.rf_prstpap, h.rf_prstpap));
+        push(
+            Code::L01,
+            PRST,
+            format!(
+                "prestation « {} » différente de celle de l'en-tête « {} »",
+                l.rf_prstpap, h.rf_prstpap
+            ),
+        );
     }
     if present(NIR) && !valid_nir(&l.nir_per) {
-        push(Code::L02, NIR, "le NIR doit compter 13 caractères : des chiffres (2A ou 2B en 6e-7e position pour la Corse)".into());
+        push(
+            Code::L02,
+            NIR,
+            "le NIR doit compter 13 caractères : des chiffres (2A ou 2B en 6e-7e position pour la Corse)".into(),
+        );
     }
     for (i, d, name) in [(DTD, f.dtd, "dtd-interv"), (DTF, f.dtf, "dtf-interv")] {
         if present(i) && !d.is_some_and(|d| d.plain && d.date.is_some()) {
-            push(Code::L03, i, format!("<{name}> doit être une date réelle au format AAAA-MM-JJ, sans fuseau horaire"));
+            push(
+                Code::L03,
+                i,
+                format!("<{name}> doit être une date réelle au format AAAA-MM-JJ, sans fuseau horaire"),
+            );
         }
     }
     let plain = |d: Option<super::facets::XsDate>| d.filter(|d| d.plain).and_then(|d| d.date);
@@ -158,25 +199,57 @@ pub fn line(h: &Header, l: &Line, f: &LineFacts, rules: &Rules, out: &mut Vec<An
     }
     if let Some(dtf) = plain(f.dtf) {
         if dtf > rules.today {
-            push(Code::L03, DTF, format!("fin d'intervention {dtf} postérieure au jour de réception {}", rules.today));
+            push(
+                Code::L03,
+                DTF,
+                format!(
+                    "fin d'intervention {dtf} postérieure au jour de réception {}",
+                    rules.today
+                ),
+            );
         }
     }
     if let Some(q) = l.nb_quant {
-        let max = rules.prestations.get(&l.rf_prstpap).or_else(|| rules.prestations.get(&h.rf_prstpap));
+        let max = rules
+            .prestations
+            .get(&l.rf_prstpap)
+            .or_else(|| rules.prestations.get(&h.rf_prstpap));
         if q <= Decimal::ZERO {
             push(Code::L06, NBQ, format!("quantité {q} : elle doit être positive"));
         } else if let Some(max) = max.filter(|m| q > **m) {
-            push(Code::L06, NBQ, format!("quantité {q} supérieure au maximum mensuel de {max} heures"));
+            push(
+                Code::L06,
+                NBQ,
+                format!("quantité {q} supérieure au maximum mensuel de {max} heures"),
+            );
         }
     }
     if l.mt_tu.is_some_and(|v| v != Decimal::ONE) {
-        push(Code::L09, MTTU, format!("tarif unitaire {} : indiquer 1 pour des heures", l.mt_tu.unwrap_or_default()));
+        push(
+            Code::L09,
+            MTTU,
+            format!(
+                "tarif unitaire {} : indiquer 1 pour des heures",
+                l.mt_tu.unwrap_or_default()
+            ),
+        );
     }
     if l.mt_total.is_some_and(|v| !v.is_zero()) {
-        push(Code::L09, MTTOTAL, format!("montant {} : indiquer 0 pour des heures", l.mt_total.unwrap_or_default()));
+        push(
+            Code::L09,
+            MTTOTAL,
+            format!(
+                "montant {} : indiquer 0 pour des heures",
+                l.mt_total.unwrap_or_default()
+            ),
+        );
     }
     if present(REGUL) && matches!(l.bo_regul.as_str(), "V" | "v") {
-        push(Code::L10, REGUL, "les régularisations (bo-regul V) ne sont pas acceptées".into());
+        push(
+            Code::L10,
+            REGUL,
+            "les régularisations (bo-regul V) ne sont pas acceptées".into(),
+        );
     }
 }
 

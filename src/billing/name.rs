@@ -63,7 +63,10 @@ pub fn check(file_name: &str, header: Option<&Header>, out: &mut Vec<Anomaly>) {
                     Code::F04,
                     None,
                     Some("rf-borfact"),
-                    format!("le nom du fichier « {stem} » diffère de rf-borfact « {} »", h.rf_borfact),
+                    format!(
+                        "le nom du fichier « {stem} » diffère de rf-borfact « {} »",
+                        h.rf_borfact
+                    ),
                 ));
             }
             let pre = format!("{}_", h.id_cram);
@@ -81,7 +84,10 @@ pub fn check(file_name: &str, header: Option<&Header>, out: &mut Vec<Anomaly>) {
                     Code::F04,
                     None,
                     None,
-                    format!("la date « {} » du nom n'est pas une date JJMMAA réelle", &stem[pre.len()..pre.len() + 6]),
+                    format!(
+                        "la date « {} » du nom n'est pas une date JJMMAA réelle",
+                        &stem[pre.len()..pre.len() + 6]
+                    ),
                 ));
             }
         }
@@ -134,7 +140,10 @@ mod tests {
         let mut h = header();
         h.rf_borfact = "03_310221_100_21999000".into();
         assert_eq!(codes("03_310221_100_21999000.xml", Some(&h)), [Code::F04]);
-        assert_eq!(codes("04_150521_100_21999000.xml", Some(&header())), [Code::F04, Code::F04]);
+        assert_eq!(
+            codes("04_150521_100_21999000.xml", Some(&header())),
+            [Code::F04, Code::F04]
+        );
         let mut h = header();
         h.id_site = "219990001234567".into();
         h.rf_borfact = "03_150521_100_219990001234567".into();

@@ -30,15 +30,31 @@ mod leaf;
 
 /// Children of `factbord`, in order. Index 5 (`factprest`) repeats, 0..n.
 const ROOT_SEQ: [&str; 9] = [
-    "rf-borfact", "log-fact", "id-cram", "id-site", "rf-prstpap", "factprest", "nb-ligbor", "mt-totamd",
+    "rf-borfact",
+    "log-fact",
+    "id-cram",
+    "id-site",
+    "rf-prstpap",
+    "factprest",
+    "nb-ligbor",
+    "mt-totamd",
     "mt-totprest",
 ];
 const FACTPREST: usize = 5;
 
 /// Children of `factprest`, in order, all required.
 pub const LINE_SEQ: [&str; 11] = [
-    "nir-per", "nom-per", "pn-per", "rf-prstpap", "id-prest", "dtd-interv", "dtf-interv", "nb-quant", "mt-tu",
-    "mt-total", "bo-regul",
+    "nir-per",
+    "nom-per",
+    "pn-per",
+    "rf-prstpap",
+    "id-prest",
+    "dtd-interv",
+    "dtf-interv",
+    "nb-quant",
+    "mt-tu",
+    "mt-total",
+    "bo-regul",
 ];
 
 /// `maxLength` of the string fields of the header (by ROOT_SEQ index).
@@ -104,7 +120,10 @@ enum Where {
     Root,
     Line,
     /// Inside a simple-typed element: in the root (`line == false`) or in a line.
-    Leaf { line: bool, idx: usize },
+    Leaf {
+        line: bool,
+        idx: usize,
+    },
     /// Inside an element that is reported and not read; depth below it.
     Skip(usize),
     Epilog,
@@ -142,7 +161,8 @@ pub fn parse<R: Read + 'static, S: LineSink>(reader: R, sink: &mut S) -> Parsed 
         Ok(x) => x,
         Err(e) => {
             let mut out = Parsed::default();
-            out.anomalies.push(Anomaly::file(Code::F01, Some(e.line), None, e.message));
+            out.anomalies
+                .push(Anomaly::file(Code::F01, Some(e.line), None, e.message));
             out.fatal = true;
             return out;
         }
@@ -169,7 +189,11 @@ pub fn parse<R: Read + 'static, S: LineSink>(reader: R, sink: &mut S) -> Parsed 
     };
     loop {
         let r = match lexer.next_token() {
-            Ok(Lexeme { token: Token::Eof, end_line, .. }) => {
+            Ok(Lexeme {
+                token: Token::Eof,
+                end_line,
+                ..
+            }) => {
                 st.end_of_file(end_line);
                 break;
             }
@@ -204,7 +228,9 @@ impl<S: LineSink> State<'_, S> {
     fn schema(&mut self, line: u64, field: Option<&str>, msg: String) {
         self.schema_errors += 1;
         if self.schema_errors <= MAX_SCHEMA_ANOMALIES {
-            self.out.anomalies.push(Anomaly::file(Code::F02, Some(line), field, msg));
+            self.out
+                .anomalies
+                .push(Anomaly::file(Code::F02, Some(line), field, msg));
         }
     }
 
@@ -233,7 +259,10 @@ impl<S: LineSink> State<'_, S> {
             Token::Ref { name, ch } => {
                 if matches!(self.at, Where::Prolog | Where::Epilog) {
                     let name = String::from_utf8_lossy(name);
-                    return fatal(line, format!("référence &{name}; en dehors de l'élément racine <factbord>"));
+                    return fatal(
+                        line,
+                        format!("référence &{name}; en dehors de l'élément racine <factbord>"),
+                    );
                 }
                 let mut b = [0u8; 4];
                 let s = ch.encode_utf8(&mut b);
@@ -261,7 +290,10 @@ impl<S: LineSink> State<'_, S> {
             return if empty { self.end(line) } else { Ok(()) };
         }
         if !xml::is_qname(name) {
-            return fatal(line, format!("nom d'élément invalide : <{}", String::from_utf8_lossy(name)));
+            return fatal(
+                line,
+                format!("nom d'élément invalide : <{}", String::from_utf8_lossy(name)),
+            );
         }
         self.depth += 1;
         if self.depth > MAX_DEPTH {
@@ -281,7 +313,11 @@ impl<S: LineSink> State<'_, S> {
             Where::Prolog => {
                 self.seen_root = true;
                 if local != Some(b"factbord".as_slice()) {
-                    self.schema(line, Some(shown), format!("l'élément racine doit être <factbord>, pas <{shown}>"));
+                    self.schema(
+                        line,
+                        Some(shown),
+                        format!("l'élément racine doit être <factbord>, pas <{shown}>"),
+                    );
                     self.enter_skip(Where::Epilog);
                 } else {
                     self.at = Where::Root;
@@ -292,7 +328,11 @@ impl<S: LineSink> State<'_, S> {
             Where::Line => self.start_in_line(local, shown, line),
             Where::Leaf { line: in_line, idx } => {
                 let parent = if in_line { LINE_SEQ[idx] } else { ROOT_SEQ[idx] };
-                self.schema(line, Some(parent), format!("élément <{shown}> non permis dans <{parent}> (valeur simple attendue)"));
+                self.schema(
+                    line,
+                    Some(parent),
+                    format!("élément <{shown}> non permis dans <{parent}> (valeur simple attendue)"),
+                );
                 // Reported here; the leaf's value is not checked further.
                 self.leaf_had_child = true;
                 self.at = Where::Skip(1);
@@ -319,7 +359,11 @@ impl<S: LineSink> State<'_, S> {
         };
         if k == FACTPREST {
             if self.root_pos > FACTPREST {
-                self.schema(line, Some(shown), "ligne <factprest> après la fin de fichier (nb-ligbor…)".into());
+                self.schema(
+                    line,
+                    Some(shown),
+                    "ligne <factprest> après la fin de fichier (nb-ligbor…)".into(),
+                );
             } else {
                 self.missing_root(self.root_pos, FACTPREST, line);
                 self.root_pos = FACTPREST;
@@ -333,7 +377,11 @@ impl<S: LineSink> State<'_, S> {
             return;
         }
         if k < self.root_pos || (k == self.root_pos && self.out.root_present & (1 << k) != 0) {
-            self.schema(line, Some(shown), format!("élément <{shown}> en double ou hors de l'ordre du cahier des charges"));
+            self.schema(
+                line,
+                Some(shown),
+                format!("élément <{shown}> en double ou hors de l'ordre du cahier des charges"),
+            );
             return self.enter_skip(Where::Root);
         }
         self.missing_root(self.root_pos, k, line);
@@ -348,7 +396,11 @@ impl<S: LineSink> State<'_, S> {
     fn missing_root(&mut self, from: usize, to: usize, line: u64) {
         for i in from..to {
             if i != FACTPREST && self.out.root_present & (1 << i) == 0 {
-                self.schema(line, Some(ROOT_SEQ[i]), format!("élément <{}> manquant dans <factbord>", ROOT_SEQ[i]));
+                self.schema(
+                    line,
+                    Some(ROOT_SEQ[i]),
+                    format!("élément <{}> manquant dans <factbord>", ROOT_SEQ[i]),
+                );
             }
         }
     }
@@ -362,12 +414,27 @@ impl<S: LineSink> State<'_, S> {
             local.and_then(|n| LINE_SEQ.iter().position(|s| s.as_bytes() == n))
         };
         let Some(k) = k.filter(|&k| k >= self.line_pos) else {
-            let what = if k.is_some() { "en double ou hors de l'ordre du cahier des charges" } else { "inconnu" };
-            self.schema(line, Some(shown), format!("élément <{shown}> {what} dans <factprest> n° {}", self.line.index));
+            let what = if k.is_some() {
+                "en double ou hors de l'ordre du cahier des charges"
+            } else {
+                "inconnu"
+            };
+            self.schema(
+                line,
+                Some(shown),
+                format!("élément <{shown}> {what} dans <factprest> n° {}", self.line.index),
+            );
             return self.enter_skip(Where::Line);
         };
         for i in self.line_pos..k {
-            self.schema(line, Some(LINE_SEQ[i]), format!("élément <{}> manquant dans <factprest> n° {}", LINE_SEQ[i], self.line.index));
+            self.schema(
+                line,
+                Some(LINE_SEQ[i]),
+                format!(
+                    "élément <{}> manquant dans <factprest> n° {}",
+                    LINE_SEQ[i], self.line.index
+                ),
+            );
         }
         self.line_pos = k + 1;
         self.enter_leaf(true, k, line);
@@ -395,7 +462,14 @@ impl<S: LineSink> State<'_, S> {
             }
             Where::Line => {
                 for i in self.line_pos..LINE_SEQ.len() {
-                    self.schema(line, Some(LINE_SEQ[i]), format!("élément <{}> manquant dans <factprest> n° {}", LINE_SEQ[i], self.line.index));
+                    self.schema(
+                        line,
+                        Some(LINE_SEQ[i]),
+                        format!(
+                            "élément <{}> manquant dans <factprest> n° {}",
+                            LINE_SEQ[i], self.line.index
+                        ),
+                    );
                 }
                 self.sink.line(&self.line, &self.facts);
                 self.at = Where::Root;
@@ -428,9 +502,17 @@ impl<S: LineSink> State<'_, S> {
                 // libxml2 refuses any CDATA section in element-only content,
                 // even a blank one: side with it (the reference validator).
                 if cdata || !blank {
-                    let parent = if self.at == Where::Root { "factbord" } else { "factprest" };
+                    let parent = if self.at == Where::Root {
+                        "factbord"
+                    } else {
+                        "factprest"
+                    };
                     let what = if cdata { "section CDATA" } else { "texte" };
-                    self.schema(line, Some(parent), format!("{what} non permis entre les éléments de <{parent}>"));
+                    self.schema(
+                        line,
+                        Some(parent),
+                        format!("{what} non permis entre les éléments de <{parent}>"),
+                    );
                 }
                 Ok(())
             }
@@ -446,10 +528,20 @@ impl<S: LineSink> State<'_, S> {
 
     fn end_of_file(&mut self, line: u64) {
         if !self.seen_root {
-            self.out.anomalies.push(Anomaly::file(Code::F01, Some(line), None, "aucun élément racine : fichier vide ou sans XML"));
+            self.out.anomalies.push(Anomaly::file(
+                Code::F01,
+                Some(line),
+                None,
+                "aucun élément racine : fichier vide ou sans XML",
+            ));
             self.out.fatal = true;
         } else if self.depth > 0 {
-            self.out.anomalies.push(Anomaly::file(Code::F01, Some(line), None, "fin de fichier avant la fermeture de </factbord>"));
+            self.out.anomalies.push(Anomaly::file(
+                Code::F01,
+                Some(line),
+                None,
+                "fin de fichier avant la fermeture de </factbord>",
+            ));
             self.out.fatal = true;
         }
     }

@@ -60,7 +60,11 @@ pub fn write_human(out: &mut impl Write, v: &FileVerdict) -> std::io::Result<()>
         v.verdict.label_fr(),
         v.lines,
         v.accepted_lines,
-        if v.verdict == Verdict::Rejected { v.lines } else { rejected_lines },
+        if v.verdict == Verdict::Rejected {
+            v.lines
+        } else {
+            rejected_lines
+        },
         v.anomalies.len()
     )?;
     for a in &v.anomalies {
@@ -74,7 +78,14 @@ pub fn write_human(out: &mut impl Write, v: &FileVerdict) -> std::io::Result<()>
         if let Some(f) = &a.field {
             place.push(format!("<{f}>"));
         }
-        writeln!(out, "  {} [{}] {} : {}", a.code, place.join(", "), a.code.title_fr(), a.message)?;
+        writeln!(
+            out,
+            "  {} [{}] {} : {}",
+            a.code,
+            place.join(", "),
+            a.code.title_fr(),
+            a.message
+        )?;
     }
     Ok(())
 }

@@ -32,7 +32,11 @@ pub enum Outcome {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "ppas-gateway", version, about = "File-exchange gateway between a caisse and its home-care providers")]
+#[command(
+    name = "ppas-gateway",
+    version,
+    about = "File-exchange gateway between a caisse and its home-care providers"
+)]
 pub struct Cli {
     /// Configuration file (TOML). Missing default file: the embedded default.
     #[arg(long, global = true, value_name = "PATH")]

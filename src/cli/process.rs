@@ -28,7 +28,11 @@ pub fn run(ctx: &Ctx, a: &ProcessArgs) -> anyhow::Result<Outcome> {
             s.failed
         );
     }
-    Ok(if s.all_accepted() { Outcome::Ok } else { Outcome::Anomalies })
+    Ok(if s.all_accepted() {
+        Outcome::Ok
+    } else {
+        Outcome::Anomalies
+    })
 }
 
 /// `validate [--json] [--provider P] FILE...`: every control against the
@@ -48,7 +52,10 @@ pub fn run_job(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Outcome> {
     match a.job.as_str() {
         "mail" => {
             let s = crate::mail::deliver::run_job(&ctx.cfg, &ctx.clock)?;
-            println!("e-mails : {} envoyé(s), {} à réessayer, {} abandonné(s), {} différé(s)", s.sent, s.retried, s.abandoned, s.deferred);
+            println!(
+                "e-mails : {} envoyé(s), {} à réessayer, {} abandonné(s), {} différé(s)",
+                s.sent, s.retried, s.abandoned, s.deferred
+            );
             Ok(Outcome::Ok)
         }
         "invoice-threshold" | "invoice-weekly" | "relances" | "bordereaux" | "purge" => {

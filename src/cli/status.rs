@@ -81,7 +81,8 @@ pub fn gather(conn: &mut Connection, ctx: &Ctx) -> Result<Status> {
     let inbound = inbound_counts(&crate::spool::Spool::new(&ctx.cfg.paths.spool).inbound())?;
     let tx = conn.transaction().context("cannot read the database")?;
     let count = |sql: &str| -> Result<i64> {
-        tx.query_row(sql, [], |r| r.get(0)).with_context(|| format!("status query {sql:?}"))
+        tx.query_row(sql, [], |r| r.get(0))
+            .with_context(|| format!("status query {sql:?}"))
     };
     let schema_version = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let in_flight_received = count("SELECT COUNT(*) FROM received_files WHERE state = 'received'")?;
@@ -112,7 +113,11 @@ pub fn gather(conn: &mut Connection, ctx: &Ctx) -> Result<Status> {
     let mut stmt = tx.prepare("SELECT at, worker, message FROM errors ORDER BY id DESC LIMIT ?1")?;
     let last_errors = stmt
         .query_map([RECENT], |r| {
-            Ok(ErrorLine { at: paris(&r.get::<_, String>(0)?), worker: r.get(1)?, message: r.get(2)? })
+            Ok(ErrorLine {
+                at: paris(&r.get::<_, String>(0)?),
+                worker: r.get(1)?,
+                message: r.get(2)?,
+            })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()
         .context("cannot read the last errors")?;
@@ -139,7 +144,12 @@ pub fn gather(conn: &mut Connection, ctx: &Ctx) -> Result<Status> {
 /// A stored RFC 3339 instant shown in Europe/Paris; anything else as stored.
 fn paris(t: &str) -> String {
     DateTime::parse_from_rfc3339(t)
-        .map(|d| d.with_timezone(&Utc).with_timezone(&Paris).format("%Y-%m-%d %H:%M:%S").to_string())
+        .map(|d| {
+            d.with_timezone(&Utc)
+                .with_timezone(&Paris)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
         .unwrap_or_else(|_| t.to_string())
 }
 
@@ -154,14 +164,21 @@ fn inbound_counts(inbound: &Path) -> Result<BTreeMap<String, usize>> {
     for p in providers {
         let p = p.with_context(|| format!("cannot list {}", inbound.display()))?;
         let name = p.file_name().to_string_lossy().into_owned();
-        if crate::spool::is_temp_name(&name) || !p.file_type().with_context(|| format!("cannot stat {}", p.path().display()))?.is_dir() {
+        if crate::spool::is_temp_name(&name)
+            || !p
+                .file_type()
+                .with_context(|| format!("cannot stat {}", p.path().display()))?
+                .is_dir()
+        {
             continue;
         }
         let dir = p.path();
         let mut n = 0;
         for f in std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
             let f = f.with_context(|| format!("cannot list {}", dir.display()))?;
-            let file_type = f.file_type().with_context(|| format!("cannot stat {}", f.path().display()))?;
+            let file_type = f
+                .file_type()
+                .with_context(|| format!("cannot stat {}", f.path().display()))?;
             if file_type.is_file() && !crate::spool::is_temp_name(&f.file_name().to_string_lossy()) {
                 n += 1;
             }
@@ -173,16 +190,38 @@ fn inbound_counts(inbound: &Path) -> Result<BTreeMap<String, usize>> {
 
 /// The screen an operator reads.
 pub fn write_human(out: &mut impl Write, s: &Status) -> std::io::Result<()> {
-    let clean = |t: &str| t.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>();
-    writeln!(out, "database        {} (schema version {}, this binary knows {})", s.database, s.schema_version, s.schema_version_known)?;
+    let clean = |t: &str| {
+        t.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect::<String>()
+    };
+    writeln!(
+        out,
+        "database        {} (schema version {}, this binary knows {})",
+        s.database, s.schema_version, s.schema_version_known
+    )?;
     writeln!(out, "inbound waiting {}", s.inbound_total)?;
     for (provider, n) in s.inbound.iter().filter(|(_, n)| **n > 0) {
         writeln!(out, "  {:<24} {n}", clean(provider))?;
     }
-    writeln!(out, "in flight       {} ({} received, {} decided)", s.in_flight_received + s.in_flight_decided, s.in_flight_received, s.in_flight_decided)?;
+    writeln!(
+        out,
+        "in flight       {} ({} received, {} decided)",
+        s.in_flight_received + s.in_flight_decided,
+        s.in_flight_received,
+        s.in_flight_decided
+    )?;
     writeln!(out, "outputs owed    {}", s.outputs_owed)?;
-    let next = s.mail_next_attempt_at.as_deref().map(|t| format!(" (next attempt {t})")).unwrap_or_default();
-    writeln!(out, "mail            {} pending, {} failed{next}", s.mail_pending, s.mail_failed)?;
+    let next = s
+        .mail_next_attempt_at
+        .as_deref()
+        .map(|t| format!(" (next attempt {t})"))
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "mail            {} pending, {} failed{next}",
+        s.mail_pending, s.mail_failed
+    )?;
     writeln!(out, "last files processed")?;
     if s.last_files.is_empty() {
         writeln!(out, "  (none)")?;

@@ -22,12 +22,24 @@ pub fn run(ctx: &Ctx, cmd: UserCommand) -> Result<Outcome> {
     let mut conn = crate::store::open(&ctx.cfg.paths.database)?;
     let now = ctx.clock.now();
     match cmd {
-        UserCommand::Add { provider, login, email, key, admin } => {
+        UserCommand::Add {
+            provider,
+            login,
+            email,
+            key,
+            admin,
+        } => {
             let key_text = key.as_deref().map(read_key_file).transpose()?;
             let added = accounts::add_user(
                 &mut conn,
                 now,
-                &NewUser { provider: &provider, login: &login, email: &email, key: key_text.as_deref(), admin },
+                &NewUser {
+                    provider: &provider,
+                    login: &login,
+                    email: &email,
+                    key: key_text.as_deref(),
+                    admin,
+                },
             )?;
             let role = if added.admin { "administrator" } else { "user" };
             match &added.key {
@@ -120,7 +132,10 @@ fn read_password(login: &str) -> Result<String> {
         None
     };
     let mut line = String::new();
-    let n = stdin.lock().read_line(&mut line).context("cannot read the password from standard input")?;
+    let n = stdin
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
     if tty {
         eprintln!();
     }
@@ -179,7 +194,13 @@ mod tests {
         }];
         let t = table(&rows);
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines[0], "LOGIN  PROVIDER  EMAIL              ADMIN  DISABLED  KEYS  PASSWORD");
-        assert_eq!(lines[1], "alice  saad1     alice@example.org  yes    no        2     no");
+        assert_eq!(
+            lines[0],
+            "LOGIN  PROVIDER  EMAIL              ADMIN  DISABLED  KEYS  PASSWORD"
+        );
+        assert_eq!(
+            lines[1],
+            "alice  saad1     alice@example.org  yes    no        2     no"
+        );
     }
 }

@@ -56,7 +56,11 @@ pub type Arriving = Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
 /// (relative or absolute) the spool path was written in.
 pub fn arriving_key(path: &std::path::Path) -> String {
     let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-    let provider = path.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy()).unwrap_or_default();
+    let provider = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     format!("{provider}/{name}")
 }
 
@@ -109,7 +113,11 @@ async fn run(config_path: Option<PathBuf>, cfg: Config, clock: Clock, pipeline: 
                     let _ = tx.send(Work::Rescan);
                 }
                 for p in intake::ready_paths(&ev) {
-                    let _ = tx.send(if p.starts_with(&caisse) { Work::Rescan } else { Work::File(p, Channel::Depot) });
+                    let _ = tx.send(if p.starts_with(&caisse) {
+                        Work::Rescan
+                    } else {
+                        Work::File(p, Channel::Depot)
+                    });
                 }
                 for dir in intake::new_folders(&ev) {
                     if !dir.starts_with(&caisse) {
@@ -166,12 +174,16 @@ async fn run(config_path: Option<PathBuf>, cfg: Config, clock: Clock, pipeline: 
         Ok(Ok(Ok(()))) => tracing::info!("processor stopped"),
         _ => tracing::warn!("processor did not stop in time; the file in hand will be finished at next start"),
     }
-    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(200));
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(200));
     if tokio::time::timeout(left, mail).await.is_err() {
         tracing::warn!("mail worker did not stop in time");
     }
     if let Some(s) = sftp {
-        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(200));
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(200));
         if tokio::time::timeout(left, s).await.is_err() {
             tracing::warn!("SFTP server did not stop in time");
         }
@@ -192,7 +204,10 @@ fn reload(path: Option<&std::path::Path>, running: &Config, work: &mpsc::Sender<
             let _ = work.send(Work::Reload(Box::new(new)));
             tracing::info!("SIGHUP: configuration reloaded");
         }
-        Err(e) => tracing::error!(error = format!("{e:#}"), "SIGHUP: configuration refused, keeping the running one"),
+        Err(e) => tracing::error!(
+            error = format!("{e:#}"),
+            "SIGHUP: configuration refused, keeping the running one"
+        ),
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 }
@@ -277,7 +292,10 @@ fn rescan_once(p: &mut Pipeline, settle: &mut Settle, arriving: &Arriving) -> Re
 /// Processes one file; an error or even a bug in the pipeline is logged and
 /// counted, never fatal to the daemon (the file is retried at next rescan).
 fn process_guarded(p: &mut Pipeline, path: &std::path::Path, channel: Channel, arriving: &Arriving) {
-    let by_sftp = arriving.lock().map(|mut s| s.remove(&arriving_key(path))).unwrap_or(false);
+    let by_sftp = arriving
+        .lock()
+        .map(|mut s| s.remove(&arriving_key(path)))
+        .unwrap_or(false);
     let channel = if by_sftp { Channel::Sftp } else { channel };
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.process_file(path, channel)));
     let msg = match r {

@@ -21,7 +21,10 @@ struct DbAccounts {
 
 impl AccountSource for DbAccounts {
     fn lookup(&self, login: &str) -> Result<Option<SftpAccount>> {
-        let conn = self.conn.lock().map_err(|_| anyhow::anyhow!("account store poisoned"))?;
+        let conn = self
+            .conn
+            .lock()
+            .map_err(|_| anyhow::anyhow!("account store poisoned"))?;
         Ok(crate::accounts::find_login(&conn, login)?.map(|a| SftpAccount {
             login: a.login,
             provider: a.provider,
@@ -81,8 +84,15 @@ pub async fn start(
 ) -> Result<tokio::task::JoinHandle<()>> {
     let cfg = cfg.clone();
     let server = tokio::task::spawn_blocking(move || -> Result<SftpServer> {
-        let accounts = Arc::new(DbAccounts { conn: Mutex::new(crate::store::open(&cfg.paths.database)?) });
-        let events = Arc::new(Events { work, arriving, conn: Mutex::new(crate::store::open(&cfg.paths.database)?), clock });
+        let accounts = Arc::new(DbAccounts {
+            conn: Mutex::new(crate::store::open(&cfg.paths.database)?),
+        });
+        let events = Arc::new(Events {
+            work,
+            arriving,
+            conn: Mutex::new(crate::store::open(&cfg.paths.database)?),
+            clock,
+        });
         SftpServer::new(&cfg, accounts, events)
     })
     .await

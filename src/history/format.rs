@@ -74,7 +74,9 @@ pub struct Table {
 
 impl Default for Table {
     fn default() -> Table {
-        Table { widths: TABLE_COLUMNS.map(|t| t.chars().count()) }
+        Table {
+            widths: TABLE_COLUMNS.map(|t| t.chars().count()),
+        }
     }
 }
 
@@ -119,7 +121,12 @@ impl Table {
 
 /// The cells of one table line ("-" for an absent value).
 fn table_cells(r: &Row) -> [String; 9] {
-    let dash = |v: &Option<String>| v.as_deref().map(one_line).map(Cow::into_owned).unwrap_or_else(|| "-".into());
+    let dash = |v: &Option<String>| {
+        v.as_deref()
+            .map(one_line)
+            .map(Cow::into_owned)
+            .unwrap_or_else(|| "-".into())
+    };
     [
         local_time(r),
         r.period(),
@@ -229,7 +236,9 @@ mod tests {
     fn row(comment: &str, provider: Option<&str>) -> Row {
         Row {
             id: 1,
-            at: DateTime::parse_from_rfc3339("2026-07-01T08:30:00Z").unwrap().with_timezone(&Utc),
+            at: DateTime::parse_from_rfc3339("2026-07-01T08:30:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
             kind: "processed".into(),
             regime: Some("Régime général".into()),
             id_cram: Some("04".into()),
@@ -247,7 +256,10 @@ mod tests {
 
     #[test]
     fn table_aligns_columns_and_neutralises_controls() {
-        let rows = [row("fichier \u{1b}[31mrouge\nsuite", Some("saad21")), row("court", None)];
+        let rows = [
+            row("fichier \u{1b}[31mrouge\nsuite", Some("saad21")),
+            row("court", None),
+        ];
         let mut out = Vec::new();
         write_table(&mut out, &rows).unwrap();
         let text = String::from_utf8(out).unwrap();
@@ -256,11 +268,18 @@ mod tests {
         let titles: Vec<&str> = lines[0].split("  ").map(str::trim).filter(|t| !t.is_empty()).collect();
         assert_eq!(titles, TABLE_COLUMNS, "{text}");
         assert!(!text.contains('\u{1b}'), "no escape reaches the terminal");
-        assert!(lines[2].starts_with("2026-07-01 10:30:00  2026-07  Régime général  04"), "summer time: {text}");
+        assert!(
+            lines[2].starts_with("2026-07-01 10:30:00  2026-07  Régime général  04"),
+            "summer time: {text}"
+        );
         assert!(lines[2].ends_with("fichier  [31mrouge suite"), "{text}");
         // The comment column starts at the same place on every line.
         let col = |l: &str, comment: &str| l.chars().count() - comment.chars().count();
-        assert_eq!(col(lines[2], "fichier  [31mrouge suite"), col(lines[3], "court"), "{text}");
+        assert_eq!(
+            col(lines[2], "fichier  [31mrouge suite"),
+            col(lines[3], "court"),
+            "{text}"
+        );
         assert_eq!(col(lines[0], "commentaire"), col(lines[3], "court"), "{text}");
         assert!(lines[3].contains("  -  "), "an absent provider shows as -: {text}");
     }
@@ -280,13 +299,20 @@ mod tests {
     fn csv_has_bom_semicolons_crlf_and_guards_formulas() {
         let mut buf = Vec::new();
         let mut w = CsvOut::new(&mut buf).unwrap();
-        w.row(&row("=HYPERLINK(\"http://x\";\"clic\")", Some("@saad")), &caisses()).unwrap();
+        w.row(&row("=HYPERLINK(\"http://x\";\"clic\")", Some("@saad")), &caisses())
+            .unwrap();
         w.row(&row("-1 ligne\r\nrejetée", Some("saad21")), &caisses()).unwrap();
         w.finish().unwrap();
         assert!(buf.starts_with("\u{FEFF}".as_bytes()));
         let text = std::str::from_utf8(&buf[3..]).unwrap();
-        assert!(text.contains("\r\n") && !text.replace("\r\n", "").contains('\n'), "{text:?}");
-        let mut r = csv::ReaderBuilder::new().delimiter(b';').has_headers(false).from_reader(text.as_bytes());
+        assert!(
+            text.contains("\r\n") && !text.replace("\r\n", "").contains('\n'),
+            "{text:?}"
+        );
+        let mut r = csv::ReaderBuilder::new()
+            .delimiter(b';')
+            .has_headers(false)
+            .from_reader(text.as_bytes());
         let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
         assert_eq!(rows[0].iter().collect::<Vec<_>>(), CSV_COLUMNS);
         assert_eq!(&rows[1][10], "'=HYPERLINK(\"http://x\";\"clic\")");

@@ -93,7 +93,9 @@ pub fn parse_day(option: &str, value: &str) -> Result<NaiveDate> {
 /// offset at 02:00/03:00, so midnight always exists and is never doubled;
 /// `earliest()` keeps this total anyway.
 fn paris_midnight(day: NaiveDate) -> Result<DateTime<Utc>> {
-    let midnight = day.and_hms_opt(0, 0, 0).with_context(|| format!("no midnight on {day}"))?;
+    let midnight = day
+        .and_hms_opt(0, 0, 0)
+        .with_context(|| format!("no midnight on {day}"))?;
     let local = Paris
         .from_local_datetime(&midnight)
         .earliest()
@@ -150,8 +152,11 @@ pub fn open_read_only(path: &Path) -> Result<Connection> {
             path.display()
         );
     }
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .with_context(|| format!("cannot open database {} for reading", path.display()))?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("cannot open database {} for reading", path.display()))?;
     conn.pragma_update(None, "query_only", true)
         .with_context(|| format!("database {}", path.display()))?;
     conn.busy_timeout(Duration::from_secs(30))?;
@@ -223,7 +228,11 @@ fn select(f: &Filter) -> Result<(String, Vec<String>)> {
          FROM history WHERE at >= ?1 AND at < ?2",
     );
     let mut args: Vec<String> = vec![stored(start), stored(end)];
-    for (column, value) in [("provider", &f.provider), ("convention", &f.convention), ("interface", &f.interface)] {
+    for (column, value) in [
+        ("provider", &f.provider),
+        ("convention", &f.convention),
+        ("interface", &f.interface),
+    ] {
         if let Some(v) = value {
             args.push(v.clone());
             sql.push_str(&format!(" AND {column} = ?{}", args.len()));
@@ -289,7 +298,10 @@ mod tests {
     #[test]
     fn a_reversed_period_is_refused() {
         let e = Filter::period(day("2026-11-02"), day("2026-11-01")).unwrap_err();
-        assert!(format!("{e}").contains("--to 01/11/2026 is before --from 02/11/2026"), "{e}");
+        assert!(
+            format!("{e}").contains("--to 01/11/2026 is before --from 02/11/2026"),
+            "{e}"
+        );
         assert!(Filter::period(day("2026-11-02"), day("2026-11-02")).is_ok());
     }
 
@@ -297,9 +309,15 @@ mod tests {
     fn paris_days_become_utc_bounds_across_dst() {
         // Winter (UTC+1) and summer (UTC+2), and a period spanning the change.
         let f = Filter::period(day("2026-11-02"), day("2026-11-02")).unwrap();
-        assert_eq!(f.utc_bounds().unwrap(), (at("2026-11-01T23:00:00Z"), at("2026-11-02T23:00:00Z")));
+        assert_eq!(
+            f.utc_bounds().unwrap(),
+            (at("2026-11-01T23:00:00Z"), at("2026-11-02T23:00:00Z"))
+        );
         let f = Filter::period(day("2026-07-14"), day("2026-07-14")).unwrap();
-        assert_eq!(f.utc_bounds().unwrap(), (at("2026-07-13T22:00:00Z"), at("2026-07-14T22:00:00Z")));
+        assert_eq!(
+            f.utc_bounds().unwrap(),
+            (at("2026-07-13T22:00:00Z"), at("2026-07-14T22:00:00Z"))
+        );
         let f = Filter::period(day("2026-10-25"), day("2026-10-25")).unwrap();
         let (s, e) = f.utc_bounds().unwrap();
         assert_eq!((e - s).num_hours(), 25, "the autumn change day lasts 25 hours");
@@ -311,11 +329,41 @@ mod tests {
     #[test]
     fn period_is_inclusive_in_paris_time_and_filters_combine() {
         let c = crate::store::open_in_memory().unwrap();
-        add(&c, "2026-10-31T22:59:59Z", "saad21", "facturation", "before: 31/10 23:59:59 Paris");
-        add(&c, "2026-10-31T23:00:00Z", "saad21", "facturation", "first second of 01/11 Paris");
-        add(&c, "2026-11-15T10:00:00Z", "ergo62", "attestations", "Dépôt ÉCHEC réseau");
-        add(&c, "2026-11-30T22:59:59Z", "saad21", "sftp", "last second of 30/11 Paris");
-        add(&c, "2026-11-30T23:00:00Z", "saad21", "facturation", "after: 01/12 Paris");
+        add(
+            &c,
+            "2026-10-31T22:59:59Z",
+            "saad21",
+            "facturation",
+            "before: 31/10 23:59:59 Paris",
+        );
+        add(
+            &c,
+            "2026-10-31T23:00:00Z",
+            "saad21",
+            "facturation",
+            "first second of 01/11 Paris",
+        );
+        add(
+            &c,
+            "2026-11-15T10:00:00Z",
+            "ergo62",
+            "attestations",
+            "Dépôt ÉCHEC réseau",
+        );
+        add(
+            &c,
+            "2026-11-30T22:59:59Z",
+            "saad21",
+            "sftp",
+            "last second of 30/11 Paris",
+        );
+        add(
+            &c,
+            "2026-11-30T23:00:00Z",
+            "saad21",
+            "facturation",
+            "after: 01/12 Paris",
+        );
 
         let mut f = Filter::period(day("01/11/2026"), day("2026-11-30")).unwrap();
         f.order = Order::Asc;
@@ -323,11 +371,22 @@ mod tests {
         let comments: Vec<_> = rows.iter().map(|r| r.comment.as_str()).collect();
         assert_eq!(
             comments,
-            ["first second of 01/11 Paris", "Dépôt ÉCHEC réseau", "last second of 30/11 Paris"]
+            [
+                "first second of 01/11 Paris",
+                "Dépôt ÉCHEC réseau",
+                "last second of 30/11 Paris"
+            ]
         );
         assert_eq!(rows[0].period(), "2026-11");
-        assert_eq!(rows[0].local().format("%Y-%m-%d %H:%M:%S").to_string(), "2026-11-01 00:00:00");
-        assert_eq!(rows[0].regime.as_deref(), Some("Régime général"), "derived from id-cram 04");
+        assert_eq!(
+            rows[0].local().format("%Y-%m-%d %H:%M:%S").to_string(),
+            "2026-11-01 00:00:00"
+        );
+        assert_eq!(
+            rows[0].regime.as_deref(),
+            Some("Régime général"),
+            "derived from id-cram 04"
+        );
 
         f.order = Order::Desc;
         let desc: Vec<_> = collect(&c, &f).unwrap().into_iter().map(|r| r.id).collect();
@@ -359,10 +418,27 @@ mod tests {
         record(
             &c,
             at("2026-11-02T09:00:00Z"),
-            &Entry { kind: "job", regime: Some("Régime agricole"), id_cram: Some("04"), application: "habitat", interface: "jobs", ..Default::default() },
+            &Entry {
+                kind: "job",
+                regime: Some("Régime agricole"),
+                id_cram: Some("04"),
+                application: "habitat",
+                interface: "jobs",
+                ..Default::default()
+            },
         )
         .unwrap();
-        record(&c, at("2026-11-02T09:00:00Z"), &Entry { kind: "job", application: "habitat", interface: "jobs", ..Default::default() }).unwrap();
+        record(
+            &c,
+            at("2026-11-02T09:00:00Z"),
+            &Entry {
+                kind: "job",
+                application: "habitat",
+                interface: "jobs",
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let f = Filter::period(day("2026-11-02"), day("2026-11-02")).unwrap();
         let rows = collect(&c, &f).unwrap();
         assert_eq!(rows[0].regime, None, "no régime, no caisse: nothing to derive");
@@ -373,7 +449,9 @@ mod tests {
     fn plan(c: &Connection, f: &Filter) -> String {
         let (sql, args) = select(f).unwrap();
         let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, String>(3)).unwrap();
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, String>(3))
+            .unwrap();
         rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
     }
 
@@ -383,11 +461,19 @@ mod tests {
         let mut f = Filter::period(day("2026-05-01"), day("2026-10-31")).unwrap();
         assert!(plan(&c, &f).contains("USING INDEX history_at"), "{}", plan(&c, &f));
         f.provider = Some("saad21".into());
-        assert!(plan(&c, &f).contains("USING INDEX history_provider_at"), "{}", plan(&c, &f));
+        assert!(
+            plan(&c, &f).contains("USING INDEX history_provider_at"),
+            "{}",
+            plan(&c, &f)
+        );
         f.provider = None;
         f.convention = Some("62739900".into());
         f.order = Order::Asc;
-        assert!(plan(&c, &f).contains("USING INDEX history_convention_at"), "{}", plan(&c, &f));
+        assert!(
+            plan(&c, &f).contains("USING INDEX history_convention_at"),
+            "{}",
+            plan(&c, &f)
+        );
         assert!(!plan(&c, &f).contains("TEMP B-TREE"), "{}", plan(&c, &f));
     }
 

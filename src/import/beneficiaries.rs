@@ -58,9 +58,17 @@ pub(super) fn import(tx: &Connection, ctx: &Ctx<'_>) -> Result<ImportSummary, Im
     let mut recs = Vec::with_capacity(t.rows.len());
     let mut keys: HashMap<(String, String, String, String, chrono::NaiveDate), u64> = HashMap::new();
     for row in &t.rows {
-        let Some(r) = check_row(row, ctx, &sites, &mut errors) else { continue };
+        let Some(r) = check_row(row, ctx, &sites, &mut errors) else {
+            continue;
+        };
         let first = *keys
-            .entry((r.id_cram.clone(), r.site.clone(), r.nir.clone(), r.prestation.clone(), r.debut))
+            .entry((
+                r.id_cram.clone(),
+                r.site.clone(),
+                r.nir.clone(),
+                r.prestation.clone(),
+                r.debut,
+            ))
             .or_insert(r.line);
         if first != r.line {
             errors.push(RowError::row(
@@ -98,12 +106,18 @@ fn check_row(
     let before = errors.len();
     let line = row.line;
     let mut push = |i: usize, reason: String| errors.push(RowError::cell(line, COLUMNS[i], reason));
-    let id_cram = fields::known(row.get(0), &ctx.cfg.billing.caisses, "caisse id-cram").map_err(|e| push(0, e)).ok();
-    let site = fields::code(row.get(1), super::providers::SITE_MAX).map_err(|e| push(1, e)).ok();
+    let id_cram = fields::known(row.get(0), &ctx.cfg.billing.caisses, "caisse id-cram")
+        .map_err(|e| push(0, e))
+        .ok();
+    let site = fields::code(row.get(1), super::providers::SITE_MAX)
+        .map_err(|e| push(1, e))
+        .ok();
     let nir = fields::nir(row.get(2)).map_err(|e| push(2, e)).ok();
     let nom = fields::text(row.get(3), NOM_MAX).map_err(|e| push(3, e)).ok();
     let pn = fields::text(row.get(4), PN_MAX).map_err(|e| push(4, e)).ok();
-    let prestation = fields::known(row.get(5), &ctx.cfg.billing.prestations, "prestation").map_err(|e| push(5, e)).ok();
+    let prestation = fields::known(row.get(5), &ctx.cfg.billing.prestations, "prestation")
+        .map_err(|e| push(5, e))
+        .ok();
     let debut = fields::date(row.get(6)).map_err(|e| push(6, e)).ok();
     let fin = fields::date(row.get(7)).map_err(|e| push(7, e)).ok();
     let total = fields::decimal(row.get(8)).map_err(|e| push(8, e)).ok();
@@ -120,7 +134,10 @@ fn check_row(
     }
     if let (Some(c), Some(s)) = (&id_cram, &site) {
         if !sites.contains_key(&(c.clone(), s.clone())) {
-            push(1, format!("site {s} has no validated convention with caisse {c} (import the provider first)"));
+            push(
+                1,
+                format!("site {s} has no validated convention with caisse {c} (import the provider first)"),
+            );
         }
     }
     if errors.len() > before {
@@ -186,7 +203,12 @@ fn apply(
             new += 1;
         }
     }
-    let summary = ImportSummary { kind: ctx.kind, rows: recs.len(), new, updated };
+    let summary = ImportSummary {
+        kind: ctx.kind,
+        rows: recs.len(),
+        new,
+        updated,
+    };
     let providers: HashSet<&str> = recs
         .iter()
         .filter_map(|r| sites.get(&(r.id_cram.clone(), r.site.clone())).map(String::as_str))

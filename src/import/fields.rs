@@ -29,7 +29,9 @@ pub fn required(v: &str) -> Result<&str, Reason> {
 pub fn login(v: &str) -> Result<String, Reason> {
     required(v)?;
     if !v.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(format!("{v:?} must contain only ASCII letters and digits (no accent, space or sign)"));
+        return Err(format!(
+            "{v:?} must contain only ASCII letters and digits (no accent, space or sign)"
+        ));
     }
     if v.len() > LOGIN_MAX {
         return Err(format!("{v:?} is longer than {LOGIN_MAX} characters"));
@@ -78,17 +80,15 @@ pub fn telephone(v: &str) -> Result<String, Reason> {
     required(v)?;
     let b = v.as_bytes();
     let ok = b.len() == 14
-        && b.iter().enumerate().all(|(i, c)| {
-            if i % 3 == 2 {
-                *c == b' '
-            } else {
-                c.is_ascii_digit()
-            }
-        });
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| if i % 3 == 2 { *c == b' ' } else { c.is_ascii_digit() });
     if ok {
         Ok(v.to_string())
     } else {
-        Err(format!("{v:?} must be written nn nn nn nn nn (ten digits in pairs separated by one space)"))
+        Err(format!(
+            "{v:?} must be written nn nn nn nn nn (ten digits in pairs separated by one space)"
+        ))
     }
 }
 
@@ -112,7 +112,9 @@ pub fn siret(v: &str) -> Result<String, Reason> {
     if ok {
         Ok(v.to_string())
     } else if v.starts_with(LA_POSTE_SIREN) {
-        Err(format!("{v:?} is not a SIRET of La Poste (digit sum not divisible by 5)"))
+        Err(format!(
+            "{v:?} is not a SIRET of La Poste (digit sum not divisible by 5)"
+        ))
     } else {
         Err(format!("{v:?} fails the SIRET check digit (Luhn)"))
     }
@@ -252,7 +254,14 @@ mod tests {
     #[test]
     fn telephone_form() {
         assert!(telephone("03 21 00 00 00").is_ok());
-        for bad in ["0321000000", "03-21-00-00-00", "03 21 00 00 0", "03 21 00 00 00 ", "+33 3 21 00 00", "o3 21 00 00 00"] {
+        for bad in [
+            "0321000000",
+            "03-21-00-00-00",
+            "03 21 00 00 0",
+            "03 21 00 00 00 ",
+            "+33 3 21 00 00",
+            "o3 21 00 00 00",
+        ] {
             assert!(telephone(bad).is_err(), "{bad}");
         }
     }
@@ -264,8 +273,19 @@ mod tests {
         assert_eq!(date("28/02/2026").unwrap(), d);
         assert!(date("2026-02-29").unwrap_err().contains("real date"));
         assert!(date("29/02/2026").unwrap_err().contains("real date"));
-        assert_eq!(date("29/02/2028").unwrap(), NaiveDate::from_ymd_opt(2028, 2, 29).unwrap());
-        for bad in ["2026-2-28", "28/2/2026", "2026/02/28", "28-02-2026", "20260228", " 2026-02-28", "+026-02-28"] {
+        assert_eq!(
+            date("29/02/2028").unwrap(),
+            NaiveDate::from_ymd_opt(2028, 2, 29).unwrap()
+        );
+        for bad in [
+            "2026-2-28",
+            "28/2/2026",
+            "2026/02/28",
+            "28-02-2026",
+            "20260228",
+            " 2026-02-28",
+            "+026-02-28",
+        ] {
             assert!(date(bad).is_err(), "{bad}");
         }
     }
@@ -279,7 +299,17 @@ mod tests {
         assert_eq!(decimal("1234.56").unwrap(), Decimal::new(123456, 2));
         assert!(decimal("1,234").unwrap_err().contains("more than 2 decimals"));
         assert!(decimal("-1").unwrap_err().contains("negative"));
-        for bad in ["1 000", "1e3", "12.", ".5", "1_000", "1,2,3", "+1", "abc", "999999999999"] {
+        for bad in [
+            "1 000",
+            "1e3",
+            "12.",
+            ".5",
+            "1_000",
+            "1,2,3",
+            "+1",
+            "abc",
+            "999999999999",
+        ] {
             assert!(decimal(bad).is_err(), "{bad}");
         }
     }

@@ -116,7 +116,11 @@ impl fmt::Display for ImportSummary {
 pub enum ImportError {
     /// The file has bad rows: every one is listed, nothing was applied.
     #[error("{}", invalid_text(.kind, .name, .errors))]
-    Invalid { kind: Kind, name: String, errors: Vec<RowError> },
+    Invalid {
+        kind: Kind,
+        name: String,
+        errors: Vec<RowError>,
+    },
     /// This kind cannot be imported by this version.
     #[error("{0}: importing this kind is not supported yet")]
     Unsupported(Kind),
@@ -158,7 +162,13 @@ pub fn import_file(
     now: DateTime<Utc>,
 ) -> Result<ImportSummary, ImportError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let ctx = Ctx { cfg, kind, name, bytes, now };
+    let ctx = Ctx {
+        cfg,
+        kind,
+        name,
+        bytes,
+        now,
+    };
     let summary = match kind {
         Kind::Providers => providers::import(&tx, &ctx)?,
         Kind::Beneficiaries => beneficiaries::import(&tx, &ctx)?,
@@ -180,7 +190,11 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn invalid(&self, mut errors: Vec<RowError>) -> ImportError {
         errors.sort_by_key(|e| e.line);
-        ImportError::Invalid { kind: self.kind, name: self.name.to_string(), errors }
+        ImportError::Invalid {
+            kind: self.kind,
+            name: self.name.to_string(),
+            errors,
+        }
     }
 
     fn stamp(&self) -> String {

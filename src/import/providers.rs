@@ -142,7 +142,11 @@ fn check_file(recs: &[Rec], errors: &mut Vec<RowError>) {
             }
         }
         if f.typ != r.typ {
-            errors.push(RowError::cell(r.line, "type", format!("differs from line {} for provider {}", f.line, r.provider)));
+            errors.push(RowError::cell(
+                r.line,
+                "type",
+                format!("differs from line {} for provider {}", f.line, r.provider),
+            ));
         }
     }
 }
@@ -166,14 +170,27 @@ fn check_ownership(tx: &Connection, recs: &[Rec], errors: &mut Vec<RowError>) ->
         merged.insert(k, (site, Origin::Database));
     }
     for r in recs {
-        merged.insert((r.provider.clone(), r.id_cram.clone(), r.code.clone()), (r.site.clone(), Origin::Line(r.line)));
+        merged.insert(
+            (r.provider.clone(), r.id_cram.clone(), r.code.clone()),
+            (r.site.clone(), Origin::Line(r.line)),
+        );
     }
     // site -> provider -> origins; (id_cram, code) -> provider -> origins.
     let mut sites: HashMap<&str, BTreeMap<&str, Vec<Origin>>> = HashMap::new();
     let mut codes: HashMap<(&str, &str), BTreeMap<&str, Vec<Origin>>> = HashMap::new();
     for ((provider, id_cram, code), (site, origin)) in &merged {
-        sites.entry(site).or_default().entry(provider).or_default().push(*origin);
-        codes.entry((id_cram, code)).or_default().entry(provider).or_default().push(*origin);
+        sites
+            .entry(site)
+            .or_default()
+            .entry(provider)
+            .or_default()
+            .push(*origin);
+        codes
+            .entry((id_cram, code))
+            .or_default()
+            .entry(provider)
+            .or_default()
+            .push(*origin);
     }
     let mut reported: BTreeSet<(u64, &str)> = BTreeSet::new();
     for r in recs {
@@ -182,11 +199,18 @@ fn check_ownership(tx: &Connection, recs: &[Rec], errors: &mut Vec<RowError>) ->
                 errors.push(RowError::cell(
                     r.line,
                     "id-site",
-                    format!("site {} is also given to {}: a site belongs to one provider", r.site, others(owners, &r.provider)),
+                    format!(
+                        "site {} is also given to {}: a site belongs to one provider",
+                        r.site,
+                        others(owners, &r.provider)
+                    ),
                 ));
             }
         }
-        if let Some(owners) = codes.get(&(r.id_cram.as_str(), r.code.as_str())).filter(|o| o.len() > 1) {
+        if let Some(owners) = codes
+            .get(&(r.id_cram.as_str(), r.code.as_str()))
+            .filter(|o| o.len() > 1)
+        {
             if reported.insert((r.line, "code-convention")) {
                 errors.push(RowError::cell(
                     r.line,
@@ -256,9 +280,18 @@ fn apply(tx: &Connection, ctx: &Ctx<'_>, recs: &[Rec]) -> Result<ImportSummary, 
             new += 1;
         }
     }
-    let summary = ImportSummary { kind: ctx.kind, rows: recs.len(), new, updated };
+    let summary = ImportSummary {
+        kind: ctx.kind,
+        rows: recs.len(),
+        new,
+        updated,
+    };
     // A file of ergothérapeutes only is the "habitat" application; home help otherwise.
-    let application = if !recs.is_empty() && recs.iter().all(|r| r.typ == "ergo") { "habitat" } else { "aide-a-domicile" };
+    let application = if !recs.is_empty() && recs.iter().all(|r| r.typ == "ergo") {
+        "habitat"
+    } else {
+        "aide-a-domicile"
+    };
     history::record(
         tx,
         ctx.now,

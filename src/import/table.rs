@@ -22,11 +22,19 @@ pub struct RowError {
 
 impl RowError {
     pub fn row(line: u64, reason: impl Into<String>) -> RowError {
-        RowError { line, column: None, reason: reason.into() }
+        RowError {
+            line,
+            column: None,
+            reason: reason.into(),
+        }
     }
 
     pub fn cell(line: u64, column: &str, reason: impl Into<String>) -> RowError {
-        RowError { line, column: Some(column.to_string()), reason: reason.into() }
+        RowError {
+            line,
+            column: Some(column.to_string()),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -76,7 +84,10 @@ pub fn read(bytes: &[u8], columns: &[&str]) -> Table {
     // Header: the first record.
     let header = match records.next() {
         None => {
-            t.errors.push(RowError::row(1, format!("the file is empty: expected a header row with {}", columns.join(";"))));
+            t.errors.push(RowError::row(
+                1,
+                format!("the file is empty: expected a header row with {}", columns.join(";")),
+            ));
             return t;
         }
         Some(Err(e)) => {
@@ -96,14 +107,18 @@ pub fn read(bytes: &[u8], columns: &[&str]) -> Table {
         let name = match std::str::from_utf8(raw) {
             Ok(s) => s.trim().to_ascii_lowercase(),
             Err(_) => {
-                t.errors.push(RowError::row(hline, "the header is not UTF-8 text (save the file as CSV UTF-8)"));
+                t.errors.push(RowError::row(
+                    hline,
+                    "the header is not UTF-8 text (save the file as CSV UTF-8)",
+                ));
                 map.push(None);
                 continue;
             }
         };
         match columns.iter().position(|c| *c == name) {
             Some(i) if seen[i] => {
-                t.errors.push(RowError::cell(hline, &name, "column appears twice in the header"));
+                t.errors
+                    .push(RowError::cell(hline, &name, "column appears twice in the header"));
                 map.push(None);
             }
             Some(i) => {
@@ -115,7 +130,11 @@ pub fn read(bytes: &[u8], columns: &[&str]) -> Table {
                 map.push(None);
             }
             None => {
-                t.errors.push(RowError::cell(hline, &name, format!("unknown column (expected {})", columns.join(";"))));
+                t.errors.push(RowError::cell(
+                    hline,
+                    &name,
+                    format!("unknown column (expected {})", columns.join(";")),
+                ));
                 map.push(None);
             }
         }
@@ -157,7 +176,11 @@ pub fn read(bytes: &[u8], columns: &[&str]) -> Table {
             match std::str::from_utf8(raw) {
                 Ok(s) => cells[i] = s.trim().to_string(),
                 Err(_) => {
-                    t.errors.push(RowError::cell(line, columns[i], "not UTF-8 text (save the file as CSV UTF-8)"));
+                    t.errors.push(RowError::cell(
+                        line,
+                        columns[i],
+                        "not UTF-8 text (save the file as CSV UTF-8)",
+                    ));
                     ok = false;
                 }
             }
@@ -232,10 +255,22 @@ mod tests {
     fn unknown_missing_and_repeated_columns_are_named() {
         let t = read(b"a;x;a\n1;2;3\n", COLS);
         let msgs: Vec<String> = t.errors.iter().map(|e| e.to_string()).collect();
-        assert!(msgs.contains(&"line 1: column x: unknown column (expected a;b;c)".to_string()), "{msgs:?}");
-        assert!(msgs.contains(&"line 1: column a: column appears twice in the header".to_string()), "{msgs:?}");
-        assert!(msgs.contains(&"line 1: column b: missing column in the header".to_string()), "{msgs:?}");
-        assert!(msgs.contains(&"line 1: column c: missing column in the header".to_string()), "{msgs:?}");
+        assert!(
+            msgs.contains(&"line 1: column x: unknown column (expected a;b;c)".to_string()),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.contains(&"line 1: column a: column appears twice in the header".to_string()),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.contains(&"line 1: column b: missing column in the header".to_string()),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.contains(&"line 1: column c: missing column in the header".to_string()),
+            "{msgs:?}"
+        );
         assert!(t.rows.is_empty());
     }
 

@@ -24,7 +24,8 @@ fn errors(r: Result<ImportSummary, ImportError>) -> Vec<String> {
 }
 
 fn count(c: &Connection, table: &str) -> i64 {
-    c.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).unwrap()
+    c.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
 }
 
 fn providers(c: &mut Connection) {
@@ -43,16 +44,29 @@ fn providers_applied_with_history_then_upserted() {
         21999000;saad1;saad;SAAD Un;73282932000074;a@saad1.example;03 21 00 00 01;03;C1\r\n\
         21999001;saad1;saad;SAAD Un;73282932000074;a@saad1.example;03 21 00 00 01;04;C2\r\n";
     let s = run(&mut c, Kind::Providers, text).unwrap();
-    assert_eq!(s, ImportSummary { kind: Kind::Providers, rows: 2, new: 2, updated: 0 });
+    assert_eq!(
+        s,
+        ImportSummary {
+            kind: Kind::Providers,
+            rows: 2,
+            new: 2,
+            updated: 0
+        }
+    );
     assert_eq!(s.to_string(), "providers: 2 rows applied (2 new, 0 updated)");
     assert_eq!(count(&c, "providers"), 1);
     assert_eq!(count(&c, "conventions"), 2);
     let (kind, iface, app, prov, comment): (String, String, String, Option<String>, String) = c
-        .query_row("SELECT kind, interface, application, provider, comment FROM history", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
+        .query_row(
+            "SELECT kind, interface, application, provider, comment FROM history",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
         .unwrap();
-    assert_eq!((kind.as_str(), iface.as_str(), app.as_str()), ("import", "referentiel", "aide-a-domicile"));
+    assert_eq!(
+        (kind.as_str(), iface.as_str(), app.as_str()),
+        ("import", "referentiel", "aide-a-domicile")
+    );
     assert_eq!(prov.as_deref(), Some("saad1"));
     assert!(comment.contains("test.csv") && comment.contains("2 new"), "{comment}");
 
@@ -65,11 +79,19 @@ fn providers_applied_with_history_then_upserted() {
     assert_eq!((s.rows, s.new, s.updated), (2, 1, 1));
     assert_eq!(count(&c, "conventions"), 3);
     let (email, raison): (String, String) = c
-        .query_row("SELECT email, raison_sociale FROM providers WHERE provider='saad1'", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(
+            "SELECT email, raison_sociale FROM providers WHERE provider='saad1'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     assert_eq!((email.as_str(), raison.as_str()), ("b@saad1.example", "SAAD Un SARL"));
     let site: String = c
-        .query_row("SELECT id_site FROM conventions WHERE id_cram='03' AND code_convention='C1'", [], |r| r.get(0))
+        .query_row(
+            "SELECT id_site FROM conventions WHERE id_cram='03' AND code_convention='C1'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(site, "21999002");
     assert_eq!(count(&c, "history"), 2);
@@ -107,7 +129,10 @@ fn every_bad_row_is_listed_and_nothing_applied() {
 
     // The displayed error names every row, one per line.
     let e = run(&mut c, Kind::Providers, &text).unwrap_err().to_string();
-    assert!(e.starts_with("providers file test.csv: 9 problems found, nothing applied"), "{e}");
+    assert!(
+        e.starts_with("providers file test.csv: 9 problems found, nothing applied"),
+        "{e}"
+    );
     assert!(e.contains("\n  line 6: column code-convention:"), "{e}");
 }
 
@@ -116,8 +141,16 @@ fn header_problems_name_the_column() {
     let mut c = crate::store::open_in_memory().unwrap();
     let text = "provider;raison-sociale;siret;email;telephone;type;id-cram;code-conv;id-site\n";
     let errs = errors(run(&mut c, Kind::Providers, text));
-    assert!(errs.iter().any(|e| e.starts_with("line 1: column code-conv: unknown column")), "{errs:?}");
-    assert!(errs.iter().any(|e| e == "line 1: column code-convention: missing column in the header"), "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("line 1: column code-conv: unknown column")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e == "line 1: column code-convention: missing column in the header"),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -148,15 +181,29 @@ fn a_site_and_a_convention_belong_to_one_provider() {
     );
     let errs = errors(run(&mut c, Kind::Providers, &text));
     assert_eq!(errs.len(), 2, "{errs:?}");
-    assert!(errs[0].starts_with("line 2: column id-site: site 21999000 is also given to provider saad2 (line 3)"), "{errs:?}");
-    assert!(errs[1].starts_with("line 3: column id-site: site 21999000 is also given to provider saad1 (line 2)"), "{errs:?}");
+    assert!(
+        errs[0].starts_with("line 2: column id-site: site 21999000 is also given to provider saad2 (line 3)"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].starts_with("line 3: column id-site: site 21999000 is also given to provider saad1 (line 2)"),
+        "{errs:?}"
+    );
 
     // Against the database.
     providers(&mut c);
     let text = format!("{P_HEADER}saad2;SAAD Deux;44306184100047;b@saad2.example;03 21 00 00 02;saad;03;C1;21999000\n");
     let errs = errors(run(&mut c, Kind::Providers, &text));
-    assert!(errs.iter().any(|e| e.starts_with("line 2: column id-site: site 21999000 is also given to provider saad1 (already registered)")), "{errs:?}");
-    assert!(errs.iter().any(|e| e.starts_with("line 2: column code-convention: convention C1 of caisse 03 is also given to provider saad1")), "{errs:?}");
+    assert!(
+        errs.iter().any(|e| e
+            .starts_with("line 2: column id-site: site 21999000 is also given to provider saad1 (already registered)")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter().any(|e| e
+            .starts_with("line 2: column code-convention: convention C1 of caisse 03 is also given to provider saad1")),
+        "{errs:?}"
+    );
 
     // Moving a site between two conventions of the same provider is fine,
     // and so is handing a site over when its convention moves in the same file.
@@ -178,12 +225,18 @@ fn beneficiaries_checked_against_registered_sites() {
     let s = run(&mut c, Kind::Beneficiaries, &text).unwrap();
     assert_eq!(s.to_string(), "beneficiaries: 2 rows applied (2 new, 0 updated)");
     let (total, used, debut): (i64, i64, String) = c
-        .query_row("SELECT mt_total, mt_consomme, dt_debut FROM plans WHERE rf_prstpap='PPP119'", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
+        .query_row(
+            "SELECT mt_total, mt_consomme, dt_debut FROM plans WHERE rf_prstpap='PPP119'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .unwrap();
     assert_eq!((total, used, debut.as_str()), (4500, 0, "2026-01-01"));
-    let used: i64 = c.query_row("SELECT mt_consomme FROM plans WHERE rf_prstpap='PPP100'", [], |r| r.get(0)).unwrap();
+    let used: i64 = c
+        .query_row("SELECT mt_consomme FROM plans WHERE rf_prstpap='PPP100'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
     assert_eq!(used, 1050);
 
     // Upsert on the key: same plan with new amounts; a new start date is a new plan.
@@ -195,9 +248,11 @@ fn beneficiaries_checked_against_registered_sites() {
     assert_eq!((s.new, s.updated), (1, 1));
     assert_eq!(count(&c, "plans"), 3);
     let (total, used): (i64, i64) = c
-        .query_row("SELECT mt_total, mt_consomme FROM plans WHERE dt_debut='2026-01-01' AND rf_prstpap='PPP100'", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            "SELECT mt_total, mt_consomme FROM plans WHERE dt_debut='2026-01-01' AND rf_prstpap='PPP100'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     assert_eq!((total, used), (13000, 2000));
 }
@@ -231,7 +286,10 @@ fn bad_beneficiary_rows_are_all_named_without_the_nir() {
     for e in expect {
         assert!(errs.iter().any(|m| m.starts_with(e)), "missing {e:?} in {errs:#?}");
     }
-    assert!(errs.iter().all(|m| !m.contains("154129") && !m.contains("DUPONT")), "{errs:#?}");
+    assert!(
+        errs.iter().all(|m| !m.contains("154129") && !m.contains("DUPONT")),
+        "{errs:#?}"
+    );
     assert_eq!(count(&c, "plans"), 0);
     assert_eq!(count(&c, "history"), 1, "only the providers import");
 }
@@ -239,12 +297,22 @@ fn bad_beneficiary_rows_are_all_named_without_the_nir() {
 #[test]
 fn unsupported_kinds_say_so() {
     let mut c = crate::store::open_in_memory().unwrap();
-    for k in [Kind::Orders, Kind::Payments, Kind::ReportAnomalies, Kind::Evaluations, Kind::Decisions] {
+    for k in [
+        Kind::Orders,
+        Kind::Payments,
+        Kind::ReportAnomalies,
+        Kind::Evaluations,
+        Kind::Decisions,
+    ] {
         let e = run(&mut c, k, "x\n").unwrap_err();
         assert!(matches!(e, ImportError::Unsupported(_)), "{e}");
         assert!(e.to_string().contains("not supported yet"), "{e}");
     }
     assert_eq!(Kind::parse("report-anomalies"), Some(Kind::ReportAnomalies));
     assert_eq!(Kind::parse("nope"), None);
-    assert!("nope".parse::<Kind>().unwrap_err().to_string().contains("providers, beneficiaries"));
+    assert!("nope"
+        .parse::<Kind>()
+        .unwrap_err()
+        .to_string()
+        .contains("providers, beneficiaries"));
 }

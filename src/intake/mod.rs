@@ -58,7 +58,9 @@ pub fn new_folders(ev: &Event) -> Vec<PathBuf> {
 /// The files of a folder that may be taken now: regular files, not temp
 /// names (whether still open for writing is the caller's check).
 pub fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()) && !is_temp_name(&e.file_name().to_string_lossy()))
@@ -70,7 +72,10 @@ pub fn files_in(dir: &Path) -> Vec<PathBuf> {
 
 /// Starts watching `dirs` (recursively); events are handed to `on_event`.
 /// `Err` when the platform refuses (the rescan then does all the work).
-pub fn watch(dirs: &[PathBuf], on_event: impl Fn(notify::Result<Event>) + Send + 'static) -> notify::Result<RecommendedWatcher> {
+pub fn watch(
+    dirs: &[PathBuf],
+    on_event: impl Fn(notify::Result<Event>) + Send + 'static,
+) -> notify::Result<RecommendedWatcher> {
     let mut w = notify::recommended_watcher(on_event)?;
     for d in dirs {
         w.watch(d, RecursiveMode::Recursive)?;
@@ -95,7 +100,10 @@ impl Settle {
         for p in candidates {
             let Ok(meta) = std::fs::metadata(&p) else { continue };
             let sig = (meta.len(), meta.modified().ok());
-            let old_enough = sig.1.and_then(|m| now.duration_since(m).ok()).is_some_and(|age| age >= quiet);
+            let old_enough = sig
+                .1
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|age| age >= quiet);
             if old_enough || self.seen.get(&p) == Some(&sig) {
                 out.push(p);
             } else {
@@ -117,17 +125,31 @@ mod tests {
 
     #[test]
     fn only_close_write_and_rename_in_complete_a_file() {
-        let mk = |kind| Event { kind, paths: vec![PathBuf::from("/s/inbound/p/a.xml")], attrs: Default::default() };
-        assert_eq!(ready_paths(&mk(EventKind::Access(AccessKind::Close(AccessMode::Write)))).len(), 1);
+        let mk = |kind| Event {
+            kind,
+            paths: vec![PathBuf::from("/s/inbound/p/a.xml")],
+            attrs: Default::default(),
+        };
+        assert_eq!(
+            ready_paths(&mk(EventKind::Access(AccessKind::Close(AccessMode::Write)))).len(),
+            1
+        );
         assert!(ready_paths(&mk(EventKind::Create(notify::event::CreateKind::File))).is_empty());
         assert!(ready_paths(&mk(EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Any)))).is_empty());
         let both = Event {
             kind: EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
-            paths: vec![PathBuf::from("/s/inbound/p/a.xml.part"), PathBuf::from("/s/inbound/p/a.xml")],
+            paths: vec![
+                PathBuf::from("/s/inbound/p/a.xml.part"),
+                PathBuf::from("/s/inbound/p/a.xml"),
+            ],
             attrs: Default::default(),
         };
         assert_eq!(ready_paths(&both), vec![PathBuf::from("/s/inbound/p/a.xml")]);
-        let tmp = Event { kind: EventKind::Access(AccessKind::Close(AccessMode::Write)), paths: vec![PathBuf::from("/s/inbound/p/a.xml.part")], attrs: Default::default() };
+        let tmp = Event {
+            kind: EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            paths: vec![PathBuf::from("/s/inbound/p/a.xml.part")],
+            attrs: Default::default(),
+        };
         assert!(ready_paths(&tmp).is_empty());
     }
 
@@ -139,12 +161,27 @@ mod tests {
         std::fs::write(sub.join("a.xml"), b"x").unwrap();
         std::fs::write(sub.join("a.xml.part"), b"x").unwrap();
         std::fs::create_dir(sub.join("nested")).unwrap();
-        let created = Event { kind: EventKind::Create(CreateKind::Folder), paths: vec![sub.clone()], attrs: Default::default() };
+        let created = Event {
+            kind: EventKind::Create(CreateKind::Folder),
+            paths: vec![sub.clone()],
+            attrs: Default::default(),
+        };
         assert_eq!(new_folders(&created), vec![sub.clone()]);
-        let renamed = Event { kind: EventKind::Modify(ModifyKind::Name(RenameMode::To)), paths: vec![sub.clone()], attrs: Default::default() };
+        let renamed = Event {
+            kind: EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            paths: vec![sub.clone()],
+            attrs: Default::default(),
+        };
         assert_eq!(new_folders(&renamed), vec![sub.clone()]);
-        assert!(ready_paths(&renamed).is_empty(), "a folder renamed in is not a complete file");
-        let file = Event { kind: EventKind::Create(CreateKind::File), paths: vec![sub.join("a.xml")], attrs: Default::default() };
+        assert!(
+            ready_paths(&renamed).is_empty(),
+            "a folder renamed in is not a complete file"
+        );
+        let file = Event {
+            kind: EventKind::Create(CreateKind::File),
+            paths: vec![sub.join("a.xml")],
+            attrs: Default::default(),
+        };
         assert!(new_folders(&file).is_empty());
         assert_eq!(files_in(&sub), vec![sub.join("a.xml")]);
     }

@@ -136,15 +136,9 @@ mod tests {
             .with_timezone(&Utc);
         let m = build(&row(), "ppas-gateway@localhost", now).unwrap();
         let text = String::from_utf8(m.formatted()).unwrap();
-        assert!(
-            text.contains("Subject: Compte rendu : fichier =?utf-8?b?"),
-            "{text}"
-        );
+        assert!(text.contains("Subject: Compte rendu : fichier =?utf-8?b?"), "{text}");
         assert!(!text.contains("rejeté"), "raw 8-bit text in {text}");
-        assert!(
-            text.contains("Date: Wed, 25 Nov 2026 10:00:00 +0000"),
-            "{text}"
-        );
+        assert!(text.contains("Date: Wed, 25 Nov 2026 10:00:00 +0000"), "{text}");
         assert!(text.contains("To: a@example.org, b@example.org"), "{text}");
         assert!(text.contains("Auto-Submitted: auto-generated"), "{text}");
         assert!(text.contains("\r\n\r\n"), "{text}");

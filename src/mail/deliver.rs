@@ -197,12 +197,7 @@ pub async fn run_job_async(cfg: Arc<Config>, clock: Clock) -> Result<DeliverySum
 
 /// The daemon's mail loop: a pass every `every` until `shutdown` turns true.
 /// A failed pass is logged and retried at the next tick.
-pub async fn worker(
-    cfg: Arc<Config>,
-    clock: Clock,
-    every: Duration,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
+pub async fn worker(cfg: Arc<Config>, clock: Clock, every: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -272,9 +267,7 @@ fn claim(conn: &mut Connection, q: &Queued, now: DateTime<Utc>) -> Result<bool> 
 fn attempt(sink: &Sink, q: &Queued, cfg: &Config, now: DateTime<Utc>) -> Attempt {
     let msg = match compose::build(q, &cfg.mail.from, now) {
         Ok(m) => m,
-        Err(e) if e.downcast_ref::<Unbuildable>().is_some() => {
-            return Attempt::Unbuildable(format!("{e:#}"))
-        }
+        Err(e) if e.downcast_ref::<Unbuildable>().is_some() => return Attempt::Unbuildable(format!("{e:#}")),
         Err(e) => return Attempt::Failed(format!("{e:#}")),
     };
     match sink {
@@ -346,14 +339,7 @@ fn mark_sent(conn: &mut Connection, q: &Queued, now: DateTime<Utc>) -> Result<()
 }
 
 /// Records a failed attempt; returns whether the message is now abandoned.
-fn fail(
-    conn: &mut Connection,
-    q: &Queued,
-    now: DateTime<Utc>,
-    err: &str,
-    max: u32,
-    give_up: bool,
-) -> Result<bool> {
+fn fail(conn: &mut Connection, q: &Queued, now: DateTime<Utc>, err: &str, max: u32, give_up: bool) -> Result<bool> {
     let attempts = if give_up {
         max.max(q.attempts + 1)
     } else {
@@ -396,11 +382,7 @@ fn redact(url: &str) -> String {
 /// attestation, order, relance, decision, evaluation and invoice notices;
 /// everything else belongs to home help (`aide-a-domicile`).
 pub fn application_for(dedup_key: &str) -> &'static str {
-    let cause = dedup_key
-        .split([':', '/'])
-        .next()
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let cause = dedup_key.split([':', '/']).next().unwrap_or("").to_ascii_lowercase();
     const HABITAT: &[&str] = &[
         "habitat",
         "attestation",

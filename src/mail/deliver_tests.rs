@@ -38,12 +38,8 @@ fn eml_files(cfg: &Config) -> Vec<String> {
 }
 
 fn history_count(conn: &Connection) -> i64 {
-    conn.query_row(
-        "SELECT COUNT(*) FROM history WHERE kind = 'mail'",
-        [],
-        |r| r.get(0),
-    )
-    .unwrap()
+    conn.query_row("SELECT COUNT(*) FROM history WHERE kind = 'mail'", [], |r| r.get(0))
+        .unwrap()
 }
 
 #[test]
@@ -71,14 +67,8 @@ fn eml_mode_writes_each_message_once() {
     let files = eml_files(&cfg);
     assert_eq!(files.len(), 2, "{files:?}");
     let text = std::fs::read_to_string(eml_dir(&cfg).join(&files[0])).unwrap();
-    assert!(
-        text.contains("To: a@example.org, b@example.org\r\n"),
-        "{text}"
-    );
-    assert!(
-        text.contains("Date: Wed, 25 Nov 2026 09:00:05 +0000"),
-        "{text}"
-    );
+    assert!(text.contains("To: a@example.org, b@example.org\r\n"), "{text}");
+    assert!(text.contains("Date: Wed, 25 Nov 2026 09:00:05 +0000"), "{text}");
     assert_eq!(history_count(&conn), 2);
     let MailState {
         sent_at,
@@ -107,8 +97,7 @@ fn crash_after_writing_never_writes_twice() {
     let path = eml_dir(&cfg).join(&name);
     std::fs::write(&path, b"written before the crash").unwrap();
     // As if the process died between the write and the mark.
-    conn.execute("UPDATE mail_queue SET sent_at = NULL", [])
-        .unwrap();
+    conn.execute("UPDATE mail_queue SET sent_at = NULL", []).unwrap();
     let s = run_once(&mut conn, &cfg, &Clock::Fixed(at("2026-11-25T09:30:00Z"))).unwrap();
     assert_eq!(s.sent, 1);
     assert_eq!(eml_files(&cfg), vec![name]);
@@ -118,12 +107,7 @@ fn crash_after_writing_never_writes_twice() {
 #[test]
 fn not_yet_due_messages_wait() {
     let (_d, mut conn, cfg) = setup();
-    enqueue(
-        &conn,
-        at("2026-11-25T10:00:00Z"),
-        &msg("report:1", "a@example.org"),
-    )
-    .unwrap();
+    enqueue(&conn, at("2026-11-25T10:00:00Z"), &msg("report:1", "a@example.org")).unwrap();
     let s = run_once(&mut conn, &cfg, &Clock::Fixed(at("2026-11-25T09:59:59Z"))).unwrap();
     assert_eq!(s, DeliverySummary::default());
     assert!(eml_files(&cfg).is_empty());
@@ -181,10 +165,7 @@ fn failures_back_off_then_abandon_then_requeue() {
     let later = at("2026-11-26T09:00:00Z");
     std::fs::remove_file(eml_dir(&cfg)).unwrap();
     let s = run_once(&mut conn, &cfg, &Clock::Fixed(later)).unwrap();
-    assert_eq!(
-        s.sent, 1,
-        "report:2 (2 attempts) goes out, report:1 stays abandoned"
-    );
+    assert_eq!(s.sent, 1, "report:2 (2 attempts) goes out, report:1 stays abandoned");
     assert_eq!(eml_files(&cfg).len(), 1);
     let st = queue::status(&conn, &cfg, later).unwrap();
     assert_eq!((st.pending, st.abandoned, st.sent), (0, 1, 1));

@@ -93,13 +93,31 @@ fn put_date_elem(buf: &mut Vec<u8>, tag: &str, yyyymmdd: i64) {
 /// Writes the outbox `factbord` of received file `file_id`.
 pub fn render(conn: &Connection, file_id: i64, out: &mut impl Write) -> Result<()> {
     #[allow(clippy::type_complexity)]
-    let (rf_borfact, log_fact, id_cram, id_site, rf_prstpap, from, to): (String, String, String, String, String, i64, i64) = conn
+    let (rf_borfact, log_fact, id_cram, id_site, rf_prstpap, from, to): (
+        String,
+        String,
+        String,
+        String,
+        String,
+        i64,
+        i64,
+    ) = conn
         .query_row(
             "SELECT rf_borfact, COALESCE(log_fact, ''), id_cram, id_site, rf_prstpap,
                     COALESCE(lines_from, 0), COALESCE(lines_to, -1)
              FROM received_files WHERE id = ?1",
             [file_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            },
         )
         .with_context(|| format!("received file {file_id}"))?;
     // One reused buffer for the header, each line and the footer.
@@ -133,7 +151,13 @@ pub fn render(conn: &Connection, file_id: i64, out: &mut impl Write) -> Result<(
         total += mt;
         buf.clear();
         buf.extend_from_slice(b" <factprest>\n");
-        for (tag, i) in [("nir-per", 0), ("nom-per", 1), ("pn-per", 2), ("rf-prstpap", 3), ("id-prest", 4)] {
+        for (tag, i) in [
+            ("nir-per", 0),
+            ("nom-per", 1),
+            ("pn-per", 2),
+            ("rf-prstpap", 3),
+            ("id-prest", 4),
+        ] {
             put_elem(&mut buf, FIELD, tag, s(i));
         }
         put_date_elem(&mut buf, "dtd-interv", r.int(5));
@@ -186,7 +210,24 @@ mod tests {
 
     #[test]
     fn numbers_are_written_as_normalized_decimals() {
-        for h in [0, 1, 5, 10, 99, 100, 101, 110, 1250, 2999, -1, -5, -1250, -100, i64::MAX, i64::MIN + 1] {
+        for h in [
+            0,
+            1,
+            5,
+            10,
+            99,
+            100,
+            101,
+            110,
+            1250,
+            2999,
+            -1,
+            -5,
+            -1250,
+            -100,
+            i64::MAX,
+            i64::MIN + 1,
+        ] {
             assert_eq!(num(h), from_hundredths(h).normalize().to_string(), "{h}");
         }
     }

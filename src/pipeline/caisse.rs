@@ -38,7 +38,10 @@ pub fn import_drops(p: &mut Pipeline) -> Result<(usize, usize)> {
         };
         files.sort();
         for path in files {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let bytes = fsutil::read(&path)?;
             let (sha, _) = super::hash_file(&path)?;
             let now = p.clock.now();
@@ -47,7 +50,11 @@ pub fn import_drops(p: &mut Pipeline) -> Result<(usize, usize)> {
                 Ok(summary) => {
                     applied += 1;
                     tracing::info!(kind = kind.as_str(), file = name, "{summary}");
-                    ("applied", summary.to_string(), p.spool.root().join("archive/caisse").join(kind.as_str()))
+                    (
+                        "applied",
+                        summary.to_string(),
+                        p.spool.root().join("archive/caisse").join(kind.as_str()),
+                    )
                 }
                 Err(ImportError::Other(e)) => return Err(e.context(format!("importing {}", path.display()))),
                 Err(e) => {
@@ -55,14 +62,22 @@ pub fn import_drops(p: &mut Pipeline) -> Result<(usize, usize)> {
                     let text = e.to_string();
                     tracing::warn!(kind = kind.as_str(), file = name, "reference file refused");
                     let rejected = dir.join("rejected");
-                    fsutil::write_atomic(&rejected.join(format!("{name}.errors.txt")), format!("{text}\n").as_bytes())?;
+                    fsutil::write_atomic(
+                        &rejected.join(format!("{name}.errors.txt")),
+                        format!("{text}\n").as_bytes(),
+                    )?;
                     ("refused", text, rejected)
                 }
             };
             fsutil::create_dir_all(&dest_dir)?;
             let stamp = now.format("%Y%m%dT%H%M%S");
-            let dest = dest_dir.join(if state == "applied" { format!("{stamp}-{name}") } else { name.clone() });
-            fs::rename(&path, &dest).with_context(|| format!("cannot move {} to {}", path.display(), dest.display()))?;
+            let dest = dest_dir.join(if state == "applied" {
+                format!("{stamp}-{name}")
+            } else {
+                name.clone()
+            });
+            fs::rename(&path, &dest)
+                .with_context(|| format!("cannot move {} to {}", path.display(), dest.display()))?;
             p.conn.execute(
                 "INSERT INTO caisse_imports (kind, name, sha256, received_at, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![kind.as_str(), name, sha, rfc3339(now), state, detail],

@@ -29,11 +29,18 @@ fn controls(
 ) -> Result<(FileVerdict, Option<(i64, i64)>)> {
     let mut rules = StateRules::new(conn, pipeline_cfg, provider, record_as);
     let mut v = check_file_as(path, name, opts, &mut rules)?;
-    rules.finish().with_context(|| format!("reading the state for {}", path.display()))?;
+    rules
+        .finish()
+        .with_context(|| format!("reading the state for {}", path.display()))?;
     if let Some(first) = duplicate_of(conn, sha256, record_as)? {
         reject_with(
             &mut v,
-            Anomaly::file(Code::F09, None, None, format!("contenu identique à un fichier déjà reçu ({first})")),
+            Anomaly::file(
+                Code::F09,
+                None,
+                None,
+                format!("contenu identique à un fichier déjà reçu ({first})"),
+            ),
         );
     }
     Ok((v, rules.recorded))
@@ -42,17 +49,31 @@ fn controls(
 /// `validate`: every control against the current state; changes nothing.
 /// `provider`: the account the file would come from (default: the owner of
 /// the header's site, so that F12 is only raised when asked for).
-pub fn validate_path(conn: &mut Connection, cfg: &crate::config::Config, clock: &crate::clock::Clock, path: &Path, provider: Option<&str>) -> Result<FileVerdict> {
+pub fn validate_path(
+    conn: &mut Connection,
+    cfg: &crate::config::Config,
+    clock: &crate::clock::Clock,
+    path: &Path,
+    provider: Option<&str>,
+) -> Result<FileVerdict> {
     let (sha, _) = super::hash_file(path)?;
     let opts = CheckOptions::new(cfg, clock.today());
     let provider = match provider {
         Some(p) => p.to_string(),
         None => site_owner_of(path)
-            .and_then(|site| crate::store::reference::site_owner(conn, &site).ok().flatten().map(|o| o.provider))
+            .and_then(|site| {
+                crate::store::reference::site_owner(conn, &site)
+                    .ok()
+                    .flatten()
+                    .map(|o| o.provider)
+            })
             .unwrap_or_default(),
     };
     let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let (v, _) = controls(&tx, cfg, &opts, path, &name, &provider, &sha, None)?;
     tx.rollback()?;
     Ok(v)
@@ -76,7 +97,17 @@ pub fn decide(p: &mut Pipeline, id: i64) -> Result<Verdict> {
         .query_row(
             "SELECT provider, name, sha256, work_path, state, received_at, verdict FROM received_files WHERE id = ?1",
             [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            },
         )
         .optional()?;
     let Some((provider, name, sha, work_path, state, received_at, verdict)) = row else {
@@ -156,7 +187,15 @@ pub fn decide(p: &mut Pipeline, id: i64) -> Result<Verdict> {
             "INSERT INTO anomalies (file_id, seq, code, line, xml_line, field, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         for (i, a) in v.anomalies.iter().enumerate() {
-            st.execute(params![id, i as i64, a.code.as_str(), a.line, a.xml_line.map(|x| x as i64), a.field, a.message])?;
+            st.execute(params![
+                id,
+                i as i64,
+                a.code.as_str(),
+                a.line,
+                a.xml_line.map(|x| x as i64),
+                a.field,
+                a.message
+            ])?;
         }
     }
     let mut owed: Vec<(&str, String)> = Vec::new();
@@ -167,7 +206,10 @@ pub fn decide(p: &mut Pipeline, id: i64) -> Result<Verdict> {
         owed.push((kind, format!("outbound/{provider}/reports/{file}")));
     }
     for (kind, path) in &owed {
-        tx.execute("INSERT INTO outputs (file_id, kind, path) VALUES (?1, ?2, ?3)", params![id, kind, path])?;
+        tx.execute(
+            "INSERT INTO outputs (file_id, kind, path) VALUES (?1, ?2, ?3)",
+            params![id, kind, path],
+        )?;
     }
     if !v.anomalies.is_empty() {
         let recipients = crate::accounts::recipients(&tx, &provider)?;
@@ -202,7 +244,15 @@ pub fn decide(p: &mut Pipeline, id: i64) -> Result<Verdict> {
         },
     )?;
     tx.commit()?;
-    tracing::info!(file = name, provider, verdict = v.verdict.as_str(), lines = v.lines, accepted = v.accepted_lines, anomalies = v.anomalies.len(), "file decided");
+    tracing::info!(
+        file = name,
+        provider,
+        verdict = v.verdict.as_str(),
+        lines = v.lines,
+        accepted = v.accepted_lines,
+        anomalies = v.anomalies.len(),
+        "file decided"
+    );
     Ok(v.verdict)
 }
 
@@ -242,9 +292,18 @@ fn notice(v: &FileVerdict, provider: &str, owed: &[(&str, String)]) -> crate::ma
     if v.anomalies.len() > 30 {
         body.push_str(&format!("- … et {} autre(s) anomalie(s)\n", v.anomalies.len() - 30));
     }
-    body.push_str(&format!("\nLe compte rendu complet est disponible par SFTP :\n{}\n\nppas-gateway\n", reports.join("\n")));
+    body.push_str(&format!(
+        "\nLe compte rendu complet est disponible par SFTP :\n{}\n\nppas-gateway\n",
+        reports.join("\n")
+    ));
     crate::mail::Message {
-        dedup_key: format!("report:{provider}:{}", owed.iter().find(|(k, _)| *k == "report-xml").map(|(_, p)| p.as_str()).unwrap_or(&v.file)),
+        dedup_key: format!(
+            "report:{provider}:{}",
+            owed.iter()
+                .find(|(k, _)| *k == "report-xml")
+                .map(|(_, p)| p.as_str())
+                .unwrap_or(&v.file)
+        ),
         recipients: Vec::new(),
         subject: format!("Compte rendu du fichier {} : {}", v.file, v.verdict.label_fr()),
         body,

@@ -114,7 +114,13 @@ impl Pipeline {
         // of a few hundred KiB) in memory rather than in a temp file.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         let checkpointer = crate::store::Checkpointer::start(&cfg.paths.database, &conn)?;
-        Ok(Pipeline { cfg, clock, spool, conn, checkpointer })
+        Ok(Pipeline {
+            cfg,
+            clock,
+            spool,
+            conn,
+            checkpointer,
+        })
     }
 
     /// Files waiting in `inbound/<provider>/`, oldest first (name order for
@@ -153,7 +159,9 @@ impl Pipeline {
     pub fn take(&mut self, path: &Path, channel: Channel) -> Result<Option<i64>> {
         let (Some(name), Some(provider)) = (
             path.file_name().map(|n| n.to_string_lossy().into_owned()),
-            path.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()),
+            path.parent()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned()),
         ) else {
             return Ok(None);
         };
@@ -166,14 +174,22 @@ impl Pipeline {
         let in_inbound = path.parent().and_then(|d| d.parent()).is_some_and(|d| {
             d == self.spool.inbound() || fs::canonicalize(d).ok() == fs::canonicalize(self.spool.inbound()).ok()
         });
-        let regular = fs::symlink_metadata(path).map(|m| m.file_type().is_file()).unwrap_or(false);
+        let regular = fs::symlink_metadata(path)
+            .map(|m| m.file_type().is_file())
+            .unwrap_or(false);
         if !in_inbound || !regular {
             return Ok(None);
         }
         let now = self.clock.now();
         let work_dir = self.spool.work_of(&provider);
         fsutil::create_dir_all(&work_dir)?;
-        let unique = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+        let unique = format!(
+            "{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        );
         let work = work_dir.join(format!("{unique}-{name}"));
         match fs::rename(path, &work) {
             Ok(()) => {}
@@ -188,10 +204,22 @@ impl Pipeline {
     }
 
     /// Records a file already in `work/` (the durable record of reception).
-    fn record(&mut self, provider: &str, name: &str, work: &Path, channel: Channel, now: chrono::DateTime<chrono::Utc>) -> Result<i64> {
+    fn record(
+        &mut self,
+        provider: &str,
+        name: &str,
+        work: &Path,
+        channel: Channel,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<i64> {
         let (sha, size) = hash_file(work)?;
-        let rel = self.spool.rel(work).with_context(|| format!("{} is outside the spool", work.display()))?;
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let rel = self
+            .spool
+            .rel(work)
+            .with_context(|| format!("{} is outside the spool", work.display()))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO received_files (provider, name, channel, sha256, size, received_at, work_path, state)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'received')",
@@ -217,7 +245,9 @@ impl Pipeline {
 
     /// Takes, decides and publishes one dropped file.
     pub fn process_file(&mut self, path: &Path, channel: Channel) -> Result<Option<Verdict>> {
-        let Some(id) = self.take(path, channel)? else { return Ok(None) };
+        let Some(id) = self.take(path, channel)? else {
+            return Ok(None);
+        };
         self.finish(id).map(Some)
     }
 
@@ -247,21 +277,28 @@ impl Pipeline {
         // Files moved into work/ by a taker killed before it recorded them.
         let mut orphans = Vec::new();
         for dir in subdirs(&root.join("work"))? {
-            let provider = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let provider = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             for f in fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
                 let path = f.with_context(|| format!("cannot list {}", dir.display()))?.path();
                 let Some(rel) = self.spool.rel(&path) else { continue };
-                let known: bool = self
-                    .conn
-                    .query_row("SELECT COUNT(*) FROM received_files WHERE work_path = ?1", [&rel], |r| r.get::<_, i64>(0))?
-                    > 0;
+                let known: bool = self.conn.query_row(
+                    "SELECT COUNT(*) FROM received_files WHERE work_path = ?1",
+                    [&rel],
+                    |r| r.get::<_, i64>(0),
+                )? > 0;
                 if !known {
                     orphans.push((provider.clone(), path));
                 }
             }
         }
         for (provider, path) in orphans {
-            let fname = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let fname = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             // work names are `<unique>-<name>`.
             let name = fname.split_once('-').map(|(_, n)| n.to_string()).unwrap_or(fname);
             let now = self.clock.now();
@@ -283,7 +320,11 @@ impl Pipeline {
             }
         }
         if !pending.is_empty() {
-            tracing::info!(files = done, failed = pending.len() - done, "files in flight brought to their end");
+            tracing::info!(
+                files = done,
+                failed = pending.len() - done,
+                "files in flight brought to their end"
+            );
         }
         Ok((done, pending.len() - done))
     }
@@ -292,7 +333,11 @@ impl Pipeline {
     /// billing file.
     pub fn process_once(&mut self) -> Result<Summary> {
         let (recovered, failed) = self.recover()?;
-        let mut s = Summary { recovered, failed, ..Summary::default() };
+        let mut s = Summary {
+            recovered,
+            failed,
+            ..Summary::default()
+        };
         let (applied, refused) = caisse::import_drops(self)?;
         s.imports_applied = applied;
         s.imports_refused = refused;
@@ -303,7 +348,9 @@ impl Pipeline {
                 tracing::info!(file = %path.display(), "file still being written: left for the next pass");
                 continue;
             }
-            let Some(id) = self.take(&path, Channel::Depot)? else { continue };
+            let Some(id) = self.take(&path, Channel::Depot)? else {
+                continue;
+            };
             match self.finish(id) {
                 Ok(v) => s.count(v),
                 Err(e) => {
@@ -318,7 +365,11 @@ impl Pipeline {
     /// A received file that could not be finished: logged with its cause,
     /// noted for `status`; it stays in flight for the next recovery.
     fn fail(&self, id: i64, e: &anyhow::Error) {
-        tracing::error!(id, error = format!("{e:#}"), "received file not finished; retried at the next pass");
+        tracing::error!(
+            id,
+            error = format!("{e:#}"),
+            "received file not finished; retried at the next pass"
+        );
         self.note_error("pipeline", &format!("received file {id}: {e:#}"));
     }
 
@@ -418,7 +469,10 @@ impl SpoolLock {
         // SAFETY: flock on a file descriptor we own; no memory is involved.
         let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {
-            anyhow::bail!("another ppas-gateway instance is processing this spool (lock {} is held)", path.display());
+            anyhow::bail!(
+                "another ppas-gateway instance is processing this spool (lock {} is held)",
+                path.display()
+            );
         }
         Ok(SpoolLock(f))
     }
@@ -449,7 +503,11 @@ mod tests {
     }
 
     fn at(t: &str) -> Clock {
-        Clock::Fixed(chrono::DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&chrono::Utc))
+        Clock::Fixed(
+            chrono::DateTime::parse_from_rfc3339(t)
+                .unwrap()
+                .with_timezone(&chrono::Utc),
+        )
     }
 
     fn drop_fixture(p: &Pipeline, provider: &str, name: &str) -> PathBuf {
@@ -504,11 +562,21 @@ mod tests {
         let elsewhere = d.path().join("secret.xml");
         fs::write(&elsewhere, b"x").unwrap();
         std::os::unix::fs::symlink(&elsewhere, provider_dir.join("link.xml")).unwrap();
-        for path in [provider_dir.join("nested"), provider_dir.clone(), provider_dir.join("link.xml"), provider_dir.join("nested/a.xml")] {
+        for path in [
+            provider_dir.join("nested"),
+            provider_dir.clone(),
+            provider_dir.join("link.xml"),
+            provider_dir.join("nested/a.xml"),
+        ] {
             assert_eq!(p.take(&path, Channel::Depot).unwrap(), None, "{}", path.display());
         }
-        assert!(provider_dir.join("nested/a.xml").exists() && provider_dir.join("link.xml").exists() && elsewhere.exists());
-        let n: i64 = p.conn.query_row("SELECT COUNT(*) FROM received_files", [], |r| r.get(0)).unwrap();
+        assert!(
+            provider_dir.join("nested/a.xml").exists() && provider_dir.join("link.xml").exists() && elsewhere.exists()
+        );
+        let n: i64 = p
+            .conn
+            .query_row("SELECT COUNT(*) FROM received_files", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(n, 0);
         // The same folder named another way is still the inbound folder.
         let dotted = d.path().join("spool/./inbound/saad1/03_150521_100_21999000.xml");
@@ -524,14 +592,19 @@ mod tests {
         let first = drop_fixture(&p, "saad1", "03_150521_100_21999000.xml");
         let id = p.take(&first, Channel::Depot).unwrap().unwrap();
         // Its work copy deleted by hand before the decision.
-        let work: String =
-            p.conn.query_row("SELECT work_path FROM received_files WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+        let work: String = p
+            .conn
+            .query_row("SELECT work_path FROM received_files WHERE id = ?1", [id], |r| r.get(0))
+            .unwrap();
         fs::remove_file(p.spool.abs(&work)).unwrap();
         drop_fixture(&p, "saad2", "03_150521_100_21999000.xml");
         let s = p.process_once().unwrap();
         assert_eq!((s.processed, s.failed), (1, 1), "{s:?}");
         assert!(!s.all_accepted());
-        let errors: i64 = p.conn.query_row("SELECT COUNT(*) FROM errors", [], |r| r.get(0)).unwrap();
+        let errors: i64 = p
+            .conn
+            .query_row("SELECT COUNT(*) FROM errors", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(errors, 1);
         let states: Vec<String> = p
             .conn
@@ -550,7 +623,11 @@ mod tests {
         let mut p = pipeline(d.path());
         let mail = p.spool.mail();
         // A write in progress by this process's mail worker, and one left by a dead process.
-        let mine = mail.join(format!("{}{}-7-00000001-ab.eml", fsutil::TEMP_PREFIX, std::process::id()));
+        let mine = mail.join(format!(
+            "{}{}-7-00000001-ab.eml",
+            fsutil::TEMP_PREFIX,
+            std::process::id()
+        ));
         let dead = mail.join(format!("{}{}-7-00000002-cd.eml", fsutil::TEMP_PREFIX, u32::MAX));
         fs::write(&mine, b"half").unwrap();
         fs::write(&dead, b"half").unwrap();

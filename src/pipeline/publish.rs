@@ -39,7 +39,8 @@ pub fn load_verdict(conn: &Connection, id: i64) -> Result<FileVerdict> {
             ))
         },
     )?;
-    let mut st = conn.prepare_cached("SELECT code, line, xml_line, field, message FROM anomalies WHERE file_id = ?1 ORDER BY seq")?;
+    let mut st = conn
+        .prepare_cached("SELECT code, line, xml_line, field, message FROM anomalies WHERE file_id = ?1 ORDER BY seq")?;
     let anomalies = st
         .query_map([id], |r| {
             let code: String = r.get(0)?;
@@ -71,7 +72,8 @@ pub fn load_verdict(conn: &Connection, id: i64) -> Result<FileVerdict> {
 fn parse_code(s: &str) -> Code {
     use Code::*;
     const ALL: [Code; 25] = [
-        F01, F02, F03, F04, F05, F06, F07, F08, F09, F10, F11, F12, F13, L01, L02, L03, L04, L05, L06, L07, L08, L09, L10, L11, L12,
+        F01, F02, F03, F04, F05, F06, F07, F08, F09, F10, F11, F12, F13, L01, L02, L03, L04, L05, L06, L07, L08, L09,
+        L10, L11, L12,
     ];
     ALL.into_iter().find(|c| c.as_str() == s).unwrap_or(F01)
 }
@@ -101,7 +103,10 @@ pub fn publish(p: &mut Pipeline, id: i64) -> Result<()> {
         .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let (id_cram, id_site): (Option<String>, Option<String>) =
-        p.conn.query_row("SELECT id_cram, id_site FROM received_files WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        p.conn
+            .query_row("SELECT id_cram, id_site FROM received_files WHERE id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
     let id_cram = id_cram.filter(|c| !c.is_empty());
     let convention = match (&id_cram, &id_site) {
         (Some(c), Some(s)) => super::decide::convention_of(&p.conn, &provider, c, s)?,
@@ -125,8 +130,13 @@ pub fn publish(p: &mut Pipeline, id: i64) -> Result<()> {
                 let received: DateTime<Utc> = DateTime::parse_from_rfc3339(&received_at)
                     .map(|t| t.with_timezone(&Utc))
                     .with_context(|| format!("received_at of file {id}"))?;
-                let decided_at: Option<String> =
-                    p.conn.query_row("SELECT decided_at FROM received_files WHERE id = ?1", [id], |r| r.get(0)).optional()?.flatten();
+                let decided_at: Option<String> = p
+                    .conn
+                    .query_row("SELECT decided_at FROM received_files WHERE id = ?1", [id], |r| {
+                        r.get(0)
+                    })
+                    .optional()?
+                    .flatten();
                 let processed = decided_at
                     .and_then(|d| DateTime::parse_from_rfc3339(&d).ok())
                     .map(|t| t.with_timezone(&Utc))
@@ -171,11 +181,25 @@ pub fn publish(p: &mut Pipeline, id: i64) -> Result<()> {
     let now = p.clock.now();
     let tx = p.conn.transaction()?;
     for (out_id, kind, rel) in &pending {
-        tx.execute("UPDATE outputs SET done_at = ?2 WHERE id = ?1", params![out_id, rfc3339(now)])?;
+        tx.execute(
+            "UPDATE outputs SET done_at = ?2 WHERE id = ?1",
+            params![out_id, rfc3339(now)],
+        )?;
         let (hkind, interface, comment) = if kind == "outbox" {
-            ("outbox", "chaine-de-paiement", format!("lignes acceptées du fichier {name} déposées dans {rel}"))
+            (
+                "outbox",
+                "chaine-de-paiement",
+                format!("lignes acceptées du fichier {name} déposées dans {rel}"),
+            )
         } else {
-            ("chargement", "facturation", format!("compte rendu du fichier {name} publié : {}", rel.rsplit('/').next().unwrap_or(&rel)))
+            (
+                "chargement",
+                "facturation",
+                format!(
+                    "compte rendu du fichier {name} publié : {}",
+                    rel.rsplit('/').next().unwrap_or(&rel)
+                ),
+            )
         };
         history::record(
             &tx,

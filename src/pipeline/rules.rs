@@ -27,8 +27,8 @@ use rust_decimal::Decimal;
 use crate::billing::check::LineRules;
 use crate::billing::{Anomaly, Code, Header, Line, Verdict};
 use crate::config::Config;
-use crate::store::raw::{Prepared, Value};
 use crate::store::dates;
+use crate::store::raw::{Prepared, Value};
 
 /// A plan as the controls see it: amounts in ten-thousandths.
 #[derive(Debug, Clone)]
@@ -62,8 +62,7 @@ const PER_LINE: usize = 14;
 const OVERLAP_SQL: &str =
     "SELECT 1 FROM accepted_lines WHERE nir_per = ?1 AND rf_prstpap = ?2 AND dtd <= ?3 AND dtf >= ?4 LIMIT 1";
 
-const INSERT_COLUMNS: &str =
-    "INSERT INTO accepted_lines (file_id, line_no, plan_id, id_cram, nir_per, nom_per, pn_per,
+const INSERT_COLUMNS: &str = "INSERT INTO accepted_lines (file_id, line_no, plan_id, id_cram, nir_per, nom_per, pn_per,
     rf_prstpap, id_prest, dtd, dtf, nb_quant, mt_tu, mt_total, bo_regul, amount_e4) VALUES ";
 
 /// The INSERT of `rows` accepted lines: `(?1, ?b+1, ?b+2, ?2, ?b+3, …)`.
@@ -154,7 +153,8 @@ fn e4(d: Decimal) -> Option<i64> {
 fn day(s: &str) -> Option<NaiveDate> {
     let b = s.as_bytes();
     let digits = |r: std::ops::Range<usize>| -> Option<u32> {
-        b[r].iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
+        b[r].iter()
+            .try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
     };
     if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
         if let (Some(y), Some(m), Some(d)) = (digits(0..4), digits(5..7), digits(8..10)) {
@@ -185,7 +185,9 @@ impl<'c> StateRules<'c> {
     }
 
     fn load(&mut self, id_cram: &str) -> Result<()> {
-        let mut st = self.conn.prepare_cached("SELECT id_site FROM conventions WHERE provider = ?1 AND validated = 1")?;
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id_site FROM conventions WHERE provider = ?1 AND validated = 1")?;
         self.sites = st
             .query_map([&self.provider], |r| r.get::<_, String>(0))?
             .collect::<rusqlite::Result<_>>()?;
@@ -211,7 +213,9 @@ impl<'c> StateRules<'c> {
         st.for_each_row(&[Value::Text(id_cram), Value::Text(&self.provider)], |r| {
             // Text as stored (UTF-8 written by this program).
             let text = |i| std::str::from_utf8(r.bytes(i)).unwrap_or_default();
-            let (Some(start), Some(end)) = (day(text(3)), day(text(4))) else { return Ok(()) };
+            let (Some(start), Some(end)) = (day(text(3)), day(text(4))) else {
+                return Ok(());
+            };
             make_key(&mut key, text(1), text(2));
             let plan = PlanState {
                 id: r.int(0),
@@ -225,7 +229,11 @@ impl<'c> StateRules<'c> {
                 Entry::Vacant(v) => {
                     // NULL: no period accepted before.
                     let latest_end = (!r.is_null(8)).then(|| r.int(8));
-                    v.insert(Beneficiary { plans: vec![plan], periods: Vec::new(), latest_end });
+                    v.insert(Beneficiary {
+                        plans: vec![plan],
+                        periods: Vec::new(),
+                        latest_end,
+                    });
                 }
             }
             Ok(())
@@ -247,7 +255,9 @@ impl<'c> StateRules<'c> {
     fn header_checks(&mut self, h: &Header, out: &mut Vec<Anomaly>) -> Result<()> {
         let site = self
             .conn
-            .prepare_cached("SELECT provider, validated FROM conventions WHERE id_site = ?1 ORDER BY validated DESC LIMIT 1")?
+            .prepare_cached(
+                "SELECT provider, validated FROM conventions WHERE id_site = ?1 ORDER BY validated DESC LIMIT 1",
+            )?
             .query_row([&h.id_site], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))
             .optional()?;
         match &site {
@@ -261,23 +271,36 @@ impl<'c> StateRules<'c> {
                 Code::F12,
                 None,
                 Some("id-site"),
-                format!("le site « {} » n'appartient pas au prestataire {} qui a déposé le fichier", h.id_site, self.provider),
+                format!(
+                    "le site « {} » n'appartient pas au prestataire {} qui a déposé le fichier",
+                    h.id_site, self.provider
+                ),
             )),
             Some(_) => {}
         }
         if !self.cfg.billing.caisses.contains_key(&h.id_cram) {
-            out.push(Anomaly::file(Code::F06, None, Some("id-cram"), format!("caisse « {} » inconnue", h.id_cram)));
+            out.push(Anomaly::file(
+                Code::F06,
+                None,
+                Some("id-cram"),
+                format!("caisse « {} » inconnue", h.id_cram),
+            ));
         } else {
             let n: i64 = self
                 .conn
-                .prepare_cached("SELECT COUNT(*) FROM conventions WHERE provider = ?1 AND id_cram = ?2 AND validated = 1")?
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM conventions WHERE provider = ?1 AND id_cram = ?2 AND validated = 1",
+                )?
                 .query_row(params![self.provider, h.id_cram], |r| r.get(0))?;
             if n == 0 {
                 out.push(Anomaly::file(
                     Code::F06,
                     None,
                     Some("id-cram"),
-                    format!("le prestataire {} n'a pas de convention validée avec la caisse {}", self.provider, h.id_cram),
+                    format!(
+                        "le prestataire {} n'a pas de convention validée avec la caisse {}",
+                        self.provider, h.id_cram
+                    ),
                 ));
             }
         }
@@ -293,7 +316,10 @@ impl<'c> StateRules<'c> {
                 Code::F09,
                 None,
                 Some("rf-borfact"),
-                format!("le bordereau « {} » a déjà été transmis (fichier {name}) : il ne peut pas être renvoyé", h.rf_borfact),
+                format!(
+                    "le bordereau « {} » a déjà été transmis (fichier {name}) : il ne peut pas être renvoyé",
+                    h.rf_borfact
+                ),
             ));
         }
         self.load(&h.id_cram)
@@ -307,7 +333,10 @@ impl<'c> StateRules<'c> {
                 l.index,
                 at,
                 "id-prest",
-                format!("le site intervenant « {} » n'est pas un site du prestataire", l.id_prest),
+                format!(
+                    "le site intervenant « {} » n'est pas un site du prestataire",
+                    l.id_prest
+                ),
             ));
         }
         let mut key = std::mem::take(&mut self.key);
@@ -332,7 +361,10 @@ impl<'c> StateRules<'c> {
                 l.index,
                 at,
                 "nir-per",
-                format!("aucun plan d'aide {} pour ce bénéficiaire chez ce prestataire et cette caisse", l.rf_prstpap),
+                format!(
+                    "aucun plan d'aide {} pour ce bénéficiaire chez ce prestataire et cette caisse",
+                    l.rf_prstpap
+                ),
             )),
             Some(b) => {
                 let plans = &b.plans;
@@ -411,18 +443,8 @@ impl<'c> StateRules<'c> {
     }
 
     /// Queues an accepted line for its INSERT; inserts a full batch.
-    fn record(
-        &mut self,
-        plan_id: i64,
-        l: &Line,
-        d: NaiveDate,
-        f: NaiveDate,
-        amount: i64,
-    ) -> Result<()> {
-        let h = |v: Option<Decimal>| {
-            v.and_then(crate::store::reference::to_hundredths)
-                .unwrap_or(0)
-        };
+    fn record(&mut self, plan_id: i64, l: &Line, d: NaiveDate, f: NaiveDate, amount: i64) -> Result<()> {
+        let h = |v: Option<Decimal>| v.and_then(crate::store::reference::to_hundredths).unwrap_or(0);
         let p = &mut self.pending;
         let mut ends = [0; 6];
         for (end, t) in ends.iter_mut().zip([
@@ -465,24 +487,13 @@ impl<'c> StateRules<'c> {
         while start < n {
             let (st, rows) = if n - start >= BATCH {
                 (
-                    self.insert_batch
-                        .as_mut()
-                        .expect("prepared by load when recording"),
+                    self.insert_batch.as_mut().expect("prepared by load when recording"),
                     BATCH,
                 )
             } else {
-                (
-                    self.insert_one
-                        .as_mut()
-                        .expect("prepared by load when recording"),
-                    1,
-                )
+                (self.insert_one.as_mut().expect("prepared by load when recording"), 1)
             };
-            let mut from = if start == 0 {
-                0
-            } else {
-                p.lines[start - 1].ends[5]
-            };
+            let mut from = if start == 0 { 0 } else { p.lines[start - 1].ends[5] };
             values.clear();
             values.extend([Value::Int(file_id), Value::Text(&self.id_cram)]);
             for pl in &p.lines[start..start + rows] {
@@ -551,7 +562,9 @@ impl LineRules for StateRules<'_> {
 /// F09 by content: the same bytes were already received (an earlier file).
 pub fn duplicate_of(conn: &Connection, sha256: &str, before_id: Option<i64>) -> Result<Option<String>> {
     Ok(conn
-        .prepare_cached("SELECT name FROM received_files WHERE sha256 = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id LIMIT 1")?
+        .prepare_cached(
+            "SELECT name FROM received_files WHERE sha256 = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id LIMIT 1",
+        )?
         .query_row(params![sha256, before_id], |r| r.get(0))
         .optional()?)
 }
@@ -575,10 +588,7 @@ mod tests {
             assert_eq!(d, NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap());
         }
         assert_eq!(day("2026-02-30"), None);
-        assert_eq!(
-            day("2026-1-5"),
-            NaiveDate::parse_from_str("2026-1-5", "%Y-%m-%d").ok()
-        );
+        assert_eq!(day("2026-1-5"), NaiveDate::parse_from_str("2026-1-5", "%Y-%m-%d").ok());
         assert_eq!(
             insert_sql(2),
             format!("{INSERT_COLUMNS}(?1,?3,?4,?2,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16),(?1,?17,?18,?2,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30)")

@@ -20,15 +20,7 @@ use crate::billing::FileVerdict;
 pub const COLUMNS: usize = 7;
 
 /// Header of the anomaly table.
-pub const ANOMALY_HEADER: [&str; COLUMNS] = [
-    "Code",
-    "Libellé",
-    "Niveau",
-    "Ligne",
-    "Ligne XML",
-    "Champ",
-    "Message",
-];
+pub const ANOMALY_HEADER: [&str; COLUMNS] = ["Code", "Libellé", "Niveau", "Ligne", "Ligne XML", "Champ", "Message"];
 
 /// Renders the CSV report.
 pub fn render_csv(v: &FileVerdict, m: &ReportMeta<'_>) -> Vec<u8> {
@@ -184,10 +176,7 @@ mod tests {
         let b = render_csv(&accepted(), &meta());
         assert_eq!(b, render_csv(&accepted(), &meta()));
         let rows = read(&b);
-        assert_eq!(
-            rows.last().unwrap()[..],
-            ANOMALY_HEADER.map(String::from)[..]
-        );
+        assert_eq!(rows.last().unwrap()[..], ANOMALY_HEADER.map(String::from)[..]);
         assert_eq!(rows[11][1], "accepté");
     }
 }

@@ -73,13 +73,7 @@ pub fn render_all(v: &FileVerdict, m: &ReportMeta<'_>) -> anyhow::Result<Rendere
 /// xml, csv, pdf.
 pub fn report_file_names(file: &str, occurrence: u32) -> [String; 3] {
     let stem = match file.len().checked_sub(4) {
-        Some(cut)
-            if file.is_char_boundary(cut)
-                && file[cut..].eq_ignore_ascii_case(".xml")
-                && cut > 0 =>
-        {
-            &file[..cut]
-        }
+        Some(cut) if file.is_char_boundary(cut) && file[cut..].eq_ignore_ascii_case(".xml") && cut > 0 => &file[..cut],
         _ => file,
     };
     let base = if occurrence <= 1 {
@@ -87,11 +81,7 @@ pub fn report_file_names(file: &str, occurrence: u32) -> [String; 3] {
     } else {
         format!("{stem}.{occurrence}.report")
     };
-    [
-        format!("{base}.xml"),
-        format!("{base}.csv"),
-        format!("{base}.pdf"),
-    ]
+    [format!("{base}.xml"), format!("{base}.csv"), format!("{base}.pdf")]
 }
 
 /// The facts every form shows, worded once.
@@ -125,11 +115,7 @@ pub(crate) struct Summary {
 
 impl Summary {
     pub(crate) fn new(v: &FileVerdict, m: &ReportMeta<'_>) -> Summary {
-        let file_anomalies = v
-            .anomalies
-            .iter()
-            .filter(|a| a.code.level() == Level::File)
-            .count();
+        let file_anomalies = v.anomalies.iter().filter(|a| a.code.level() == Level::File).count();
         let mut counts = std::collections::BTreeMap::new();
         for a in &v.anomalies {
             *counts.entry(a.code).or_insert(0usize) += 1;
@@ -174,20 +160,14 @@ fn paris_rfc3339(t: DateTime<Utc>) -> String {
 }
 
 fn paris_fr(t: DateTime<Utc>) -> String {
-    t.with_timezone(&Paris)
-        .format("%d/%m/%Y %H:%M:%S")
-        .to_string()
+    t.with_timezone(&Paris).format("%d/%m/%Y %H:%M:%S").to_string()
 }
 
 /// Replaces what a text line cannot hold (controls, line breaks) by spaces:
 /// a report shows each value on one logical line.
 pub(crate) fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
     if s.chars().any(char::is_control) {
-        std::borrow::Cow::Owned(
-            s.chars()
-                .map(|c| if c.is_control() { ' ' } else { c })
-                .collect(),
-        )
+        std::borrow::Cow::Owned(s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect())
     } else {
         std::borrow::Cow::Borrowed(s)
     }
@@ -277,10 +257,7 @@ pub(crate) mod tests {
             ]
         );
         assert_eq!(report_file_names("A.XML", 2)[0], "A.2.report.xml");
-        assert_eq!(
-            report_file_names("bordereau.txt", 1)[2],
-            "bordereau.txt.report.pdf"
-        );
+        assert_eq!(report_file_names("bordereau.txt", 1)[2], "bordereau.txt.report.pdf");
         assert_eq!(report_file_names(".xml", 1)[0], ".xml.report.xml");
         assert_eq!(report_file_names("é.xml", 3)[1], "é.3.report.csv");
     }
@@ -298,10 +275,7 @@ pub(crate) mod tests {
         // Summer time.
         let mut m = meta();
         m.processed_at = t("2026-07-01T22:30:00Z");
-        assert_eq!(
-            Summary::new(&partial(), &m).processed_fr,
-            "02/07/2026 00:30:00"
-        );
+        assert_eq!(Summary::new(&partial(), &m).processed_fr, "02/07/2026 00:30:00");
         let mut v = accepted();
         v.accepted_hours = Decimal::new(123456, 4);
         assert_eq!(Summary::new(&v, &meta()).hours_dot, "12.35");

@@ -54,21 +54,9 @@ pub fn render_xml(v: &FileVerdict, m: &ReportMeta<'_>) -> Vec<u8> {
         text(s.verdict_fr)
     );
     let _ = writeln!(o, "    <lignes-trouvees>{}</lignes-trouvees>", s.lines);
-    let _ = writeln!(
-        o,
-        "    <lignes-acceptees>{}</lignes-acceptees>",
-        s.accepted_lines
-    );
-    let _ = writeln!(
-        o,
-        "    <lignes-rejetees>{}</lignes-rejetees>",
-        s.rejected_lines
-    );
-    let _ = writeln!(
-        o,
-        "    <heures-acceptees>{}</heures-acceptees>",
-        s.hours_dot
-    );
+    let _ = writeln!(o, "    <lignes-acceptees>{}</lignes-acceptees>", s.accepted_lines);
+    let _ = writeln!(o, "    <lignes-rejetees>{}</lignes-rejetees>", s.rejected_lines);
+    let _ = writeln!(o, "    <heures-acceptees>{}</heures-acceptees>", s.hours_dot);
     o.push_str("  </resultat>\n");
 
     let _ = writeln!(
@@ -164,21 +152,12 @@ mod tests {
             x.contains("<verdict code=\"partial\">partiellement accepté</verdict>"),
             "{x}"
         );
-        assert!(
-            x.contains("<anomalies nombre=\"2\" fichier=\"0\" ligne=\"2\">"),
-            "{x}"
-        );
+        assert!(x.contains("<anomalies nombre=\"2\" fichier=\"0\" ligne=\"2\">"), "{x}");
         assert!(x.contains("<libelle>Quantité invalide</libelle>"), "{x}");
         assert!(x.contains("<ligne-xml>31</ligne-xml>"), "{x}");
         assert!(x.contains("<nom>Carsat Nord-Picardie</nom>"), "{x}");
-        assert!(
-            x.contains("<recu-le>2026-11-25T10:58:12+01:00</recu-le>"),
-            "{x}"
-        );
-        assert!(
-            x.contains("<heures-acceptees>12.50</heures-acceptees>"),
-            "{x}"
-        );
+        assert!(x.contains("<recu-le>2026-11-25T10:58:12+01:00</recu-le>"), "{x}");
+        assert!(x.contains("<heures-acceptees>12.50</heures-acceptees>"), "{x}");
     }
 
     #[test]
@@ -194,7 +173,9 @@ mod tests {
         let x = s(render_xml(&v, &meta()));
         assert!(x.contains("<nom>a&amp;b&lt;c&gt;.xml</nom>"), "{x}");
         assert!(
-            x.contains("<message>bad ]]&gt; &quot;q&quot; 'a' \u{FFFD}\u{FFFD}\u{FFFD}&#13;&#10;&#9;end \u{FFFD} 😀</message>"),
+            x.contains(
+                "<message>bad ]]&gt; &quot;q&quot; 'a' \u{FFFD}\u{FFFD}\u{FFFD}&#13;&#10;&#9;end \u{FFFD} 😀</message>"
+            ),
             "{x}"
         );
         // No line/field elements for a file anomaly without them.
@@ -211,9 +192,6 @@ mod tests {
             x.contains("<anomalies nombre=\"0\" fichier=\"0\" ligne=\"0\">\n  </anomalies>"),
             "{x}"
         );
-        assert!(
-            x.contains("<verdict code=\"accepted\">accepté</verdict>"),
-            "{x}"
-        );
+        assert!(x.contains("<verdict code=\"accepted\">accepté</verdict>"), "{x}");
     }
 }

@@ -75,9 +75,7 @@ pub fn verify_password(hash: Option<&str>, password: &str, dummy: &str) -> bool 
         }
     });
     match parsed {
-        Some(p) => Argon2::default()
-            .verify_password(password.as_bytes(), &p)
-            .is_ok(),
+        Some(p) => Argon2::default().verify_password(password.as_bytes(), &p).is_ok(),
         None => {
             if let Ok(p) = PasswordHash::new(dummy) {
                 let _ = Argon2::default().verify_password(password.as_bytes(), &p);

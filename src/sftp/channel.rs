@@ -228,8 +228,7 @@ impl<'a> Cursor<'a> {
         Some(a)
     }
     fn u32(&mut self) -> Option<u32> {
-        self.take(4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        self.take(4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
     fn u64(&mut self) -> Option<u64> {
         self.take(8).map(|b| {
@@ -243,8 +242,7 @@ impl<'a> Cursor<'a> {
         self.take(n)
     }
     fn text(&mut self) -> Option<String> {
-        self.string()
-            .map(|s| String::from_utf8_lossy(s).into_owned())
+        self.string().map(|s| String::from_utf8_lossy(s).into_owned())
     }
 }
 
@@ -255,8 +253,7 @@ fn malformed() -> Fail {
 /// SSH_FXP_READ: id, handle, offset, length.
 async fn read(ops: &mut Ops, packet: &Bytes) -> Result<Bytes, Fail> {
     let mut c = Cursor(&packet[1..]);
-    let (id, handle, offset, len) =
-        (|| Some((c.u32()?, c.text()?, c.u64()?, c.u32()?)))().ok_or_else(malformed)?;
+    let (id, handle, offset, len) = (|| Some((c.u32()?, c.text()?, c.u64()?, c.u32()?)))().ok_or_else(malformed)?;
     ops.read(id, &handle, offset, len).await
 }
 
@@ -289,10 +286,7 @@ async fn request(ops: &mut Ops, p: Packet) -> Result<Bytes, Fail> {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-            Packet::Version(Version {
-                version: 3,
-                extensions,
-            })
+            Packet::Version(Version { version: 3, extensions })
         }
         Packet::Open(o) => {
             let handle = ops.open(&o.filename, o.pflags).await?;

@@ -83,11 +83,7 @@ impl Defender {
     /// Whether logins from `ip` are refused right now.
     pub fn is_locked(&self, ip: IpAddr) -> bool {
         let now = Instant::now();
-        self.with(|m| {
-            m.get(&ip)
-                .and_then(|s| s.locked_until)
-                .is_some_and(|until| until > now)
-        })
+        self.with(|m| m.get(&ip).and_then(|s| s.locked_until).is_some_and(|until| until > now))
     }
 
     /// How long to wait before answering a refused login from `ip`.
@@ -179,11 +175,7 @@ mod tests {
         assert_eq!(d.delay(ip), Duration::from_millis(40));
         assert!(!d.is_locked(ip));
         assert!(d.record_failure(ip).locked, "third failure locks");
-        assert_eq!(
-            d.delay(ip),
-            Duration::from_millis(160),
-            "locked: longest delay"
-        );
+        assert_eq!(d.delay(ip), Duration::from_millis(160), "locked: longest delay");
         assert!(d.is_locked(ip));
         assert!(!d.is_locked(other), "other sources are not affected");
     }

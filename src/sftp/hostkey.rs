@@ -20,14 +20,10 @@ use russh::keys::{Algorithm, HashAlg, PrivateKey};
 pub fn load_or_create(path: &Path) -> Result<PrivateKey> {
     match fs::read_to_string(path) {
         Ok(text) => {
-            let key = PrivateKey::from_openssh(text.as_bytes()).with_context(|| {
-                format!("host key {} is not an OpenSSH private key", path.display())
-            })?;
+            let key = PrivateKey::from_openssh(text.as_bytes())
+                .with_context(|| format!("host key {} is not an OpenSSH private key", path.display()))?;
             if key.is_encrypted() {
-                bail!(
-                    "host key {} is encrypted: the daemon cannot unlock it",
-                    path.display()
-                );
+                bail!("host key {} is encrypted: the daemon cannot unlock it", path.display());
             }
             if key.algorithm() != Algorithm::Ed25519 {
                 bail!("host key {} is not an Ed25519 key", path.display());
@@ -63,9 +59,7 @@ fn create(path: &Path) -> Result<PrivateKey> {
         "ppas-gateway host key",
     )
     .context("cannot build the host key")?;
-    let private = key
-        .to_openssh(LineEnding::LF)
-        .context("cannot encode the host key")?;
+    let private = key.to_openssh(LineEnding::LF).context("cannot encode the host key")?;
     let public = key
         .public_key()
         .to_openssh()
@@ -73,11 +67,7 @@ fn create(path: &Path) -> Result<PrivateKey> {
     write_private(path, private.as_bytes())?;
     let pub_path = PathBuf::from(format!("{}.pub", path.display()));
     crate::fsutil::write_atomic(&pub_path, format!("{public}\n").as_bytes())?;
-    tracing::info!(
-        "generated SFTP host key {} ({})",
-        path.display(),
-        fingerprint(&key)
-    );
+    tracing::info!("generated SFTP host key {} ({})", path.display(), fingerprint(&key));
     Ok(key)
 }
 
@@ -109,8 +99,7 @@ fn write_private(path: &Path, data: &[u8]) -> Result<()> {
         f.sync_all()
             .with_context(|| format!("cannot flush {}", tmp.display()))?;
         // Never replace a key another process created meanwhile.
-        fs::hard_link(&tmp, path)
-            .with_context(|| format!("cannot install host key {}", path.display()))?;
+        fs::hard_link(&tmp, path).with_context(|| format!("cannot install host key {}", path.display()))?;
         Ok(())
     })();
     let _ = fs::remove_file(&tmp);
@@ -130,10 +119,7 @@ mod tests {
         let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let text = fs::read_to_string(&p).unwrap();
-        assert!(
-            text.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"),
-            "{text}"
-        );
+        assert!(text.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"), "{text}");
         let b = load_or_create(&p).unwrap();
         assert_eq!(fingerprint(&a), fingerprint(&b));
         let public = fs::read_to_string(d.path().join("state/ssh_host_ed25519_key.pub")).unwrap();
@@ -148,10 +134,7 @@ mod tests {
         let p = d.path().join("k");
         fs::write(&p, "not a key").unwrap();
         let e = load_or_create(&p).unwrap_err();
-        assert!(
-            format!("{e:#}").contains("not an OpenSSH private key"),
-            "{e:#}"
-        );
+        assert!(format!("{e:#}").contains("not an OpenSSH private key"), "{e:#}");
         assert_eq!(fs::read_to_string(&p).unwrap(), "not a key");
     }
 }

@@ -76,9 +76,7 @@ impl Ops {
     /// SSH_FXP_OPEN.
     pub async fn open(&mut self, path: &str, flags: OpenFlags) -> Result<String, Fail> {
         let target = vfs::resolve(path)?;
-        let writes = flags.intersects(
-            OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::CREATE | OpenFlags::TRUNCATE,
-        );
+        let writes = flags.intersects(OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::CREATE | OpenFlags::TRUNCATE);
         let space = self.space.clone();
         let open = match target {
             Target::Root | Target::AreaRoot(_) => return Err(Fail::failure("is a folder")),
@@ -142,9 +140,7 @@ impl Ops {
         let bytes = d.read_to;
         tracing::info!(login = %space.login, provider = %space.provider, file = %rel, bytes, "download");
         let _ = blocking(move || {
-            space
-                .events
-                .downloaded(&space.login, &space.provider, &rel, bytes);
+            space.events.downloaded(&space.login, &space.provider, &rel, bytes);
             Ok(())
         })
         .await;
@@ -152,13 +148,7 @@ impl Ops {
 
     /// SSH_FXP_READ: answers a complete SSH_FXP_DATA packet, read straight
     /// into the reply buffer.
-    pub async fn read(
-        &mut self,
-        id: u32,
-        handle: &str,
-        offset: u64,
-        len: u32,
-    ) -> Result<Bytes, Fail> {
+    pub async fn read(&mut self, id: u32, handle: &str, offset: u64, len: u32) -> Result<Bytes, Fail> {
         let d = match self.handles.get_mut(handle) {
             Some(Open::Down(d)) => d,
             Some(Open::Up(_)) => return Err(Fail::denied("file opened for writing")),
@@ -290,9 +280,7 @@ impl Ops {
                 })
                 .await
             }
-            Target::Entry(Area::Out, _) | Target::AreaRoot(Area::Out) => {
-                Err(Fail::denied("/out is read-only"))
-            }
+            Target::Entry(Area::Out, _) | Target::AreaRoot(Area::Out) => Err(Fail::denied("/out is read-only")),
             _ => Err(Fail::denied("permission denied")),
         }
     }
@@ -319,16 +307,16 @@ impl Ops {
                 return Err(Fail::no_such("no such file"));
             }
             if vfs::intake_visible(&to) {
-                space.events.upload_arriving(&space.provider, &space.inbound_path.join(&to));
+                space
+                    .events
+                    .upload_arriving(&space.provider, &space.inbound_path.join(&to));
             }
             if overwrite {
                 dir.rename(&from, dir, &to)?;
             } else {
                 match dir.hard_link(&from, dir, &to) {
                     Ok(()) => dir.remove_file(&from)?,
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                        return Err(Fail::failure("file exists"))
-                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(Fail::failure("file exists")),
                     // File systems without hard links: check, then rename.
                     Err(_) => {
                         if dir.symlink_metadata(&to).is_ok() {
@@ -447,9 +435,7 @@ fn list(space: &Space, target: &Target, now: SystemTime) -> Result<Vec<File>, Fa
         };
         // Only what the client could address: no temporary files, no
         // names the path rules refuse.
-        if name.starts_with(TEMP_PREFIX)
-            || vfs::resolve(&format!("/{}/{name}", area.name())).is_err()
-        {
+        if name.starts_with(TEMP_PREFIX) || vfs::resolve(&format!("/{}/{name}", area.name())).is_err() {
             continue;
         }
         let ft = e.file_type()?;

@@ -23,10 +23,7 @@ impl SftpEvents for Recorder {
         self.uploads.lock().unwrap().push(path.to_path_buf());
     }
     fn downloaded(&self, _login: &str, _provider: &str, rel_path: &str, bytes: u64) {
-        self.downloads
-            .lock()
-            .unwrap()
-            .push((rel_path.to_string(), bytes));
+        self.downloads.lock().unwrap().push((rel_path.to_string(), bytes));
     }
 }
 
@@ -75,18 +72,13 @@ impl Fixture {
     }
 }
 
-const WRITE_NEW: OpenFlags = OpenFlags::WRITE
-    .union(OpenFlags::CREATE)
-    .union(OpenFlags::TRUNCATE);
+const WRITE_NEW: OpenFlags = OpenFlags::WRITE.union(OpenFlags::CREATE).union(OpenFlags::TRUNCATE);
 
 #[tokio::test]
 async fn upload_is_renamed_on_close_and_announced() {
     let mut f = fixture(1 << 20);
     let h = f.ops.open("/in/a.xml", WRITE_NEW).await.unwrap();
-    f.ops
-        .write(&h, 0, Bytes::from_static(b"hel"))
-        .await
-        .unwrap();
+    f.ops.write(&h, 0, Bytes::from_static(b"hel")).await.unwrap();
     f.ops.write(&h, 3, Bytes::from_static(b"lo")).await.unwrap();
     let names = f.names();
     assert_eq!(names.len(), 1);
@@ -101,32 +93,18 @@ async fn upload_is_renamed_on_close_and_announced() {
     f.ops.close(&h).await.unwrap();
     assert_eq!(f.names(), vec!["a.xml"]);
     assert_eq!(fs::read(f.inbound().join("a.xml")).unwrap(), b"hello");
-    assert_eq!(
-        *f.events.uploads.lock().unwrap(),
-        vec![f.inbound().join("a.xml")]
-    );
+    assert_eq!(*f.events.uploads.lock().unwrap(), vec![f.inbound().join("a.xml")]);
 }
 
 #[tokio::test]
 async fn writes_past_the_limit_are_refused_and_the_temp_removed() {
     let mut f = fixture(10);
     let h = f.ops.open("/in/a.xml", WRITE_NEW).await.unwrap();
-    f.ops
-        .write(&h, 0, Bytes::from_static(b"12345678"))
-        .await
-        .unwrap();
-    let e = f
-        .ops
-        .write(&h, 8, Bytes::from_static(b"9abc"))
-        .await
-        .unwrap_err();
+    f.ops.write(&h, 0, Bytes::from_static(b"12345678")).await.unwrap();
+    let e = f.ops.write(&h, 8, Bytes::from_static(b"9abc")).await.unwrap_err();
     assert_eq!(e.code, StatusCode::Failure);
     assert!(e.msg.contains("file too large"), "{e:?}");
-    assert!(
-        f.names().is_empty(),
-        "temp removed at once: {:?}",
-        f.names()
-    );
+    assert!(f.names().is_empty(), "temp removed at once: {:?}", f.names());
     assert!(f.ops.write(&h, 12, Bytes::from_static(b"x")).await.is_err());
     assert!(f.ops.close(&h).await.is_err(), "close reports the refusal");
     assert!(f.names().is_empty());
@@ -138,45 +116,28 @@ async fn session_end_discards_unfinished_uploads_and_reports_downloads() {
     let mut f = fixture(1 << 20);
     fs::write(f.dir.path().join("outbound/saad1/r.csv"), b"abcdef").unwrap();
     let up = f.ops.open("/in/a.xml", WRITE_NEW).await.unwrap();
-    f.ops
-        .write(&up, 0, Bytes::from_static(b"partial"))
-        .await
-        .unwrap();
+    f.ops.write(&up, 0, Bytes::from_static(b"partial")).await.unwrap();
     let down = f.ops.open("/out/r.csv", OpenFlags::READ).await.unwrap();
     f.ops.read(1, &down, 0, 3).await.unwrap();
     f.ops.finish().await;
     assert!(f.names().is_empty());
     assert!(f.events.uploads.lock().unwrap().is_empty());
-    assert_eq!(
-        *f.events.downloads.lock().unwrap(),
-        vec![("r.csv".to_string(), 3)]
-    );
+    assert_eq!(*f.events.downloads.lock().unwrap(), vec![("r.csv".to_string(), 3)]);
 }
 
 #[tokio::test]
 async fn reads_answer_whole_data_packets_then_eof() {
     let mut f = fixture(1 << 20);
     fs::create_dir_all(f.dir.path().join("outbound/saad1/reports")).unwrap();
-    fs::write(
-        f.dir.path().join("outbound/saad1/reports/r.pdf"),
-        b"%PDF-1.7",
-    )
-    .unwrap();
-    let h = f
-        .ops
-        .open("/out/reports/r.pdf", OpenFlags::READ)
-        .await
-        .unwrap();
+    fs::write(f.dir.path().join("outbound/saad1/reports/r.pdf"), b"%PDF-1.7").unwrap();
+    let h = f.ops.open("/out/reports/r.pdf", OpenFlags::READ).await.unwrap();
     let p = f.ops.read(7, &h, 0, 100).await.unwrap();
     assert_eq!(&p[0..4], &(9u32 + 8).to_be_bytes(), "length");
     assert_eq!(p[4], 103, "SSH_FXP_DATA");
     assert_eq!(&p[5..9], &7u32.to_be_bytes(), "request id");
     assert_eq!(&p[9..13], &8u32.to_be_bytes(), "data length");
     assert_eq!(&p[13..], b"%PDF-1.7");
-    assert_eq!(
-        f.ops.read(8, &h, 8, 100).await.unwrap_err().code,
-        StatusCode::Eof
-    );
+    assert_eq!(f.ops.read(8, &h, 8, 100).await.unwrap_err().code, StatusCode::Eof);
     assert!(
         f.ops.write(&h, 0, Bytes::from_static(b"x")).await.is_err(),
         "read-only handle"
@@ -199,10 +160,7 @@ async fn resume_without_truncate_keeps_what_is_there() {
         .unwrap_err();
     assert_eq!(e.msg, "file exists");
     let h = f.ops.open("/in/x.xml", OpenFlags::WRITE).await.unwrap();
-    f.ops
-        .write(&h, 3, Bytes::from_static(b"def"))
-        .await
-        .unwrap();
+    f.ops.write(&h, 3, Bytes::from_static(b"def")).await.unwrap();
     f.ops.close(&h).await.unwrap();
     assert_eq!(fs::read(f.inbound().join("x.xml")).unwrap(), b"abcdef");
     let h = f
@@ -213,11 +171,7 @@ async fn resume_without_truncate_keeps_what_is_there() {
     f.ops.write(&h, 0, Bytes::from_static(b"g")).await.unwrap();
     f.ops.close(&h).await.unwrap();
     assert_eq!(fs::read(f.inbound().join("x.xml")).unwrap(), b"abcdefg");
-    let e = f
-        .ops
-        .open("/in/none.xml", OpenFlags::WRITE)
-        .await
-        .unwrap_err();
+    let e = f.ops.open("/in/none.xml", OpenFlags::WRITE).await.unwrap_err();
     assert_eq!(e.code, StatusCode::NoSuchFile, "no CREATE, no file");
 }
 
@@ -232,36 +186,23 @@ async fn renames_stay_in_in_and_plain_rename_never_overwrites() {
         .await
         .unwrap_err();
     assert_eq!(e.msg, "file exists");
-    f.ops
-        .rename("/in/a.xml.filepart", "/in/a.xml", false)
-        .await
-        .unwrap();
+    f.ops.rename("/in/a.xml.filepart", "/in/a.xml", false).await.unwrap();
     f.ops.rename("/in/a.xml", "/in/b.xml", true).await.unwrap();
     assert_eq!(f.names(), vec!["b.xml"]);
     assert_eq!(fs::read(f.inbound().join("b.xml")).unwrap(), b"a");
     assert_eq!(
-        f.ops
-            .rename("/in/b.xml", "/out/b.xml", true)
-            .await
-            .unwrap_err()
-            .code,
+        f.ops.rename("/in/b.xml", "/out/b.xml", true).await.unwrap_err().code,
         StatusCode::PermissionDenied
     );
     let announced = f.events.uploads.lock().unwrap().clone();
-    assert_eq!(
-        announced,
-        vec![f.inbound().join("a.xml"), f.inbound().join("b.xml")]
-    );
+    assert_eq!(announced, vec![f.inbound().join("a.xml"), f.inbound().join("b.xml")]);
 }
 
 #[tokio::test]
 async fn nothing_is_renamed_into_place_once_the_server_is_closing() {
     let mut f = fixture(1 << 20);
     let h = f.ops.open("/in/a.xml", WRITE_NEW).await.unwrap();
-    f.ops
-        .write(&h, 0, Bytes::from_static(b"data"))
-        .await
-        .unwrap();
+    f.ops.write(&h, 0, Bytes::from_static(b"data")).await.unwrap();
     f.closing.store(true, Ordering::SeqCst);
     assert!(f.ops.close(&h).await.is_err());
     assert!(f.names().is_empty(), "{:?}", f.names());

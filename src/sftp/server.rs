@@ -96,10 +96,7 @@ impl Shared {
 impl Shared {
     /// A slot for a connection from `ip` that has not logged in yet.
     fn unauthenticated_slot(self: &Arc<Self>, ip: IpAddr) -> Option<PendingSlot> {
-        let mut m = self
-            .unauthenticated
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut m = self.unauthenticated.lock().unwrap_or_else(|p| p.into_inner());
         let n = m.entry(ip).or_insert(0);
         if *n >= self.max_unauthenticated {
             return None;
@@ -120,11 +117,7 @@ pub(crate) struct PendingSlot {
 
 impl Drop for PendingSlot {
     fn drop(&mut self) {
-        let mut m = self
-            .shared
-            .unauthenticated
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut m = self.shared.unauthenticated.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = m.get_mut(&self.ip) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -152,11 +145,7 @@ pub(crate) struct UserSlot {
 
 impl Drop for UserSlot {
     fn drop(&mut self) {
-        let mut m = self
-            .shared
-            .per_user
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut m = self.shared.per_user.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = m.get_mut(&self.login) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -187,11 +176,7 @@ pub struct SftpServer {
 impl SftpServer {
     /// Loads (or generates) the host key, removes temporary uploads a crash
     /// left, binds `[sftp] listen`. Blocking: call it at start-up.
-    pub fn new(
-        cfg: &Config,
-        accounts: Arc<dyn AccountSource>,
-        events: Arc<dyn SftpEvents>,
-    ) -> Result<SftpServer> {
+    pub fn new(cfg: &Config, accounts: Arc<dyn AccountSource>, events: Arc<dyn SftpEvents>) -> Result<SftpServer> {
         let s = &cfg.sftp;
         let key = hostkey::load_or_create(&s.host_key)?;
         let fingerprint = hostkey::fingerprint(&key);
@@ -204,14 +189,12 @@ impl SftpServer {
             .listen
             .parse()
             .with_context(|| format!("[sftp] listen: {:?} is not an address:port", s.listen))?;
-        let listener = std::net::TcpListener::bind(addr)
-            .with_context(|| format!("cannot listen on {addr} for SFTP"))?;
+        let listener =
+            std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} for SFTP"))?;
         listener
             .set_nonblocking(true)
             .context("cannot make the SFTP socket non-blocking")?;
-        let addr = listener
-            .local_addr()
-            .context("cannot read the SFTP socket address")?;
+        let addr = listener.local_addr().context("cannot read the SFTP socket address")?;
         let (stop, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             accounts,
@@ -256,13 +239,8 @@ impl SftpServer {
     /// Serves until `shutdown` becomes true, then closes every session
     /// (uploads in flight are discarded) and returns.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
-        let listener = tokio::net::TcpListener::from_std(self.listener)
-            .context("cannot register the SFTP socket")?;
-        tracing::info!(
-            "SFTP server listening on {} (host key {})",
-            self.addr,
-            self.fingerprint
-        );
+        let listener = tokio::net::TcpListener::from_std(self.listener).context("cannot register the SFTP socket")?;
+        tracing::info!("SFTP server listening on {} (host key {})", self.addr, self.fingerprint);
         loop {
             tokio::select! {
                 biased;

@@ -54,12 +54,7 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    pub fn new(
-        shared: Arc<Shared>,
-        peer: IpAddr,
-        authed: Arc<AtomicBool>,
-        pending: PendingSlot,
-    ) -> Connection {
+    pub fn new(shared: Arc<Shared>, peer: IpAddr, authed: Arc<AtomicBool>, pending: PendingSlot) -> Connection {
         Connection {
             shared,
             peer,
@@ -76,8 +71,7 @@ impl Connection {
 
     async fn lookup(&self, login: &str) -> Lookup {
         // Logins are letters and digits: anything else cannot exist.
-        if login.is_empty() || login.len() > 64 || !login.bytes().all(|b| b.is_ascii_alphanumeric())
-        {
+        if login.is_empty() || login.len() > 64 || !login.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Lookup::Unknown;
         }
         let accounts = self.shared.accounts.clone();
@@ -99,14 +93,7 @@ impl Connection {
     /// The one refusal: same methods offered, answered after the
     /// source's current delay (counted from when the request arrived).
     /// Returns the id of the failure recorded, if `count`.
-    async fn refuse(
-        &self,
-        started: Instant,
-        count: bool,
-        login: &str,
-        method: &str,
-        why: &str,
-    ) -> (Auth, Option<u64>) {
+    async fn refuse(&self, started: Instant, count: bool, login: &str, method: &str, why: &str) -> (Auth, Option<u64>) {
         let delay = self.shared.defender.delay(self.peer);
         let mut id = None;
         if count {
@@ -119,9 +106,7 @@ impl Connection {
         tracing::info!(peer = %self.peer, login, method, "SFTP login refused: {why}");
         tokio::time::sleep_until(started + delay).await;
         let auth = Auth::Reject {
-            proceed_with_methods: Some(MethodSet::from(
-                &[MethodKind::PublicKey, MethodKind::Password][..],
-            )),
+            proceed_with_methods: Some(MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..])),
             partial_success: false,
         };
         (auth, id)
@@ -174,9 +159,7 @@ impl russh::server::Handler for Connection {
 
     async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
         Ok(Auth::Reject {
-            proceed_with_methods: Some(MethodSet::from(
-                &[MethodKind::PublicKey, MethodKind::Password][..],
-            )),
+            proceed_with_methods: Some(MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..])),
             partial_success: false,
         })
     }
@@ -184,9 +167,7 @@ impl russh::server::Handler for Connection {
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
         let started = Instant::now();
         if self.shared.defender.is_locked(self.peer) {
-            return Ok(self
-                .refuse_password(started, false, user, "source locked")
-                .await);
+            return Ok(self.refuse_password(started, false, user, "source locked").await);
         }
         let found = self.lookup(user).await;
         let hash = match &found {
@@ -200,10 +181,7 @@ impl russh::server::Handler for Connection {
             .unwrap_or(false);
         Ok(match found {
             Lookup::Found(a) if ok && !a.disabled => self.accept(a, "password"),
-            Lookup::Found(a) if a.disabled => {
-                self.refuse_password(started, true, user, "account disabled")
-                    .await
-            }
+            Lookup::Found(a) if a.disabled => self.refuse_password(started, true, user, "account disabled").await,
             Lookup::Error => {
                 self.refuse_password(started, false, user, "account store unavailable")
                     .await
@@ -215,17 +193,10 @@ impl russh::server::Handler for Connection {
         })
     }
 
-    async fn auth_publickey_offered(
-        &mut self,
-        user: &str,
-        offer: PublicKeyOffer<'_>,
-    ) -> Result<Auth, Self::Error> {
+    async fn auth_publickey_offered(&mut self, user: &str, offer: PublicKeyOffer<'_>) -> Result<Auth, Self::Error> {
         let started = Instant::now();
         if self.shared.defender.is_locked(self.peer) {
-            return Ok(self
-                .refuse(started, false, user, "publickey", "source locked")
-                .await
-                .0);
+            return Ok(self.refuse(started, false, user, "publickey", "source locked").await.0);
         }
         if let Err(why) = key_allowed(offer.public_key, offer.algorithm) {
             return Ok(self.refuse_key(started, user, why).await);
@@ -241,17 +212,10 @@ impl russh::server::Handler for Connection {
         })
     }
 
-    async fn auth_publickey(
-        &mut self,
-        user: &str,
-        key: VerifiedPublicKey<'_>,
-    ) -> Result<Auth, Self::Error> {
+    async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
         let started = Instant::now();
         if self.shared.defender.is_locked(self.peer) {
-            return Ok(self
-                .refuse(started, false, user, "publickey", "source locked")
-                .await
-                .0);
+            return Ok(self.refuse(started, false, user, "publickey", "source locked").await.0);
         }
         if let Err(why) = key_allowed(key.public_key, key.algorithm) {
             return Ok(self.refuse_key(started, user, why).await);
@@ -303,11 +267,7 @@ impl russh::server::Handler for Connection {
         Ok(())
     }
 
-    async fn channel_close(
-        &mut self,
-        channel: ChannelId,
-        _session: &mut Session,
-    ) -> Result<(), Self::Error> {
+    async fn channel_close(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {
         self.channels.remove(&channel);
         Ok(())
     }
@@ -391,11 +351,7 @@ impl russh::server::Handler for Connection {
         Ok(())
     }
 
-    async fn shell_request(
-        &mut self,
-        channel: ChannelId,
-        session: &mut Session,
-    ) -> Result<(), Self::Error> {
+    async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
         tracing::info!(peer = %self.peer, "shell refused");
         session.channel_failure(channel)?;
         Ok(())

@@ -47,9 +47,7 @@ pub struct SpaceConfig<'a> {
 
 /// A provider name that may become a folder name.
 pub fn valid_provider(provider: &str) -> bool {
-    !provider.is_empty()
-        && provider.len() <= 64
-        && provider.bytes().all(|b| b.is_ascii_alphanumeric())
+    !provider.is_empty() && provider.len() <= 64 && provider.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 impl Space {
@@ -62,8 +60,7 @@ impl Space {
         let outbound_path = cfg.spool.join("outbound").join(provider);
         let open = |p: &Path| -> Result<Dir> {
             crate::fsutil::create_dir_all(p)?;
-            Dir::open_ambient_dir(p, ambient_authority())
-                .with_context(|| format!("cannot open folder {}", p.display()))
+            Dir::open_ambient_dir(p, ambient_authority()).with_context(|| format!("cannot open folder {}", p.display()))
         };
         Ok(Space {
             login: login.to_string(),
@@ -112,14 +109,12 @@ pub fn remove_stale_uploads(spool: &Path) -> Result<usize> {
             continue;
         }
         let dir = p.path();
-        let entries =
-            std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?;
+        let entries = std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?;
         for e in entries {
             let e = e.with_context(|| format!("cannot list {}", dir.display()))?;
             if e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
                 let path = e.path();
-                std::fs::remove_file(&path)
-                    .with_context(|| format!("cannot remove {}", path.display()))?;
+                std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
                 n += 1;
             }
         }
@@ -136,10 +131,7 @@ pub struct Fail {
 
 impl Fail {
     pub fn new(code: StatusCode, msg: impl Into<String>) -> Fail {
-        Fail {
-            code,
-            msg: msg.into(),
-        }
+        Fail { code, msg: msg.into() }
     }
     pub fn eof() -> Fail {
         Fail::new(StatusCode::Eof, "end of file")
@@ -194,9 +186,7 @@ impl From<io::Error> for Fail {
 
 /// Runs file-system work on a blocking thread (the SSH loop must not wait
 /// on a disk).
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, Fail> + Send + 'static,
-) -> Result<T, Fail> {
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Fail> + Send + 'static) -> Result<T, Fail> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r,
         Err(e) => {

@@ -81,10 +81,7 @@ impl Upload {
             }
             let copied = (|| -> io::Result<u64> {
                 let mut src = dir.open(name)?.into_std();
-                let w = up
-                    .file
-                    .as_mut()
-                    .ok_or_else(|| io::Error::other("no writer"))?;
+                let w = up.file.as_mut().ok_or_else(|| io::Error::other("no writer"))?;
                 io::copy(&mut src, w)
             })();
             match copied {
@@ -107,12 +104,7 @@ impl Upload {
     }
 
     /// Writes `data` at `offset` (at the end in append mode).
-    pub async fn write(
-        &mut self,
-        space: &Arc<Space>,
-        offset: u64,
-        data: Bytes,
-    ) -> Result<(), Fail> {
+    pub async fn write(&mut self, space: &Arc<Space>, offset: u64, data: Bytes) -> Result<(), Fail> {
         if let Some(why) = &self.failed {
             return Err(Fail::failure(why.clone()));
         }
@@ -200,7 +192,9 @@ impl Upload {
                     return Err(Fail::failure("server shutting down: upload discarded, send it again"));
                 }
                 if intake_visible(&name) {
-                    space.events.upload_arriving(&space.provider, &space.inbound_path.join(&name));
+                    space
+                        .events
+                        .upload_arriving(&space.provider, &space.inbound_path.join(&name));
                 }
                 space.inbound.rename(&temp, &space.inbound, &name)?;
                 Ok(())

@@ -209,10 +209,7 @@ pub fn attrs_of(meta: &cap_std::fs::Metadata, area: Area) -> Option<FileAttribut
 }
 
 fn unix(t: SystemTime) -> u32 {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     u32::try_from(secs).unwrap_or(u32::MAX)
 }
 
@@ -229,13 +226,7 @@ pub fn entry(name: &str, attrs: FileAttributes, user: &str, group: &str, now: Sy
 
 /// `drwxr-xr-x    1 login    provider        0 Nov 22 07:28 name`, the
 /// date as `ls` prints it: time of day within six months, else the year.
-pub fn longname(
-    name: &str,
-    attrs: &FileAttributes,
-    user: &str,
-    group: &str,
-    now: SystemTime,
-) -> String {
+pub fn longname(name: &str, attrs: &FileAttributes, user: &str, group: &str, now: SystemTime) -> String {
     let mode = attrs.permissions.unwrap_or(0);
     let kind = if mode & 0o170000 == S_IFDIR { 'd' } else { '-' };
     let mut perms = String::with_capacity(9);
@@ -246,10 +237,7 @@ pub fn longname(
         perms.push(if bits & 1 != 0 { 'x' } else { '-' });
     }
     let mtime = i64::from(attrs.mtime.unwrap_or(0));
-    let now_secs = now
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now_secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let when = DateTime::<Utc>::from_timestamp(mtime, 0)
         .unwrap_or_default()
         .with_timezone(&Paris);
@@ -290,14 +278,8 @@ mod tests {
     fn dot_dot_never_climbs_above_the_root() {
         assert_eq!(t("/in/../../"), Ok(Target::Root));
         assert_eq!(t("/in/../../etc/passwd"), Err(PathError::NotFound));
-        assert_eq!(
-            t("../../../in/x.xml"),
-            Ok(Target::Entry(Area::In, "x.xml".into()))
-        );
-        assert_eq!(
-            t("/out/reports/../../in/a"),
-            Ok(Target::Entry(Area::In, "a".into()))
-        );
+        assert_eq!(t("../../../in/x.xml"), Ok(Target::Entry(Area::In, "x.xml".into())));
+        assert_eq!(t("/out/reports/../../in/a"), Ok(Target::Entry(Area::In, "a".into())));
         assert_eq!(t("/etc/passwd"), Err(PathError::NotFound));
         assert_eq!(t("/inbound/x"), Err(PathError::NotFound));
     }
@@ -347,16 +329,10 @@ mod tests {
         let now = UNIX_EPOCH + std::time::Duration::from_secs(1_790_000_000);
         let recent = file_attrs(1234, true, Some(now - std::time::Duration::from_secs(3600)));
         let l = longname("a.xml", &recent, "alice", "saad1", now);
-        assert!(
-            l.starts_with("-rw-r--r--    1 alice    saad1        1234 "),
-            "{l}"
-        );
+        assert!(l.starts_with("-rw-r--r--    1 alice    saad1        1234 "), "{l}");
         assert!(l.ends_with(" a.xml"), "{l}");
         assert!(l.contains(':'), "recent files show the time: {l}");
-        let old = dir_attrs(
-            false,
-            Some(UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000)),
-        );
+        let old = dir_attrs(false, Some(UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000)));
         let l = longname("reports", &old, "alice", "saad1", now);
         assert!(l.starts_with("dr-xr-xr-x "), "{l}");
         assert!(l.contains(" 2020 "), "old entries show the year: {l}");

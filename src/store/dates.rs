@@ -16,13 +16,25 @@ pub fn put_text(buf: &mut Vec<u8>, v: i64) {
     let (m, d) = (md / 100, md % 100);
     if (0..=9999).contains(&y) {
         let mut b = *b"0000-00-00";
-        for (i, x) in [(0, y / 1000), (1, y / 100 % 10), (2, y / 10 % 10), (3, y % 10), (5, m / 10), (6, m % 10), (8, d / 10), (9, d % 10)] {
+        for (i, x) in [
+            (0, y / 1000),
+            (1, y / 100 % 10),
+            (2, y / 10 % 10),
+            (3, y % 10),
+            (5, m / 10),
+            (6, m % 10),
+            (8, d / 10),
+            (9, d % 10),
+        ] {
             b[i] = b'0' + x as u8;
         }
         buf.extend_from_slice(&b);
         return;
     }
-    match i32::try_from(y).ok().and_then(|y| NaiveDate::from_ymd_opt(y, m as u32, d as u32)) {
+    match i32::try_from(y)
+        .ok()
+        .and_then(|y| NaiveDate::from_ymd_opt(y, m as u32, d as u32))
+    {
         Some(date) => buf.extend_from_slice(date.to_string().as_bytes()),
         // Not a date this program wrote: the number as it is.
         None => buf.extend_from_slice(v.to_string().as_bytes()),
@@ -35,10 +47,19 @@ mod tests {
 
     #[test]
     fn stored_dates_keep_their_order_and_text() {
-        let dates: Vec<NaiveDate> = [(-1, 12, 31), (0, 1, 1), (1, 1, 1), (2024, 2, 29), (2026, 10, 1), (2026, 11, 1), (9999, 12, 31), (12345, 6, 7)]
-            .iter()
-            .map(|&(y, m, d)| NaiveDate::from_ymd_opt(y, m, d).unwrap())
-            .collect();
+        let dates: Vec<NaiveDate> = [
+            (-1, 12, 31),
+            (0, 1, 1),
+            (1, 1, 1),
+            (2024, 2, 29),
+            (2026, 10, 1),
+            (2026, 11, 1),
+            (9999, 12, 31),
+            (12345, 6, 7),
+        ]
+        .iter()
+        .map(|&(y, m, d)| NaiveDate::from_ymd_opt(y, m, d).unwrap())
+        .collect();
         assert_eq!(to_int(dates[4]), 20261001);
         for w in dates.windows(2) {
             assert!(to_int(w[0]) < to_int(w[1]), "{} < {}", w[0], w[1]);

@@ -32,7 +32,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0003_billing", include_str!("migrations/0003_billing.sql")),
     ("0004_history_index", include_str!("migrations/0004_history_index.sql")),
     ("0005_overlap_index", include_str!("migrations/0005_overlap_index.sql")),
-    ("0006_accepted_dates", include_str!("migrations/0006_accepted_dates.sql")),
+    (
+        "0006_accepted_dates",
+        include_str!("migrations/0006_accepted_dates.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows (`PRAGMA user_version`).
@@ -63,8 +66,7 @@ pub fn open(path: &Path) -> Result<Connection> {
     if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         crate::fsutil::create_dir_all(dir)?;
     }
-    let mut conn = Connection::open(path)
-        .with_context(|| format!("cannot open database {}", path.display()))?;
+    let mut conn = Connection::open(path).with_context(|| format!("cannot open database {}", path.display()))?;
     configure(&conn).with_context(|| format!("database {}", path.display()))?;
     migrate(&mut conn).with_context(|| format!("database {}", path.display()))?;
     Ok(conn)
@@ -108,8 +110,7 @@ impl Checkpointer {
     /// Starts the thread and turns automatic checkpoints off on `writer`
     /// (left on when the thread cannot start).
     pub fn start(path: &Path, writer: &Connection) -> Result<Checkpointer> {
-        let conn = Connection::open(path)
-            .with_context(|| format!("cannot open database {}", path.display()))?;
+        let conn = Connection::open(path).with_context(|| format!("cannot open database {}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(30))?;
         let (tx, rx) = mpsc::channel::<()>();
         let db: PathBuf = path.to_path_buf();
@@ -208,7 +209,10 @@ mod tests {
             .unwrap();
         assert_eq!(
             rows,
-            [(41, 20261001, 20261031, "integerinteger".to_string()), (42, 20261101, 20261115, "integerinteger".to_string())]
+            [
+                (41, 20261001, 20261031, "integerinteger".to_string()),
+                (42, 20261101, 20261115, "integerinteger".to_string())
+            ]
         );
         let plan: String = c
             .query_row(
@@ -240,9 +244,7 @@ mod tests {
             "the last connection to close checkpoints and removes the WAL"
         );
         let c = open(&p).unwrap();
-        let n: i64 = c
-            .query_row("SELECT COUNT(*) FROM u", [], |r| r.get(0))
-            .unwrap();
+        let n: i64 = c.query_row("SELECT COUNT(*) FROM u", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 20000);
     }
 }

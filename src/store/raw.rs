@@ -45,7 +45,11 @@ impl<'c> Prepared<'c> {
         if rc != ffi::SQLITE_OK || st.is_null() {
             bail!("cannot prepare a statement: {}", errmsg(db, rc));
         }
-        Ok(Prepared { db, st, _conn: PhantomData })
+        Ok(Prepared {
+            db,
+            st,
+            _conn: PhantomData,
+        })
     }
 
     /// Binds `values` to parameters 1, 2, … and runs the statement once.
@@ -67,9 +71,16 @@ impl<'c> Prepared<'c> {
             loop {
                 // SAFETY: a prepared statement of this connection, every parameter bound.
                 match unsafe { ffi::sqlite3_step(self.st) } {
-                    ffi::SQLITE_ROW => f(&Row { st: self.st, _row: PhantomData })?,
+                    ffi::SQLITE_ROW => f(&Row {
+                        st: self.st,
+                        _row: PhantomData,
+                    })?,
                     ffi::SQLITE_DONE => return Ok(()),
-                    rc => return Err(rusqlite::Error::SqliteFailure(ffi::Error::new(rc), Some(errmsg(self.db, rc))).into()),
+                    rc => {
+                        return Err(
+                            rusqlite::Error::SqliteFailure(ffi::Error::new(rc), Some(errmsg(self.db, rc))).into(),
+                        )
+                    }
                 }
             }
         })();
@@ -99,9 +110,13 @@ impl<'c> Prepared<'c> {
             let rc = unsafe {
                 match *v {
                     Value::Int(x) => ffi::sqlite3_bind_int64(self.st, n, x),
-                    Value::Text(s) => {
-                        ffi::sqlite3_bind_text(self.st, n, s.as_ptr().cast(), c_int::try_from(s.len())?, ffi::SQLITE_STATIC())
-                    }
+                    Value::Text(s) => ffi::sqlite3_bind_text(
+                        self.st,
+                        n,
+                        s.as_ptr().cast(),
+                        c_int::try_from(s.len())?,
+                        ffi::SQLITE_STATIC(),
+                    ),
                 }
             };
             if rc != ffi::SQLITE_OK {
@@ -172,16 +187,22 @@ mod tests {
     #[test]
     fn binds_text_in_place_and_reports_errors() {
         let c = Connection::open_in_memory().unwrap();
-        c.execute_batch("PRAGMA foreign_keys = ON; CREATE TABLE p (id INTEGER PRIMARY KEY); INSERT INTO p VALUES (1);
-                         CREATE TABLE t (p INTEGER REFERENCES p(id), a TEXT, b TEXT);")
-            .unwrap();
+        c.execute_batch(
+            "PRAGMA foreign_keys = ON; CREATE TABLE p (id INTEGER PRIMARY KEY); INSERT INTO p VALUES (1);
+                         CREATE TABLE t (p INTEGER REFERENCES p(id), a TEXT, b TEXT);",
+        )
+        .unwrap();
         let mut st = Prepared::prepare(&c, "INSERT INTO t VALUES (?1, ?2, ?3), (?1, ?3, ?2)").unwrap();
         let text = String::from("Lefèvre<&>");
-        st.execute(&[Value::Int(1), Value::Text(&text[..7]), Value::Text("")]).unwrap();
+        st.execute(&[Value::Int(1), Value::Text(&text[..7]), Value::Text("")])
+            .unwrap();
         drop(text);
-        let e = st.execute(&[Value::Int(2), Value::Text("x"), Value::Text("y")]).unwrap_err();
+        let e = st
+            .execute(&[Value::Int(2), Value::Text("x"), Value::Text("y")])
+            .unwrap_err();
         assert!(e.to_string().contains("FOREIGN KEY"), "{e}");
-        st.execute(&[Value::Int(1), Value::Text("x"), Value::Text("y")]).unwrap();
+        st.execute(&[Value::Int(1), Value::Text("x"), Value::Text("y")])
+            .unwrap();
         let rows: Vec<(String, String)> = c
             .prepare("SELECT a, b FROM t ORDER BY rowid")
             .unwrap()

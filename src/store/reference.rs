@@ -104,7 +104,12 @@ pub fn site_owner(conn: &Connection, id_site: &str) -> Result<Option<SiteOwner>>
     conn.query_row(
         "SELECT provider, MAX(validated) FROM conventions WHERE id_site = ?1 GROUP BY provider LIMIT 1",
         [id_site],
-        |r| Ok(SiteOwner { provider: r.get(0)?, validated: r.get::<_, i64>(1)? != 0 }),
+        |r| {
+            Ok(SiteOwner {
+                provider: r.get(0)?,
+                validated: r.get::<_, i64>(1)? != 0,
+            })
+        },
     )
     .optional()
     .with_context(|| format!("reading owner of site {id_site}"))
@@ -243,7 +248,13 @@ mod tests {
     fn sites_conventions_and_plans() {
         let c = load();
         let o = site_owner(&c, "21999000").unwrap().unwrap();
-        assert_eq!(o, SiteOwner { provider: "saad1".into(), validated: true });
+        assert_eq!(
+            o,
+            SiteOwner {
+                provider: "saad1".into(),
+                validated: true
+            }
+        );
         assert_eq!(site_owner(&c, "nope").unwrap(), None);
         assert!(is_site_of(&c, "saad1", "21999000").unwrap());
         assert!(!is_site_of(&c, "saad2", "21999000").unwrap());

@@ -21,9 +21,7 @@ pub fn check(content: &[u8]) -> Result<(), String> {
             break;
         }
         if !had_space {
-            return Err(
-                "déclaration XML invalide : espace attendu entre les pseudo-attributs".into(),
-            );
+            return Err("déclaration XML invalide : espace attendu entre les pseudo-attributs".into());
         }
         let (key, value, after) = pseudo_attribute(rest)?;
         rest = after;

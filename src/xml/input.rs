@@ -54,8 +54,8 @@ pub fn sniff(prefix: &[u8]) -> Result<(Encoding, usize), String> {
         None => Encoding::Utf8,
         Some(name) => match name.to_ascii_lowercase().as_str() {
             "utf-8" | "utf8" | "us-ascii" | "ascii" => Encoding::Utf8,
-            "iso-8859-1" | "iso8859-1" | "iso_8859-1" | "latin1" | "latin-1" | "l1" | "iso-ir-100"
-            | "cp819" | "ibm819" => Encoding::Latin1,
+            "iso-8859-1" | "iso8859-1" | "iso_8859-1" | "latin1" | "latin-1" | "l1" | "iso-ir-100" | "cp819"
+            | "ibm819" => Encoding::Latin1,
             "iso-8859-15" | "iso8859-15" | "iso_8859-15" | "latin-9" | "latin9" => Encoding::Latin9,
             "windows-1252" | "cp1252" | "x-cp1252" => Encoding::Windows1252,
             "utf-16" | "utf16" | "utf-16le" | "utf-16be" => {
@@ -130,9 +130,8 @@ pub fn open<R: Read + 'static>(mut inner: R) -> Result<(Scanner<Box<dyn Read>>, 
 /// holding one is not in its declared encoding (F01), as libxml2 (iconv)
 /// also judges, rather than silently read as a C1 control character.
 const CP1252_HIGH: [u16; 32] = [
-    0x20AC, 0, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0, 0x017D,
-    0, 0, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0,
-    0x017E, 0x0178,
+    0x20AC, 0, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0, 0x017D, 0, 0,
+    0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0, 0x017E, 0x0178,
 ];
 
 fn latin9(b: u8) -> char {
@@ -185,7 +184,10 @@ impl<R: Read> Transcoder<R> {
         self.out_pos = 0;
         if n == 0 {
             if !self.pending.is_empty() {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "UTF-16 tronqué en fin de fichier"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "UTF-16 tronqué en fin de fichier",
+                ));
             }
             return Ok(false);
         }
@@ -224,7 +226,13 @@ impl<R: Read> Transcoder<R> {
                 let le = self.enc == Encoding::Utf16Le;
                 let units: Vec<u16> = bytes[..even]
                     .chunks_exact(2)
-                    .map(|c| if le { u16::from_le_bytes([c[0], c[1]]) } else { u16::from_be_bytes([c[0], c[1]]) })
+                    .map(|c| {
+                        if le {
+                            u16::from_le_bytes([c[0], c[1]])
+                        } else {
+                            u16::from_be_bytes([c[0], c[1]])
+                        }
+                    })
                     .collect();
                 // Keep a trailing high surrogate for the next read.
                 let keep_units = match units.last() {
@@ -234,9 +242,7 @@ impl<R: Read> Transcoder<R> {
                 for r in char::decode_utf16(units[..units.len() - keep_units].iter().copied()) {
                     match r {
                         Ok(c) => push_char(&mut self.out, c),
-                        Err(_) => {
-                            return Err(io::Error::new(io::ErrorKind::InvalidData, "UTF-16 invalide"))
-                        }
+                        Err(_) => return Err(io::Error::new(io::ErrorKind::InvalidData, "UTF-16 invalide")),
                     }
                 }
                 self.pending = bytes[even - 2 * keep_units..].to_vec();
@@ -323,7 +329,10 @@ impl<R: Read> Scanner<R> {
 
     fn fail(&mut self, at: usize, message: String) -> io::Error {
         let line = self.newlines + 1 + memchr::memchr_iter(b'\n', &self.buf[self.pos..at]).count() as u64;
-        self.error = Some(InputError { line, message: message.clone() });
+        self.error = Some(InputError {
+            line,
+            message: message.clone(),
+        });
         io::Error::new(io::ErrorKind::InvalidData, message)
     }
 
@@ -355,7 +364,10 @@ impl<R: Read> Scanner<R> {
         if let Some(i) = memchr::memmem::find(region, &[0xEF, 0xBF]) {
             let mut j = i;
             while j + 2 < region.len() + 1 {
-                if region.get(j..j + 3).is_some_and(|s| s == [0xEF, 0xBF, 0xBE] || s == [0xEF, 0xBF, 0xBF]) {
+                if region
+                    .get(j..j + 3)
+                    .is_some_and(|s| s == [0xEF, 0xBF, 0xBE] || s == [0xEF, 0xBF, 0xBF])
+                {
                     return Err(self.fail(start + j, "caractère interdit en XML (U+FFFE/U+FFFF)".into()));
                 }
                 match memchr::memmem::find(&region[j + 1..], &[0xEF, 0xBF]) {
@@ -493,7 +505,10 @@ mod tests {
     fn bom_and_utf16_are_read() {
         let (r, _) = read_all(b"\xEF\xBB\xBF<a/>");
         assert_eq!(r.unwrap(), "<a/>");
-        let utf16: Vec<u8> = "\u{feff}<a>é</a>".encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+        let utf16: Vec<u8> = "\u{feff}<a>é</a>"
+            .encode_utf16()
+            .flat_map(|u| u.to_le_bytes())
+            .collect();
         assert_eq!(read_all(&utf16).0.unwrap(), "<a>é</a>");
     }
 

@@ -266,11 +266,8 @@ impl<R: Read> Lexer<R> {
         self.pos = s.end;
         self.line += s.newlines;
         match s.raw {
-            Raw::Start {
-                name, empty: false, ..
-            } => {
-                self.names
-                    .extend_from_slice(&self.src.window()[name.0..name.1]);
+            Raw::Start { name, empty: false, .. } => {
+                self.names.extend_from_slice(&self.src.window()[name.0..name.1]);
                 self.ends.push(self.names.len());
             }
             Raw::End(..) => {
@@ -451,9 +448,7 @@ fn scan_text(w: &[u8], i: usize, eof: bool, chunk: usize) -> Scan {
     if j == n && !eof {
         return text_piece(w, i, j, newlines, chunk);
     }
-    let raw = Raw::Text {
-        blank: j == blank_end,
-    };
+    let raw = Raw::Text { blank: j == blank_end };
     Ok(Some(Scanned {
         raw,
         end: j,

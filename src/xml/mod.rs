@@ -40,8 +40,7 @@ fn is_name_start(c: char) -> bool {
 }
 
 fn is_name_char(c: char) -> bool {
-    is_name_start(c)
-        || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
+    is_name_start(c) || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
 }
 
 /// The XML 1.0 (5th edition) Name production.
@@ -51,7 +50,9 @@ pub fn is_name(name: &[u8]) -> bool {
         return match name.split_first() {
             Some((&f, rest)) => {
                 (f.is_ascii_alphabetic() || f == b'_' || f == b':')
-                    && rest.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b':' | b'-' | b'.'))
+                    && rest
+                        .iter()
+                        .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b':' | b'-' | b'.'))
             }
             None => false,
         };
@@ -103,7 +104,11 @@ pub fn resolve_reference(name: &[u8]) -> Option<char> {
                 return None;
             }
             let v = u32::from_str_radix(s, radix).ok()?;
-            if is_xml_char(v) { char::from_u32(v) } else { None }
+            if is_xml_char(v) {
+                char::from_u32(v)
+            } else {
+                None
+            }
         }
     }
 }

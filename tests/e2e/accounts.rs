@@ -23,24 +23,49 @@ fn keygen(g: &Gateway, name: &str, args: &[&str]) -> PathBuf {
 
 /// `SHA256:…` as `ssh-keygen -l` prints it.
 fn fingerprint(pubkey: &PathBuf) -> String {
-    let out = Command::new("ssh-keygen").arg("-lf").arg(pubkey).output().expect("ssh-keygen -l");
-    text(&out.stdout).split_whitespace().nth(1).expect("fingerprint").to_string()
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(pubkey)
+        .output()
+        .expect("ssh-keygen -l");
+    text(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .expect("fingerprint")
+        .to_string()
 }
 
 fn ok(out: &std::process::Output) -> String {
-    assert_eq!(out.status.code(), Some(0), "stdout: {}\nstderr: {}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     text(&out.stdout)
 }
 
 fn refused(out: &std::process::Output) -> String {
-    assert_eq!(out.status.code(), Some(2), "stdout: {}\nstderr: {}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "stdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     text(&out.stderr)
 }
 
 fn mails(g: &Gateway) -> Vec<(String, String, String)> {
     let c = g.db();
-    let mut s = c.prepare("SELECT dedup_key, recipients, body FROM mail_queue ORDER BY id").unwrap();
-    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+    let mut s = c
+        .prepare("SELECT dedup_key, recipients, body FROM mail_queue ORDER BY id")
+        .unwrap();
+    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
 
 #[test]
@@ -49,36 +74,90 @@ fn add_with_a_key_and_without_one() {
     let pubkey = keygen(&g, "alice_ed25519", &["-t", "ed25519"]);
     let fp = fingerprint(&pubkey);
     let out = g.run(
-        &["user", "add", "--provider", "saad21", "--login", "alice", "--email", "alice@saad21.example", "--key", pubkey.to_str().unwrap()],
+        &[
+            "user",
+            "add",
+            "--provider",
+            "saad21",
+            "--login",
+            "alice",
+            "--email",
+            "alice@saad21.example",
+            "--key",
+            pubkey.to_str().unwrap(),
+        ],
         None,
     );
     let stdout = ok(&out);
-    assert!(stdout.contains("account alice created for provider saad21 (administrator)"), "{stdout}");
+    assert!(
+        stdout.contains("account alice created for provider saad21 (administrator)"),
+        "{stdout}"
+    );
     assert!(stdout.contains(&fp), "{stdout} vs {fp}");
 
-    let out = g.run(&["user", "add", "--provider", "saad21", "--login", "bob", "--email", "bob@saad21.example"], None);
+    let out = g.run(
+        &[
+            "user",
+            "add",
+            "--provider",
+            "saad21",
+            "--login",
+            "bob",
+            "--email",
+            "bob@saad21.example",
+        ],
+        None,
+    );
     let stdout = ok(&out);
-    assert!(stdout.contains("account bob created for provider saad21 (user)"), "{stdout}");
+    assert!(
+        stdout.contains("account bob created for provider saad21 (user)"),
+        "{stdout}"
+    );
 
     // One e-mail per new account; bob's carries his one-time password.
     let m = mails(&g);
     assert_eq!(m.len(), 2, "{m:?}");
-    assert_eq!((m[0].0.as_str(), m[0].1.as_str()), ("user-created:alice", "alice@saad21.example"));
+    assert_eq!(
+        (m[0].0.as_str(), m[0].1.as_str()),
+        ("user-created:alice", "alice@saad21.example")
+    );
     assert!(m[0].2.contains(&fp));
-    assert_eq!((m[1].0.as_str(), m[1].1.as_str()), ("user-created:bob", "bob@saad21.example"));
-    let pw = m[1].2.lines().find_map(|l| l.strip_prefix("Mot de passe provisoire : ")).expect("password in mail");
-    assert!(!text(&out.stdout).contains(pw) && !text(&out.stderr).contains(pw), "never printed");
+    assert_eq!(
+        (m[1].0.as_str(), m[1].1.as_str()),
+        ("user-created:bob", "bob@saad21.example")
+    );
+    let pw = m[1]
+        .2
+        .lines()
+        .find_map(|l| l.strip_prefix("Mot de passe provisoire : "))
+        .expect("password in mail");
+    assert!(
+        !text(&out.stdout).contains(pw) && !text(&out.stderr).contains(pw),
+        "never printed"
+    );
 
     let c = g.db();
     let bob = ppas_gateway::accounts::find_login(&c, "bob").unwrap().unwrap();
-    assert!(ppas_gateway::accounts::verify_password(bob.password_hash.as_deref().unwrap(), pw));
+    assert!(ppas_gateway::accounts::verify_password(
+        bob.password_hash.as_deref().unwrap(),
+        pw
+    ));
     let alice = ppas_gateway::accounts::find_login(&c, "alice").unwrap().unwrap();
     assert_eq!(alice.password_hash, None);
     let key_line = std::fs::read_to_string(&pubkey).unwrap();
-    assert_eq!(alice.keys, vec![key_line.split_whitespace().take(2).collect::<Vec<_>>().join(" ")]);
-    let stored_fp: String = c.query_row("SELECT fingerprint FROM user_keys WHERE login='alice'", [], |r| r.get(0)).unwrap();
+    assert_eq!(
+        alice.keys,
+        vec![key_line.split_whitespace().take(2).collect::<Vec<_>>().join(" ")]
+    );
+    let stored_fp: String = c
+        .query_row("SELECT fingerprint FROM user_keys WHERE login='alice'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
     assert_eq!(stored_fp, fp);
-    let entries: i64 = c.query_row("SELECT COUNT(*) FROM history WHERE kind='account'", [], |r| r.get(0)).unwrap();
+    let entries: i64 = c
+        .query_row("SELECT COUNT(*) FROM history WHERE kind='account'", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(entries, 2);
 
     let list = ok(&g.run(&["user", "list"], None));
@@ -86,18 +165,57 @@ fn add_with_a_key_and_without_one() {
     assert_eq!(lines.len(), 3, "{list}");
     assert!(lines[0].starts_with("LOGIN"), "{list}");
     let alice_row: Vec<&str> = lines[1].split_whitespace().collect();
-    assert_eq!(alice_row, ["alice", "saad21", "alice@saad21.example", "yes", "no", "1", "no"]);
+    assert_eq!(
+        alice_row,
+        ["alice", "saad21", "alice@saad21.example", "yes", "no", "1", "no"]
+    );
     let bob_row: Vec<&str> = lines[2].split_whitespace().collect();
     assert_eq!(bob_row, ["bob", "saad21", "bob@saad21.example", "no", "no", "0", "yes"]);
     let other = ok(&g.run(&["user", "list", "--provider", "ergo62"], None));
     assert_eq!(other.lines().count(), 1, "header only: {other}");
 
     // Same login again, unknown provider, bad login: refused.
-    let e = refused(&g.run(&["user", "add", "--provider", "saad21", "--login", "bob", "--email", "b@x.example"], None));
+    let e = refused(&g.run(
+        &[
+            "user",
+            "add",
+            "--provider",
+            "saad21",
+            "--login",
+            "bob",
+            "--email",
+            "b@x.example",
+        ],
+        None,
+    ));
     assert!(e.contains("login bob already exists"), "{e}");
-    let e = refused(&g.run(&["user", "add", "--provider", "nobody", "--login", "carl", "--email", "c@x.example"], None));
+    let e = refused(&g.run(
+        &[
+            "user",
+            "add",
+            "--provider",
+            "nobody",
+            "--login",
+            "carl",
+            "--email",
+            "c@x.example",
+        ],
+        None,
+    ));
     assert!(e.contains("unknown provider nobody"), "{e}");
-    let e = refused(&g.run(&["user", "add", "--provider", "saad21", "--login", "carl.d", "--email", "c@x.example"], None));
+    let e = refused(&g.run(
+        &[
+            "user",
+            "add",
+            "--provider",
+            "saad21",
+            "--login",
+            "carl.d",
+            "--email",
+            "c@x.example",
+        ],
+        None,
+    ));
     assert!(e.contains("ASCII letters and digits"), "{e}");
 }
 
@@ -105,7 +223,21 @@ fn add_with_a_key_and_without_one() {
 fn weak_and_dsa_keys_are_refused() {
     let g = Gateway::new().with_providers();
     let good = keygen(&g, "erin_ecdsa", &["-t", "ecdsa"]);
-    ok(&g.run(&["user", "add", "--provider", "ergo62", "--login", "erin", "--email", "erin@ergo62.example", "--key", good.to_str().unwrap()], None));
+    ok(&g.run(
+        &[
+            "user",
+            "add",
+            "--provider",
+            "ergo62",
+            "--login",
+            "erin",
+            "--email",
+            "erin@ergo62.example",
+            "--key",
+            good.to_str().unwrap(),
+        ],
+        None,
+    ));
 
     let rsa1024 = keygen(&g, "erin_rsa1024", &["-t", "rsa", "-b", "1024"]);
     let e = refused(&g.run(&["user", "key-add", "erin", rsa1024.to_str().unwrap()], None));
@@ -129,20 +261,65 @@ fn weak_and_dsa_keys_are_refused() {
     assert!(!e.contains("PRIVATE KEY-----\n"), "{e}");
 
     let c = g.db();
-    let n: i64 = c.query_row("SELECT COUNT(*) FROM user_keys WHERE login='erin'", [], |r| r.get(0)).unwrap();
+    let n: i64 = c
+        .query_row("SELECT COUNT(*) FROM user_keys WHERE login='erin'", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(n, 2);
 }
 
 #[test]
 fn the_last_enabled_administrator_stays() {
     let g = Gateway::new().with_providers();
-    ok(&g.run(&["user", "add", "--provider", "saad21", "--login", "alice", "--email", "alice@saad21.example"], None));
-    ok(&g.run(&["user", "add", "--provider", "saad21", "--login", "bob", "--email", "bob@saad21.example"], None));
+    ok(&g.run(
+        &[
+            "user",
+            "add",
+            "--provider",
+            "saad21",
+            "--login",
+            "alice",
+            "--email",
+            "alice@saad21.example",
+        ],
+        None,
+    ));
+    ok(&g.run(
+        &[
+            "user",
+            "add",
+            "--provider",
+            "saad21",
+            "--login",
+            "bob",
+            "--email",
+            "bob@saad21.example",
+        ],
+        None,
+    ));
     let e = refused(&g.run(&["user", "disable", "alice"], None));
-    assert!(e.contains("alice is the last enabled administrator of provider saad21"), "{e}");
+    assert!(
+        e.contains("alice is the last enabled administrator of provider saad21"),
+        "{e}"
+    );
     assert_eq!(ok(&g.run(&["user", "disable", "bob"], None)), "account bob disabled\n");
-    ok(&g.run(&["user", "add", "--provider", "saad21", "--login", "carol", "--email", "carol@saad21.example", "--admin"], None));
-    assert_eq!(ok(&g.run(&["user", "disable", "alice"], None)), "account alice disabled\n");
+    ok(&g.run(
+        &[
+            "user",
+            "add",
+            "--provider",
+            "saad21",
+            "--login",
+            "carol",
+            "--email",
+            "carol@saad21.example",
+            "--admin",
+        ],
+        None,
+    ));
+    assert_eq!(
+        ok(&g.run(&["user", "disable", "alice"], None)),
+        "account alice disabled\n"
+    );
     let e = refused(&g.run(&["user", "disable", "carol"], None));
     assert!(e.contains("last enabled administrator"), "{e}");
     let e = refused(&g.run(&["user", "disable", "nobody"], None));
@@ -155,7 +332,19 @@ fn the_last_enabled_administrator_stays() {
 #[test]
 fn passwd_reads_stdin_checks_the_rules_or_generates() {
     let g = Gateway::new().with_providers();
-    ok(&g.run(&["user", "add", "--provider", "saad21", "--login", "alice", "--email", "alice@saad21.example"], None));
+    ok(&g.run(
+        &[
+            "user",
+            "add",
+            "--provider",
+            "saad21",
+            "--login",
+            "alice",
+            "--email",
+            "alice@saad21.example",
+        ],
+        None,
+    ));
     for (bad, why) in [
         ("short1\n", "8 to 12 characters"),
         ("muchtoolong123\n", "8 to 12 characters"),
@@ -168,11 +357,21 @@ fn passwd_reads_stdin_checks_the_rules_or_generates() {
         let e = refused(&g.run(&["user", "passwd", "alice"], Some(bad)));
         assert!(e.contains(why), "{bad:?}: {e}");
         let shown = bad.trim_end();
-        assert!(shown.is_empty() || !e.contains(shown), "the password is never echoed: {e}");
+        assert!(
+            shown.is_empty() || !e.contains(shown),
+            "the password is never echoed: {e}"
+        );
     }
-    assert_eq!(ok(&g.run(&["user", "passwd", "alice"], Some("Secret2026\r\n"))), "password of alice changed\n");
+    assert_eq!(
+        ok(&g.run(&["user", "passwd", "alice"], Some("Secret2026\r\n"))),
+        "password of alice changed\n"
+    );
     let c = g.db();
-    let phc = ppas_gateway::accounts::find_login(&c, "alice").unwrap().unwrap().password_hash.unwrap();
+    let phc = ppas_gateway::accounts::find_login(&c, "alice")
+        .unwrap()
+        .unwrap()
+        .password_hash
+        .unwrap();
     assert!(ppas_gateway::accounts::verify_password(&phc, "Secret2026"));
 
     let out = ok(&g.run(&["user", "passwd", "alice", "--generate"], None));
@@ -180,8 +379,16 @@ fn passwd_reads_stdin_checks_the_rules_or_generates() {
     let m = mails(&g);
     assert_eq!(m.len(), 2, "{m:?}");
     assert!(m[1].0.starts_with("password:alice:"), "{m:?}");
-    let pw = m[1].2.lines().find_map(|l| l.strip_prefix("Nouveau mot de passe : ")).expect("password in mail");
-    let phc = ppas_gateway::accounts::find_login(&c, "alice").unwrap().unwrap().password_hash.unwrap();
+    let pw = m[1]
+        .2
+        .lines()
+        .find_map(|l| l.strip_prefix("Nouveau mot de passe : "))
+        .expect("password in mail");
+    let phc = ppas_gateway::accounts::find_login(&c, "alice")
+        .unwrap()
+        .unwrap()
+        .password_hash
+        .unwrap();
     assert!(ppas_gateway::accounts::verify_password(&phc, pw));
     assert!(!ppas_gateway::accounts::verify_password(&phc, "Secret2026"));
     let e = refused(&g.run(&["user", "passwd", "nobody", "--generate"], None));

@@ -241,7 +241,10 @@ fn schema_validity_agrees_with_xmllint() {
             None => v.parse().ok(),
         })
         .unwrap_or(SEED);
-    let n = std::env::var("ORACLE_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(CASES);
+    let n = std::env::var("ORACLE_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CASES);
     let cases: Vec<gen::Case> = (0..n).map(|i| gen::case(seed, i)).collect();
 
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4);

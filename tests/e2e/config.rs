@@ -18,13 +18,21 @@ const UNIT: &str = include_str!("../../systemd/ppas-gateway.service");
 fn shipped_config_parses_and_equals_the_defaults() {
     let shipped = Config::parse(SHIPPED).expect("config/ppas-gateway.toml parses");
     assert_eq!(shipped.to_toml(), Config::default().to_toml());
-    assert_eq!(shipped.to_toml(), Config::parse("").unwrap().to_toml(), "an empty file runs the same");
+    assert_eq!(
+        shipped.to_toml(),
+        Config::parse("").unwrap().to_toml(),
+        "an empty file runs the same"
+    );
 }
 
 /// `section.key` of every key a TOML text sets (tables flattened).
 fn keys(v: &toml::Table, prefix: &str, out: &mut BTreeSet<String>) {
     for (k, v) in v {
-        let name = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let name = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         match v {
             toml::Value::Table(t) => keys(t, &name, out),
             _ => {
@@ -41,7 +49,10 @@ fn shipped_config_sets_and_comments_every_key() {
     let mut have = BTreeSet::new();
     keys(&toml::from_str(SHIPPED).unwrap(), "", &mut have);
     let missing: Vec<_> = want.difference(&have).collect();
-    assert!(missing.is_empty(), "keys of src/config.rs missing from the shipped file: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "keys of src/config.rs missing from the shipped file: {missing:?}"
+    );
     // Keys whose default is "absent" are shown commented out.
     assert!(SHIPPED.contains("\n# smtp_url = \""), "[mail] smtp_url is documented");
 
@@ -95,7 +106,10 @@ fn directives() -> Vec<(String, String)> {
     UNIT.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('['))
-        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
         .collect()
 }
 
@@ -108,7 +122,10 @@ fn unit_runs_confined_as_a_notify_service() {
         ("NotifyAccess", "main"),
         ("WatchdogSec", "30"),
         ("User", "ppas-gateway"),
-        ("ExecStart", "/usr/local/bin/ppas-gateway --config /etc/ppas-gateway/ppas-gateway.toml serve"),
+        (
+            "ExecStart",
+            "/usr/local/bin/ppas-gateway --config /etc/ppas-gateway/ppas-gateway.toml serve",
+        ),
         ("ExecReload", "/bin/kill -HUP $MAINPID"),
         ("WorkingDirectory", "/var/lib/ppas-gateway"),
         ("ProtectSystem", "strict"),
@@ -140,7 +157,9 @@ fn unit_runs_confined_as_a_notify_service() {
 #[test]
 fn unit_passes_systemd_analyze_verify() {
     if !support::have("systemd-analyze") {
-        eprintln!("SKIPPED unit_passes_systemd_analyze_verify: systemd-analyze is not installed (apt-get install systemd)");
+        eprintln!(
+            "SKIPPED unit_passes_systemd_analyze_verify: systemd-analyze is not installed (apt-get install systemd)"
+        );
         return;
     }
     // verify checks that ExecStart= names an executable: point it at the

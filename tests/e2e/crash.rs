@@ -22,7 +22,11 @@ use rand::{Rng, SeedableRng};
 use crate::pipeline_support::*;
 
 const FILES: usize = 60;
-const PROVIDERS: [(&str, &str, &str); 3] = [("saadA", SITE_A, "03"), ("saadB", SITE_B, "03"), ("saadC", SITE_C, "04")];
+const PROVIDERS: [(&str, &str, &str); 3] = [
+    ("saadA", SITE_A, "03"),
+    ("saadB", SITE_B, "03"),
+    ("saadC", SITE_C, "04"),
+];
 
 /// A file to drop and what must come of it.
 struct Planned {
@@ -38,12 +42,15 @@ fn nir(k: usize) -> String {
 }
 
 fn plan() -> (Vec<Planned>, String) {
-    let mut csv = String::from("id-cram;id-site;nir-per;nom-per;pn-per;rf-prstpap;dt-debut;dt-fin;mt-total;mt-consomme\n");
+    let mut csv =
+        String::from("id-cram;id-site;nir-per;nom-per;pn-per;rf-prstpap;dt-debut;dt-fin;mt-total;mt-consomme\n");
     let mut files = Vec::new();
     for k in 0..FILES {
         let (provider, site, cram) = PROVIDERS[k % 3];
         let n = nir(k);
-        csv.push_str(&format!("{cram};{site};{n};NOM{k};Prenom;PPP100;2026-01-01;2026-12-31;1000;0\n"));
+        csv.push_str(&format!(
+            "{cram};{site};{n};NOM{k};Prenom;PPP100;2026-01-01;2026-12-31;1000;0\n"
+        ));
         let day = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap() + chrono::Duration::days((k / 3) as i64);
         let mut bill = Bill::dated(site, day).cram(cram);
         let good = |m: u32| BLine::month(&n, site, m, "3.5");
@@ -66,15 +73,26 @@ fn plan() -> (Vec<Planned>, String) {
                 (Vec::new(), true)
             }
         };
-        let accepted = accepted.iter().map(|l| (l.nir.clone(), l.dtd.clone(), l.dtf.clone(), l.nb_quant.clone())).collect();
-        files.push(Planned { provider, bill, accepted, anomalies });
+        let accepted = accepted
+            .iter()
+            .map(|l| (l.nir.clone(), l.dtd.clone(), l.dtf.clone(), l.nb_quant.clone()))
+            .collect();
+        files.push(Planned {
+            provider,
+            bill,
+            accepted,
+            anomalies,
+        });
     }
     (files, csv)
 }
 
 #[test]
 fn sigkill_at_random_moments_loses_and_doubles_nothing() {
-    let seed: u64 = std::env::var("PPAS_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(20261120);
+    let seed: u64 = std::env::var("PPAS_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261120);
     eprintln!("crash test seed {seed} (PPAS_CRASH_SEED to replay)");
     let started = Instant::now();
     let g = Gw::new();
@@ -89,8 +107,10 @@ fn sigkill_at_random_moments_loses_and_doubles_nothing() {
 
     // The providers: one file after another, at random intervals.
     let spool = g.spool.clone();
-    let drops: Vec<(String, String, Vec<u8>)> =
-        files.iter().map(|f| (f.provider.to_string(), f.bill.name(), f.bill.xml().into_bytes())).collect();
+    let drops: Vec<(String, String, Vec<u8>)> = files
+        .iter()
+        .map(|f| (f.provider.to_string(), f.bill.name(), f.bill.xml().into_bytes()))
+        .collect();
     let dropper = std::thread::spawn(move || {
         let mut rng = StdRng::seed_from_u64(drop_seed);
         for (provider, name, bytes) in drops {
@@ -127,7 +147,11 @@ fn sigkill_at_random_moments_loses_and_doubles_nothing() {
     // What the kills left in flight, for the record.
     let unfinished = g.count("SELECT COUNT(*) FROM received_files WHERE state != 'done'");
     let unsent = g.count("SELECT COUNT(*) FROM mail_queue WHERE sent_at IS NULL");
-    let temps = g.files("").into_iter().filter(|f| f.rsplit('/').next().unwrap_or("").starts_with(".ppas-tmp-")).count();
+    let temps = g
+        .files("")
+        .into_iter()
+        .filter(|f| f.rsplit('/').next().unwrap_or("").starts_with(".ppas-tmp-"))
+        .count();
 
     // A final clean run. Its clock is one hour later: a message claimed by a
     // worker killed before it wrote it is leased for 10 minutes (see
@@ -161,7 +185,11 @@ fn sigkill_at_random_moments_loses_and_doubles_nothing() {
     assert!(took < Duration::from_secs(10), "SIGTERM took {took:?}");
     let out = g.process();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).starts_with("0 fichier(s) traité(s)"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).starts_with("0 fichier(s) traité(s)"),
+        "{}",
+        text(&out.stdout)
+    );
     let logs = std::fs::read_to_string(&log).unwrap();
     let recovered = logs.matches("files in flight brought to their end").count();
     eprintln!(
@@ -170,10 +198,15 @@ fn sigkill_at_random_moments_loses_and_doubles_nothing() {
         started.elapsed()
     );
 
-    assert!(in_flight > 0, "no kill landed while work was in flight: the run proved nothing (seed {seed})");
+    assert!(
+        in_flight > 0,
+        "no kill landed while work was in flight: the run proved nothing (seed {seed})"
+    );
 
     // Every dropped file: exactly one received_files row, done.
-    let rows = g.rows("SELECT provider, name, state, COUNT(*) FROM received_files GROUP BY provider, name ORDER BY provider, name");
+    let rows = g.rows(
+        "SELECT provider, name, state, COUNT(*) FROM received_files GROUP BY provider, name ORDER BY provider, name",
+    );
     assert_eq!(rows.len(), FILES, "{rows:?}");
     for f in &files {
         let row = rows.iter().find(|r| r[0] == f.provider && r[1] == f.bill.name());
@@ -197,20 +230,39 @@ fn sigkill_at_random_moments_loses_and_doubles_nothing() {
             assert!(reports.contains(&rel), "missing {rel}");
         }
         let pdf = std::fs::read(g.path(&format!("outbound/{}/reports/{stem}.report.pdf", f.provider))).unwrap();
-        assert!(pdf.starts_with(b"%PDF-") && pdf.windows(5).rev().take(64).any(|w| w == b"%%EOF"), "{stem}: PDF not complete");
+        assert!(
+            pdf.starts_with(b"%PDF-") && pdf.windows(5).rev().take(64).any(|w| w == b"%%EOF"),
+            "{stem}: PDF not complete"
+        );
         let r = read_report(&g.read(&format!("outbound/{}/reports/{stem}.report.xml", f.provider)));
-        let verdict = if f.accepted.is_empty() { "rejected" } else if f.anomalies { "partial" } else { "accepted" };
-        assert_eq!((r.verdict.as_str(), r.accepted as usize), (verdict, f.accepted.len()), "{stem}");
+        let verdict = if f.accepted.is_empty() {
+            "rejected"
+        } else if f.anomalies {
+            "partial"
+        } else {
+            "accepted"
+        };
+        assert_eq!(
+            (r.verdict.as_str(), r.accepted as usize),
+            (verdict, f.accepted.len()),
+            "{stem}"
+        );
         xml_reports.push(g.path(&format!("outbound/{}/reports/{stem}.report.xml", f.provider)));
     }
     assert_xsd("report.xsd", &xml_reports);
 
     // The outbox holds exactly the accepted lines: none missing, none doubled.
     let outbox = g.files("outbox");
-    let expected_outbox: BTreeSet<String> =
-        files.iter().filter(|f| !f.accepted.is_empty()).map(|f| format!("outbox/{}/{}", f.bill.id_cram, f.bill.name())).collect();
+    let expected_outbox: BTreeSet<String> = files
+        .iter()
+        .filter(|f| !f.accepted.is_empty())
+        .map(|f| format!("outbox/{}/{}", f.bill.id_cram, f.bill.name()))
+        .collect();
     assert_eq!(outbox.iter().cloned().collect::<BTreeSet<_>>(), expected_outbox);
-    assert_xsd("FactficTrans.xsd", &outbox.iter().map(|f| g.path(f)).collect::<Vec<_>>());
+    assert_xsd(
+        "FactficTrans.xsd",
+        &outbox.iter().map(|f| g.path(f)).collect::<Vec<_>>(),
+    );
     let mut per_borfact: BTreeMap<String, usize> = BTreeMap::new();
     for f in files.iter().filter(|f| !f.accepted.is_empty()) {
         let (lines, footer) = read_outbox(&g.read(&format!("outbox/{}/{}", f.bill.id_cram, f.bill.name())));
@@ -223,7 +275,10 @@ fn sigkill_at_random_moments_loses_and_doubles_nothing() {
         .into_iter()
         .map(|r| (r[0].clone(), r[1].parse().unwrap()))
         .collect();
-    assert_eq!(in_db, per_borfact, "accepted lines in the database = lines in the outbox");
+    assert_eq!(
+        in_db, per_borfact,
+        "accepted lines in the database = lines in the outbox"
+    );
 
     // One e-mail per file with anomalies, none for the others.
     let mails = g.mails();
@@ -246,7 +301,11 @@ fn sigkill_at_random_moments_loses_and_doubles_nothing() {
     for k in 0..FILES {
         assert!(!logs.contains(&nir(k)), "a NIR in the logs");
     }
-    assert!(started.elapsed() < Duration::from_secs(90), "crash test took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(90),
+        "crash test took {:?}",
+        started.elapsed()
+    );
 }
 
 /// `xmllint --schema` over many files at once.

@@ -98,7 +98,10 @@ fn dump(c: &Connection, table: &str) -> Vec<String> {
 
 fn state(g: &Gateway) -> Vec<Vec<String>> {
     let c = g.db();
-    ["providers", "conventions", "plans", "history"].iter().map(|t| dump(&c, t)).collect()
+    ["providers", "conventions", "plans", "history"]
+        .iter()
+        .map(|t| dump(&c, t))
+        .collect()
 }
 
 #[test]
@@ -121,7 +124,13 @@ fn providers_then_beneficiaries_apply_and_upsert() {
     let c = g.db();
     let n: i64 = c.query_row("SELECT COUNT(*) FROM providers", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 3);
-    let raison: String = c.query_row("SELECT raison_sociale FROM providers WHERE provider='saad21'", [], |r| r.get(0)).unwrap();
+    let raison: String = c
+        .query_row(
+            "SELECT raison_sociale FROM providers WHERE provider='saad21'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(raison, "Aide à Domicile de Côte-d'Or");
     let (total, used, debut, fin): (i64, i64, String, String) = c
         .query_row(
@@ -130,8 +139,15 @@ fn providers_then_beneficiaries_apply_and_upsert() {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .unwrap();
-    assert_eq!((total, used, debut.as_str(), fin.as_str()), (12050, 1025, "2026-01-01", "2026-12-31"));
-    let corsica: i64 = c.query_row("SELECT mt_total FROM plans WHERE nir_per='154122A999002'", [], |r| r.get(0)).unwrap();
+    assert_eq!(
+        (total, used, debut.as_str(), fin.as_str()),
+        (12050, 1025, "2026-01-01", "2026-12-31")
+    );
+    let corsica: i64 = c
+        .query_row("SELECT mt_total FROM plans WHERE nir_per='154122A999002'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
     assert_eq!(corsica, 6050);
 
     let h: Vec<(String, String, String)> = c
@@ -143,7 +159,10 @@ fn providers_then_beneficiaries_apply_and_upsert() {
         .collect();
     assert_eq!(h.len(), 4);
     assert!(h.iter().all(|(k, i, _)| k == "import" && i == "referentiel"), "{h:?}");
-    assert!(h[1].2.contains("beneficiaries.csv") && h[1].2.contains("3 new"), "{h:?}");
+    assert!(
+        h[1].2.contains("beneficiaries.csv") && h[1].2.contains("3 new"),
+        "{h:?}"
+    );
 }
 
 #[test]
@@ -192,7 +211,10 @@ fn a_bad_beneficiaries_file_names_every_row_and_changes_nothing() {
     ] {
         assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
     }
-    assert!(!err.contains("1541299999000") && !err.contains("DUPONT"), "no NIR nor name in:\n{err}");
+    assert!(
+        !err.contains("1541299999000") && !err.contains("DUPONT"),
+        "no NIR nor name in:\n{err}"
+    );
     assert_eq!(state(&g), before, "the database is unchanged");
 }
 
@@ -202,7 +224,10 @@ fn beneficiaries_need_the_provider_sites_first() {
     let out = g.import("beneficiaries", &fixture("beneficiaries.csv"));
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
-    assert!(err.contains("line 2: column id-site: site 21999000 has no validated convention"), "{err}");
+    assert!(
+        err.contains("line 2: column id-site: site 21999000 has no validated convention"),
+        "{err}"
+    );
     assert!(err.contains("line 4: column id-site: site 59999000"), "{err}");
 }
 
@@ -211,10 +236,18 @@ fn unknown_or_unsupported_kinds_and_missing_files_exit_2() {
     let g = Gateway::new();
     let out = g.import("suppliers", &fixture("providers.csv"));
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("unknown import kind \"suppliers\""), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("unknown import kind \"suppliers\""),
+        "{}",
+        text(&out.stderr)
+    );
     let out = g.import("orders", &fixture("providers.csv"));
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("orders: importing this kind is not supported yet"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("orders: importing this kind is not supported yet"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = g.import("providers", &g.dir.path().join("absent.csv"));
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("absent.csv"), "{}", text(&out.stderr));

@@ -61,8 +61,7 @@ impl Sink {
             .unwrap()
             .map(|e| e.unwrap().path())
             .filter(|p| {
-                p.extension().is_some_and(|x| x == "json")
-                    && !p.file_name().unwrap().to_string_lossy().starts_with('.')
+                p.extension().is_some_and(|x| x == "json") && !p.file_name().unwrap().to_string_lossy().starts_with('.')
             })
             .collect();
         names.sort();
@@ -91,8 +90,7 @@ fn setup(smtp_port: Option<u16>) -> (tempfile::TempDir, Config, Connection) {
     (d, cfg, conn)
 }
 
-const SUBJECT: &str =
-    "Compte rendu : fichier « 04_251126_100_21999000.xml » partiellement accepté — 2 anomalies";
+const SUBJECT: &str = "Compte rendu : fichier « 04_251126_100_21999000.xml » partiellement accepté — 2 anomalies";
 const BODY: &str = "Bonjour,\n\nLe fichier 04_251126_100_21999000.xml a été traité : 1 ligne acceptée, 2 rejetées.\nLe compte rendu détaillé est déposé dans /out/reports.\n\nCordialement,\nLa caisse\n";
 
 fn notice(key: &str, to: &[&str]) -> Message {
@@ -122,10 +120,7 @@ fn relay_down_then_up_delivers_each_message_exactly_once() {
     enqueue(
         &conn,
         t0,
-        &notice(
-            "report:1",
-            &["gestion@saad-nord.fr", "direction@saad-nord.fr"],
-        ),
+        &notice("report:1", &["gestion@saad-nord.fr", "direction@saad-nord.fr"]),
     )
     .unwrap();
     enqueue(&conn, t0, &notice("report:2", &["compta@saad-nord.fr"])).unwrap();
@@ -195,21 +190,14 @@ fn relay_down_then_up_delivers_each_message_exactly_once() {
     // lettre always ends DATA with CRLF "." CRLF, even after a final line
     // break, so the relay sees one more empty line at the end: harmless.
     assert_eq!(
-        first["body"]
-            .as_str()
-            .unwrap()
-            .replace("\r\n", "\n")
-            .trim_end(),
+        first["body"].as_str().unwrap().replace("\r\n", "\n").trim_end(),
         BODY.trim_end()
     );
     assert_eq!(first["mail_from"], "ppas-gateway@carsat-exemple.fr");
     assert_eq!(first["from"], "ppas-gateway@carsat-exemple.fr");
     assert_eq!(first["auto_submitted"], "auto-generated");
     assert!(
-        first["message_id"]
-            .as_str()
-            .unwrap()
-            .ends_with("@carsat-exemple.fr>"),
+        first["message_id"].as_str().unwrap().ends_with("@carsat-exemple.fr>"),
         "{first}"
     );
     assert_eq!(first["date"], "Wed, 25 Nov 2026 09:01:00 +0000");
@@ -290,11 +278,7 @@ fn parse_eml(path: &Path) -> Value {
         .arg(path)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -303,12 +287,7 @@ fn without_a_relay_messages_become_eml_files_once() {
     let (_d, cfg, conn) = setup(None);
     let t0 = at("2026-11-25T09:00:00Z");
     enqueue(&conn, t0, &notice("report:1", &["gestion@saad-nord.fr"])).unwrap();
-    enqueue(
-        &conn,
-        t0,
-        &notice("relance:C04-2026-000123", &["ergo@cabinet.fr"]),
-    )
-    .unwrap();
+    enqueue(&conn, t0, &notice("relance:C04-2026-000123", &["ergo@cabinet.fr"])).unwrap();
     // The same cause queued again is ignored.
     assert!(!enqueue(&conn, t0, &notice("report:1", &["gestion@saad-nord.fr"])).unwrap());
     drop(conn);
@@ -324,10 +303,7 @@ fn without_a_relay_messages_become_eml_files_once() {
         }
     );
     let dir = deliver::eml_dir(&cfg);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     assert_eq!(files.len(), 2, "{files:?}");
     let raw = std::fs::read(&files[0]).unwrap();

@@ -2,22 +2,22 @@
 //! with real peers (xmllint, OpenSSH, paramiko, an SMTP server, pdftotext).
 //! One test binary; one module per area; shared helpers in `support`.
 
-mod support;
 mod accounts;
-mod import;
-mod mail;
-mod report;
-mod config;
-mod history;
-mod status;
-mod check_support;
-mod check_spec;
 mod check_cli;
 mod check_oracle;
 mod check_props;
+mod check_spec;
+mod check_support;
+mod config;
+mod crash;
+mod history;
+mod import;
+mod mail;
+mod pipeline;
+mod pipeline_support;
+mod report;
 mod sftp;
 mod sftp_files;
 mod sftp_support;
-mod pipeline_support;
-mod pipeline;
-mod crash;
+mod status;
+mod support;

@@ -18,7 +18,13 @@ mod serve;
 /// `process --once`, asserting its exit code; returns stderr (the logs).
 fn process(g: &Gw, code: i32) -> String {
     let out = g.process();
-    assert_eq!(out.status.code(), Some(code), "process --once\nstdout: {}\nstderr: {}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "process --once\nstdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     text(&out.stderr)
 }
 
@@ -91,7 +97,10 @@ fn two_providers_validate_then_process_every_output() {
         BLine::month(NIR_B1, SITE_A, 3, "3"),
     ]);
     // saadB: all good.
-    let b = Bill::new(SITE_B, 3).lines([BLine::month(NIR_B1, SITE_B, 3, "10"), BLine::month(NIR_B1, SITE_B, 4, "11.75")]);
+    let b = Bill::new(SITE_B, 3).lines([
+        BLine::month(NIR_B1, SITE_B, 3, "10"),
+        BLine::month(NIR_B1, SITE_B, 4, "11.75"),
+    ]);
     let pa = g.drop_bill("saadA", &a);
     let pb = g.drop_bill("saadB", &b);
 
@@ -100,7 +109,10 @@ fn two_providers_validate_then_process_every_output() {
     let before_db = g.dump();
     let out = g.run(&["validate", "--json", pa.to_str().unwrap(), pb.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    let verdicts: Vec<Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("one JSON object a line")).collect();
+    let verdicts: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect();
     assert_eq!(verdicts.len(), 2);
     assert_eq!(verdicts[0]["file"], a.name());
     assert_eq!(verdicts[0]["verdict"], "partial");
@@ -116,7 +128,10 @@ fn two_providers_validate_then_process_every_output() {
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
     assert_eq!(v["verdict"], "rejected");
-    assert!(v["anomalies"].as_array().unwrap().iter().any(|a| a["code"] == "F12"), "{v}");
+    assert!(
+        v["anomalies"].as_array().unwrap().iter().any(|a| a["code"] == "F12"),
+        "{v}"
+    );
     assert_no_nir(&text(&out.stderr), "validate");
     assert_eq!(g.dump(), before_db, "validate changed the database");
     assert_eq!(snapshot(&g), before_files, "validate changed the spool");
@@ -134,7 +149,9 @@ fn two_providers_validate_then_process_every_output() {
     let (_, footer) = read_outbox(&g.read(&outbox_rel(&b)));
     assert_eq!(footer, ("2".to_string(), "21.75".to_string(), "0".to_string()));
     // The outbox keeps the header of the file it answers.
-    assert!(g.read(&outbox_rel(&a)).contains(&format!("<rf-borfact>{}</rf-borfact>", a.rf_borfact())));
+    assert!(g
+        .read(&outbox_rel(&a))
+        .contains(&format!("<rf-borfact>{}</rf-borfact>", a.rf_borfact())));
 
     // Reports: three forms each, in the sender's folder only.
     for (p, bill) in [("saadA", &a), ("saadB", &b)] {
@@ -143,7 +160,10 @@ fn two_providers_validate_then_process_every_output() {
         let csv = std::fs::read(g.path(&report_rel(p, bill, 1, "csv"))).unwrap();
         assert!(csv.starts_with(b"\xEF\xBB\xBF"), "CSV without BOM");
         let csv = String::from_utf8(csv).expect("CSV in UTF-8");
-        assert!(csv.lines().nth(1).is_some_and(|l| l.contains(';')), "CSV not ;-separated:\n{csv}");
+        assert!(
+            csv.lines().nth(1).is_some_and(|l| l.contains(';')),
+            "CSV not ;-separated:\n{csv}"
+        );
         assert!(csv.contains(&bill.name()));
         let pdf = pdf_text(&g.path(&report_rel(p, bill, 1, "pdf")));
         assert!(pdf.contains(&bill.name()), "{pdf}");
@@ -159,9 +179,17 @@ fn two_providers_validate_then_process_every_output() {
     // Per-provider isolation: each outbound folder holds its own reports only.
     let stems = |p: &str| g.files(&format!("outbound/{p}"));
     assert_eq!(stems("saadA").len(), 3);
-    assert!(stems("saadA").iter().all(|f| f.contains(&a.rf_borfact())), "{:?}", stems("saadA"));
+    assert!(
+        stems("saadA").iter().all(|f| f.contains(&a.rf_borfact())),
+        "{:?}",
+        stems("saadA")
+    );
     assert_eq!(stems("saadB").len(), 3);
-    assert!(stems("saadB").iter().all(|f| f.contains(&b.rf_borfact())), "{:?}", stems("saadB"));
+    assert!(
+        stems("saadB").iter().all(|f| f.contains(&b.rf_borfact())),
+        "{:?}",
+        stems("saadB")
+    );
 
     // E-mail: one notice for the report with anomalies, none for the clean one.
     let mails = g.mails();
@@ -177,7 +205,10 @@ fn two_providers_validate_then_process_every_output() {
     rows.sort();
     assert_eq!(
         rows,
-        vec![format!("saadA|{}|done|partial|3|2", a.name()), format!("saadB|{}|done|accepted|2|2", b.name())]
+        vec![
+            format!("saadA|{}|done|partial|3|2", a.name()),
+            format!("saadB|{}|done|accepted|2|2", b.name())
+        ]
     );
     assert!(g.files("inbound").is_empty(), "{:?}", g.files("inbound"));
     assert!(g.files("work").is_empty(), "{:?}", g.files("work"));
@@ -186,11 +217,24 @@ fn two_providers_validate_then_process_every_output() {
     // History, read as the caisse IT team reads it: reception, verdict,
     // outbox, each report, the e-mail.
     let history = |filter: &[&str]| -> Vec<Value> {
-        let mut args = vec!["history", "--from", "2026-11-20", "--to", "2026-11-20", "--format", "json", "--order", "asc"];
+        let mut args = vec![
+            "history",
+            "--from",
+            "2026-11-20",
+            "--to",
+            "2026-11-20",
+            "--format",
+            "json",
+            "--order",
+            "asc",
+        ];
         args.extend_from_slice(filter);
         let out = g.run(&args);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-        text(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
+        text(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect()
     };
     let h = history(&[]);
     let count = |k: &str, p: &str| h.iter().filter(|e| e["kind"] == k && e["provider"] == p).count();
@@ -201,14 +245,23 @@ fn two_providers_validate_then_process_every_output() {
         assert_eq!(count("chargement", p), 3, "{h:?}");
     }
     assert_eq!(h.iter().filter(|e| e["kind"] == "mail").count(), 1, "{h:?}");
-    let processed = h.iter().find(|e| e["kind"] == "processed" && e["provider"] == "saadA").unwrap();
+    let processed = h
+        .iter()
+        .find(|e| e["kind"] == "processed" && e["provider"] == "saadA")
+        .unwrap();
     let comment = processed["comment"].as_str().unwrap();
-    assert!(comment.contains(&a.name()) && comment.contains("partiellement"), "{processed}");
+    assert!(
+        comment.contains(&a.name()) && comment.contains("partiellement"),
+        "{processed}"
+    );
     // Spec §7: each entry carries the régime, the caisse and the convention.
     // Once the file's header is read, they are known: the entries of the
     // verdict, the outbox file and the reports carry them, and the history
     // can be filtered by convention.
-    for e in h.iter().filter(|e| matches!(e["kind"].as_str(), Some("processed" | "outbox" | "chargement"))) {
+    for e in h
+        .iter()
+        .filter(|e| matches!(e["kind"].as_str(), Some("processed" | "outbox" | "chargement")))
+    {
         assert_eq!(e["id_cram"], "03", "caisse of {e}");
         assert_eq!(e["regime"], "Régime général", "régime of {e}");
         let conv = if e["provider"] == "saadA" { "C03A1" } else { "C03B1" };

@@ -49,18 +49,88 @@ pub const NIR_B1: &str = "1520321000005";
 pub const NIR_NONE: &str = "1999999999999";
 
 /// (site, nir, nom, prénom, prestation, début, fin, total, consommé).
-pub type Plan = (&'static str, &'static str, &'static str, &'static str, &'static str, &'static str, &'static str, &'static str, &'static str);
+pub type Plan = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+);
 
 pub const PLANS: &[Plan] = &[
-    (SITE_A, NIR_A1, "DUPONT", "Jean", "PPP100", "2026-01-01", "2026-12-31", "200", "0"),
-    (SITE_A, NIR_A1, "DUPONT", "Jean", "PPP119", "2026-01-01", "2026-12-31", "300", "0"),
+    (
+        SITE_A,
+        NIR_A1,
+        "DUPONT",
+        "Jean",
+        "PPP100",
+        "2026-01-01",
+        "2026-12-31",
+        "200",
+        "0",
+    ),
+    (
+        SITE_A,
+        NIR_A1,
+        "DUPONT",
+        "Jean",
+        "PPP119",
+        "2026-01-01",
+        "2026-12-31",
+        "300",
+        "0",
+    ),
     // A small budget, already partly used: 16 hours left.
-    (SITE_A, NIR_A2, "MARTIN", "Anne", "PPP100", "2026-01-01", "2026-12-31", "20", "4"),
+    (
+        SITE_A,
+        NIR_A2,
+        "MARTIN",
+        "Anne",
+        "PPP100",
+        "2026-01-01",
+        "2026-12-31",
+        "20",
+        "4",
+    ),
     // First half-year only.
-    (SITE_A, NIR_A3, "LEROY", "Paul", "PPP100", "2026-01-01", "2026-06-30", "100", "0"),
-    (SITE_A2, NIR_A5, "ORSONI", "Marie", "PPP100", "2026-01-01", "2026-12-31", "200", "0"),
+    (
+        SITE_A,
+        NIR_A3,
+        "LEROY",
+        "Paul",
+        "PPP100",
+        "2026-01-01",
+        "2026-06-30",
+        "100",
+        "0",
+    ),
+    (
+        SITE_A2,
+        NIR_A5,
+        "ORSONI",
+        "Marie",
+        "PPP100",
+        "2026-01-01",
+        "2026-12-31",
+        "200",
+        "0",
+    ),
     // saadB's beneficiary.
-    (SITE_B, NIR_B1, "BERNARD", "Luc", "PPP100", "2026-01-01", "2026-12-31", "200", "0"),
+    (
+        SITE_B,
+        NIR_B1,
+        "BERNARD",
+        "Luc",
+        "PPP100",
+        "2026-01-01",
+        "2026-12-31",
+        "200",
+        "0",
+    ),
 ];
 
 /// Every NIR the tests use (to prove none reaches the logs).
@@ -79,7 +149,11 @@ pub fn siret(n: u32) -> String {
                 let d = (b - b'0') as u32;
                 if i % 2 == 1 {
                     let x = d * 2;
-                    if x > 9 { x - 9 } else { x }
+                    if x > 9 {
+                        x - 9
+                    } else {
+                        x
+                    }
                 } else {
                     d
                 }
@@ -96,10 +170,46 @@ pub fn siret(n: u32) -> String {
 pub fn providers_csv() -> String {
     let mut s = String::from("provider;raison-sociale;siret;email;telephone;type;id-cram;code-convention;id-site\n");
     let rows = [
-        ("saadA", "Aide à Domicile A", 1, "a@saada.example", "03 80 00 00 01", "03", "C03A1", SITE_A),
-        ("saadA", "Aide à Domicile A", 1, "a@saada.example", "03 80 00 00 01", "03", "C03A2", SITE_A2),
-        ("saadB", "Services B", 2, "b@saadb.example", "03 80 00 00 02", "03", "C03B1", SITE_B),
-        ("saadC", "Nord Services C", 3, "c@saadc.example", "03 20 00 00 03", "04", "C04C1", SITE_C),
+        (
+            "saadA",
+            "Aide à Domicile A",
+            1,
+            "a@saada.example",
+            "03 80 00 00 01",
+            "03",
+            "C03A1",
+            SITE_A,
+        ),
+        (
+            "saadA",
+            "Aide à Domicile A",
+            1,
+            "a@saada.example",
+            "03 80 00 00 01",
+            "03",
+            "C03A2",
+            SITE_A2,
+        ),
+        (
+            "saadB",
+            "Services B",
+            2,
+            "b@saadb.example",
+            "03 80 00 00 02",
+            "03",
+            "C03B1",
+            SITE_B,
+        ),
+        (
+            "saadC",
+            "Nord Services C",
+            3,
+            "c@saadc.example",
+            "03 20 00 00 03",
+            "04",
+            "C04C1",
+            SITE_C,
+        ),
     ];
     for (p, r, n, e, t, c, code, site) in rows {
         writeln!(s, "{p};{r};{};{e};{t};saad;{c};{code};{site}", siret(n)).unwrap();
@@ -109,7 +219,8 @@ pub fn providers_csv() -> String {
 
 /// The beneficiaries CSV of the cast.
 pub fn beneficiaries_csv() -> String {
-    let mut s = String::from("id-cram;id-site;nir-per;nom-per;pn-per;rf-prstpap;dt-debut;dt-fin;mt-total;mt-consomme\n");
+    let mut s =
+        String::from("id-cram;id-site;nir-per;nom-per;pn-per;rf-prstpap;dt-debut;dt-fin;mt-total;mt-consomme\n");
     for (site, nir, nom, pn, prest, d, f, total, used) in PLANS {
         writeln!(s, "03;{site};{nir};{nom};{pn};{prest};{d};{f};{total};{used}").unwrap();
     }
@@ -154,8 +265,12 @@ impl BLine {
     /// The calendar month `m` of 2026.
     pub fn month(nir: &str, site: &str, m: u32, hours: &str) -> BLine {
         let first = NaiveDate::from_ymd_opt(2026, m, 1).expect("month of 2026");
-        let next = if m == 12 { NaiveDate::from_ymd_opt(2027, 1, 1) } else { NaiveDate::from_ymd_opt(2026, m + 1, 1) }
-            .expect("next month");
+        let next = if m == 12 {
+            NaiveDate::from_ymd_opt(2027, 1, 1)
+        } else {
+            NaiveDate::from_ymd_opt(2026, m + 1, 1)
+        }
+        .expect("next month");
         let last = next.pred_opt().expect("day before");
         BLine::new(nir, site, &first.to_string(), &last.to_string(), hours)
     }
@@ -193,7 +308,10 @@ pub struct Bill {
 impl Bill {
     /// A PPP100 file of caisse 03 for `site`, named after day `dd` of November 2026.
     pub fn new(site: &str, dd: u32) -> Bill {
-        Bill::dated(site, NaiveDate::from_ymd_opt(2026, 11, dd).expect("a day of November 2026"))
+        Bill::dated(
+            site,
+            NaiveDate::from_ymd_opt(2026, 11, dd).expect("a day of November 2026"),
+        )
     }
 
     pub fn dated(site: &str, day: NaiveDate) -> Bill {
@@ -412,7 +530,10 @@ impl Gw {
                 let n = s.column_count();
                 let rows = s
                     .query_map([], |r| {
-                        (0..n).map(|i| Ok(format!("{:?}", r.get_ref(i)?))).collect::<rusqlite::Result<Vec<_>>>().map(|v| v.join("|"))
+                        (0..n)
+                            .map(|i| Ok(format!("{:?}", r.get_ref(i)?)))
+                            .collect::<rusqlite::Result<Vec<_>>>()
+                            .map(|v| v.join("|"))
                     })
                     .unwrap()
                     .map(Result::unwrap)
@@ -446,7 +567,9 @@ impl Gw {
     }
 
     pub fn count(&self, sql: &str) -> i64 {
-        self.db().query_row(sql, [], |r| r.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}"))
+        self.db()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 }
 

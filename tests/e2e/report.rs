@@ -48,9 +48,27 @@ fn partial() -> FileVerdict {
         header: header(),
         footer: Footer::default(),
         anomalies: vec![
-            Anomaly::line(Code::L06, 2, 31, "nb-quant", "Quantité 46 supérieure au maximum mensuel de 30 heures (PPP100)."),
-            Anomaly::line(Code::L03, 2, 29, "dtf-interv", "Date de fin « 2027-01-31 » postérieure au jour de réception (25/11/2026)."),
-            Anomaly::line(Code::L08, 3, 44, "dtd-interv", "Période déjà facturée et acceptée : même bénéficiaire, même prestation, période chevauchante."),
+            Anomaly::line(
+                Code::L06,
+                2,
+                31,
+                "nb-quant",
+                "Quantité 46 supérieure au maximum mensuel de 30 heures (PPP100).",
+            ),
+            Anomaly::line(
+                Code::L03,
+                2,
+                29,
+                "dtf-interv",
+                "Date de fin « 2027-01-31 » postérieure au jour de réception (25/11/2026).",
+            ),
+            Anomaly::line(
+                Code::L08,
+                3,
+                44,
+                "dtd-interv",
+                "Période déjà facturée et acceptée : même bénéficiaire, même prestation, période chevauchante.",
+            ),
         ],
     }
 }
@@ -131,10 +149,7 @@ fn xml_reports_validate_against_the_schema() {
     assert!(have("xmllint"), "xmllint (libxml2-utils) is required");
     let d = tempfile::tempdir().unwrap();
     let xsd = repo().join("schema/report.xsd");
-    for (i, v) in [partial(), accepted(), rejected_unreadable()]
-        .iter()
-        .enumerate()
-    {
+    for (i, v) in [partial(), accepted(), rejected_unreadable()].iter().enumerate() {
         let mut m = meta();
         if i == 2 {
             m.caisse_name = None;
@@ -155,13 +170,12 @@ fn xml_reports_validate_against_the_schema() {
     }
     // What the provider's parser reads back: the hostile message intact
     // except the control character, the file name escaped.
-    let p = write(
-        d.path(),
-        "hostile.xml",
-        &render_xml(&rejected_unreadable(), &meta()),
-    );
+    let p = write(d.path(), "hostile.xml", &render_xml(&rejected_unreadable(), &meta()));
     let msg = xpath(&p, "string(//anomalie[@code='F01']/message)");
-    assert_eq!(msg, "XML mal formé : « </fact> » ne ferme pas <factbord> ]]> & \"guillemets\" \u{FFFD} \r\n fin");
+    assert_eq!(
+        msg,
+        "XML mal formé : « </fact> » ne ferme pas <factbord> ]]> & \"guillemets\" \u{FFFD} \r\n fin"
+    );
     let name = xpath(&p, "string(/compte-rendu/fichier/nom)");
     assert_eq!(name, "relevé & <notes>.txt");
     let verdict = xpath(&p, "string(//verdict)");
@@ -176,10 +190,7 @@ fn python_csv_rows(path: &Path) -> Vec<Vec<String>> {
         "with open(sys.argv[1], newline='', encoding='utf-8-sig') as f:\n",
         "    print(json.dumps(list(csv.reader(f, delimiter=';'))))\n",
     );
-    let out = run(Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(script)
-        .arg(path));
+    let out = run(Command::new("/usr/bin/python3").arg("-c").arg(script).arg(path));
     serde_json::from_str(&out).unwrap()
 }
 
@@ -195,37 +206,19 @@ fn csv_reports_parse_back_with_bom_semicolons_and_guards() {
     assert_eq!(find("Verdict").as_deref(), Some("partiellement accepté"));
     assert_eq!(find("Caisse").as_deref(), Some("04 — Carsat Nord-Picardie"));
     assert_eq!(find("Canal").as_deref(), Some("dépôt"));
-    assert_eq!(
-        find("Reçu le (heure de Paris)").as_deref(),
-        Some("25/11/2026 10:58:12")
-    );
+    assert_eq!(find("Reçu le (heure de Paris)").as_deref(), Some("25/11/2026 10:58:12"));
     assert_eq!(find("Lignes rejetées").as_deref(), Some("2"));
     assert_eq!(find("Heures acceptées").as_deref(), Some("17,50"));
     let head = rows.iter().position(|r| r[0] == "Code").unwrap();
     assert_eq!(
         rows[head],
-        [
-            "Code",
-            "Libellé",
-            "Niveau",
-            "Ligne",
-            "Ligne XML",
-            "Champ",
-            "Message"
-        ]
+        ["Code", "Libellé", "Niveau", "Ligne", "Ligne XML", "Champ", "Message"]
     );
     let table = &rows[head + 1..];
     assert_eq!(table.len(), 3);
     assert_eq!(
         table[2][..6],
-        [
-            "L08",
-            "Période déjà facturée",
-            "ligne",
-            "3",
-            "44",
-            "dtd-interv"
-        ]
+        ["L08", "Période déjà facturée", "ligne", "3", "44", "dtd-interv"]
     );
 
     // Formula injection: every dangerous first character is neutralised.
@@ -238,21 +231,10 @@ fn csv_reports_parse_back_with_bom_semicolons_and_guards() {
     v.header.rf_borfact = "=cmd|' /C calc'!A0".into();
     let p = write(d.path(), "guard.csv", &render_csv(&v, &meta()));
     let rows = python_csv_rows(&p);
-    let messages: Vec<&str> = rows
-        .iter()
-        .rev()
-        .take(6)
-        .rev()
-        .map(|r| r[6].as_str())
-        .collect();
+    let messages: Vec<&str> = rows.iter().rev().take(6).rev().map(|r| r[6].as_str()).collect();
+    assert_eq!(messages, ["'=1+1", "'+33", "'-2", "'@SUM(A1)", " x", "ok=1"]);
     assert_eq!(
-        messages,
-        ["'=1+1", "'+33", "'-2", "'@SUM(A1)", " x", "ok=1"]
-    );
-    assert_eq!(
-        rows.iter()
-            .find(|r| r[0] == "Bordereau (rf-borfact)")
-            .unwrap()[1],
+        rows.iter().find(|r| r[0] == "Bordereau (rf-borfact)").unwrap()[1],
         "'=cmd|' /C calc'!A0"
     );
 
@@ -265,11 +247,7 @@ fn csv_reports_parse_back_with_bom_semicolons_and_guards() {
 fn pdf_report_extracts_with_accents_codes_messages_and_page_numbers() {
     assert!(have("pdftotext"), "pdftotext (poppler-utils) is required");
     let d = tempfile::tempdir().unwrap();
-    let p = write(
-        d.path(),
-        "partial.pdf",
-        &render_pdf(&partial(), &meta()).unwrap(),
-    );
+    let p = write(d.path(), "partial.pdf", &render_pdf(&partial(), &meta()).unwrap());
     let text = pdftotext(&p);
     for needle in [
         "Compte rendu de traitement",
@@ -353,21 +331,10 @@ fn long_pdf_repeats_the_table_header_and_numbers_every_page() {
     assert!(pages >= 8, "{pages} pages");
     for n in 1..=pages {
         let page = run(Command::new("pdftotext")
-            .args([
-                "-layout",
-                "-enc",
-                "UTF-8",
-                "-f",
-                &n.to_string(),
-                "-l",
-                &n.to_string(),
-            ])
+            .args(["-layout", "-enc", "UTF-8", "-f", &n.to_string(), "-l", &n.to_string()])
             .arg(&p)
             .arg("-"));
-        assert!(
-            page.contains(&format!("page {n} / {pages}")),
-            "page {n}:\n{page}"
-        );
+        assert!(page.contains(&format!("page {n} / {pages}")), "page {n}:\n{page}");
         if n > 1 {
             assert!(
                 page.contains("Ligne XML") && page.contains("Message"),
@@ -375,19 +342,11 @@ fn long_pdf_repeats_the_table_header_and_numbers_every_page() {
             );
         }
     }
-    let flat: String = pdftotext(&p)
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let flat: String = pdftotext(&p).split_whitespace().collect::<Vec<_>>().join(" ");
     for i in 1..=400 {
-        assert!(
-            flat.contains(&format!("(fin n°{i}).")),
-            "anomaly {i} missing"
-        );
+        assert!(flat.contains(&format!("(fin n°{i}).")), "anomaly {i} missing");
     }
-    assert!(flat.contains(
-        "Total : 400 anomalies (0 de fichier, 400 de ligne) ; 400 lignes rejetées sur 400"
-    ));
+    assert!(flat.contains("Total : 400 anomalies (0 de fichier, 400 de ligne) ; 400 lignes rejetées sur 400"));
 }
 
 #[test]
@@ -408,11 +367,7 @@ fn accepted_report_without_anomaly_in_every_form() {
         .arg(&xml)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let n = xpath(&xml, "count(//anomalie)");
     assert_eq!(n, "0");
 
@@ -422,26 +377,15 @@ fn accepted_report_without_anomaly_in_every_form() {
         "Code",
         "the table header ends an accepted report"
     );
-    assert_eq!(
-        rows.iter().find(|r| r[0] == "Verdict").unwrap()[1],
-        "accepté"
-    );
+    assert_eq!(rows.iter().find(|r| r[0] == "Verdict").unwrap()[1], "accepté");
 
     let text = pdftotext(&pdf);
+    assert!(text.contains("accepté") && !text.contains("partiellement"), "{text}");
     assert!(
-        text.contains("accepté") && !text.contains("partiellement"),
+        text.contains("Aucune anomalie : toutes les lignes du fichier ont été transmises à la caisse."),
         "{text}"
     );
-    assert!(
-        text.contains(
-            "Aucune anomalie : toutes les lignes du fichier ont été transmises à la caisse."
-        ),
-        "{text}"
-    );
-    assert!(
-        text.contains("42,00") && text.contains("page 1 / 1"),
-        "{text}"
-    );
+    assert!(text.contains("42,00") && text.contains("page 1 / 1"), "{text}");
 }
 
 #[test]
@@ -482,9 +426,21 @@ fn hundred_thousand_anomalies_render() {
         .map(|i| {
             let line = i.div_ceil(2);
             if i % 2 == 0 {
-                Anomaly::line(Code::L06, line, 20 * u64::from(line) + 9, "nb-quant", format!("Quantité {i} supérieure au maximum mensuel de 30 heures (PPP100)."))
+                Anomaly::line(
+                    Code::L06,
+                    line,
+                    20 * u64::from(line) + 9,
+                    "nb-quant",
+                    format!("Quantité {i} supérieure au maximum mensuel de 30 heures (PPP100)."),
+                )
             } else {
-                Anomaly::line(Code::L04, line, 20 * u64::from(line) + 3, "nir-per", "Aucun plan d'aide pour ce bénéficiaire et cette prestation chez ce prestataire et cette caisse.")
+                Anomaly::line(
+                    Code::L04,
+                    line,
+                    20 * u64::from(line) + 3,
+                    "nir-per",
+                    "Aucun plan d'aide pour ce bénéficiaire et cette prestation chez ce prestataire et cette caisse.",
+                )
             }
         })
         .collect();

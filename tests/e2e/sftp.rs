@@ -15,11 +15,7 @@ fn openssh_key_login_upload_list_download() {
     let gw = Gateway::start("");
     let key = gw.user_with_key("alice", "saad1");
     fs::create_dir_all(gw.outbound("saad1").join("reports")).unwrap();
-    fs::write(
-        gw.outbound("saad1").join("reports/r1.report.csv"),
-        "verdict;accepted\n",
-    )
-    .unwrap();
+    fs::write(gw.outbound("saad1").join("reports/r1.report.csv"), "verdict;accepted\n").unwrap();
     let local = gw.dir.path().join("bill.xml");
     fs::write(&local, "<factbord/>\n").unwrap();
     let got = gw.dir.path().join("got.csv");
@@ -43,22 +39,12 @@ fn openssh_key_login_upload_list_download() {
     assert_eq!(fs::read_to_string(&got).unwrap(), "verdict;accepted\n");
     assert_eq!(Gateway::names(&gw.inbound("saad1")), vec!["bill.xml"]);
     let ups = gw.events.uploads.lock().unwrap().clone();
-    assert_eq!(
-        ups,
-        vec![("saad1".to_string(), gw.inbound("saad1").join("bill.xml"))]
-    );
-    Gateway::wait_until("download notice", || {
-        !gw.events.downloads.lock().unwrap().is_empty()
-    });
+    assert_eq!(ups, vec![("saad1".to_string(), gw.inbound("saad1").join("bill.xml"))]);
+    Gateway::wait_until("download notice", || !gw.events.downloads.lock().unwrap().is_empty());
     let downs = gw.events.downloads.lock().unwrap().clone();
     assert_eq!(
         downs,
-        vec![(
-            "alice".into(),
-            "saad1".into(),
-            "reports/r1.report.csv".into(),
-            17
-        )]
+        vec![("alice".into(), "saad1".into(), "reports/r1.report.csv".into(), 17)]
     );
 }
 
@@ -88,10 +74,7 @@ fn paramiko_password_login_and_listing_ends_with_eof() {
     assert_eq!(names.len(), 300, "{:?}", op(&lines, 2));
     assert_eq!(op(&lines, 3)["result"], json!("/"));
     let long = op(&lines, 4)["result"][0].as_str().unwrap().to_string();
-    assert!(
-        long.starts_with("dr-xr-xr-x ") && long.ends_with(" reports"),
-        "{long}"
-    );
+    assert!(long.starts_with("dr-xr-xr-x ") && long.ends_with(" reports"), "{long}");
     assert!(long.contains(" bob ") && long.contains(" ergo7 "), "{long}");
 }
 
@@ -127,31 +110,15 @@ fn refusals_look_the_same_for_unknown_disabled_and_wrong() {
         ));
     }
     for (err, secs) in &answers {
-        assert_eq!(
-            err, &answers[0].0,
-            "same answer for every refusal: {answers:?}"
-        );
-        assert!(
-            *secs >= 0.4,
-            "refusals wait the configured delay: {answers:?}"
-        );
+        assert_eq!(err, &answers[0].0, "same answer for every refusal: {answers:?}");
+        assert!(*secs >= 0.4, "refusals wait the configured delay: {answers:?}");
     }
     let (min, max) = answers
         .iter()
         .fold((f64::MAX, 0f64), |(a, b), (_, s)| (a.min(*s), b.max(*s)));
-    assert!(
-        max - min < 0.3,
-        "timings do not tell the cases apart: {answers:?}"
-    );
-    let lines = gw.paramiko(
-        "carol",
-        Secret::Password("right123"),
-        json!([["ls", "/in"]]),
-    );
-    assert!(
-        ok(op(&lines, 1)),
-        "the right password still works: {lines:?}"
-    );
+    assert!(max - min < 0.3, "timings do not tell the cases apart: {answers:?}");
+    let lines = gw.paramiko("carol", Secret::Password("right123"), json!([["ls", "/in"]]));
+    assert!(ok(op(&lines, 1)), "the right password still works: {lines:?}");
 }
 
 #[test]
@@ -173,16 +140,8 @@ fn several_key_types_per_user_and_weak_ones_refused() {
         assert!(ok, "{}: {out}", k.display());
     }
     let (ok, out) = gw.sftp_batch("eve", &weak, "ls /\n", &[]);
-    assert!(
-        !ok && out.contains("Permission denied"),
-        "RSA 1024 refused: {out}"
-    );
-    let (ok, out) = gw.sftp_batch(
-        "eve",
-        &rsa,
-        "ls /\n",
-        &["-o", "PubkeyAcceptedAlgorithms=ssh-rsa"],
-    );
+    assert!(!ok && out.contains("Permission denied"), "RSA 1024 refused: {out}");
+    let (ok, out) = gw.sftp_batch("eve", &rsa, "ls /\n", &["-o", "PubkeyAcceptedAlgorithms=ssh-rsa"]);
     assert!(!ok, "ssh-rsa (SHA-1) signatures refused: {out}");
 }
 
@@ -197,22 +156,11 @@ fn legacy_algorithms_are_not_offered() {
         "HostKeyAlgorithms=ssh-rsa,ssh-dss",
     ] {
         let extra = ["-o", opt, "-o", "Ciphers=aes128-ctr"];
-        let extra: &[&str] = if opt.starts_with("MACs") {
-            &extra
-        } else {
-            &extra[..2]
-        };
+        let extra: &[&str] = if opt.starts_with("MACs") { &extra } else { &extra[..2] };
         let (ok, out) = gw.sftp_batch("frank", &key, "ls /\n", extra);
-        assert!(
-            !ok && out.contains("no matching"),
-            "{opt} must be refused: {out}"
-        );
+        assert!(!ok && out.contains("no matching"), "{opt} must be refused: {out}");
     }
-    for cipher in [
-        "aes128-gcm@openssh.com",
-        "chacha20-poly1305@openssh.com",
-        "aes256-ctr",
-    ] {
+    for cipher in ["aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com", "aes256-ctr"] {
         let (ok, out) = gw.sftp_batch("frank", &key, "ls /\n", &["-c", cipher]);
         assert!(ok, "{cipher}: {out}");
     }
@@ -235,19 +183,10 @@ fn no_shell_no_exec_no_other_subsystem_and_sftp_exits_cleanly() {
     let out = ssh(&["-T"]);
     assert!(!out.status.success(), "shell refused: {}", text(&out));
     let out = ssh(&["-s", "netconf"]);
-    assert!(
-        !out.status.success(),
-        "other subsystems refused: {}",
-        text(&out)
-    );
+    assert!(!out.status.success(), "other subsystems refused: {}", text(&out));
     // The SFTP subsystem ends with exit-status 0: ssh reports 255 without it.
     let out = ssh(&["-s", "sftp"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "exit-status sent: {}",
-        text(&out)
-    );
+    assert_eq!(out.status.code(), Some(0), "exit-status sent: {}", text(&out));
 }
 
 #[test]
@@ -262,10 +201,7 @@ fn lockout_refuses_even_the_right_key() {
         assert!(!ok(op(&lines, 0)));
     }
     let (ok1, out) = gw.sftp_batch("alice", &key, "ls /\n", &[]);
-    assert!(
-        !ok1 && !out.contains("Remote working directory"),
-        "locked: {out}"
-    );
+    assert!(!ok1 && !out.contains("Remote working directory"), "locked: {out}");
     let lines = gw.paramiko("bob", Secret::Password("pass1234"), json!([]));
     assert!(!ok(op(&lines, 0)), "the right password too: {lines:?}");
 }
@@ -277,12 +213,7 @@ fn lock_ends_after_lockout_secs_and_agents_with_many_keys_are_not_locked() {
     let other = keygen(gw.dir.path(), "stranger", "ed25519", None);
     // Offering a wrong key before the right one, several times over.
     for _ in 0..4 {
-        let (ok, out) = gw.sftp_batch(
-            "alice",
-            &other,
-            "ls /\n",
-            &["-i", &key.display().to_string()],
-        );
+        let (ok, out) = gw.sftp_batch("alice", &other, "ls /\n", &["-i", &key.display().to_string()]);
         assert!(ok, "{out}");
     }
     for _ in 0..2 {
@@ -292,9 +223,7 @@ fn lock_ends_after_lockout_secs_and_agents_with_many_keys_are_not_locked() {
     let (ok1, _) = gw.sftp_batch("alice", &key, "ls /\n", &[]);
     assert!(!ok1, "locked");
     let start = std::time::Instant::now();
-    Gateway::wait_until("lock to expire", || {
-        gw.sftp_batch("alice", &key, "ls /\n", &[]).0
-    });
+    Gateway::wait_until("lock to expire", || gw.sftp_batch("alice", &key, "ls /\n", &[]).0);
     assert!(start.elapsed() < Duration::from_secs(10));
 }
 
@@ -302,8 +231,7 @@ fn lock_ends_after_lockout_secs_and_agents_with_many_keys_are_not_locked() {
 fn host_key_is_generated_once_and_reused() {
     let mut gw = Gateway::start("");
     let key_path = gw.spool().join("state/ssh_host_ed25519_key");
-    let mode =
-        std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&key_path).unwrap().permissions());
+    let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&key_path).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
     assert!(fs::read_to_string(&key_path)
         .unwrap()
@@ -313,11 +241,7 @@ fn host_key_is_generated_once_and_reused() {
         cmd.args(["-t", "ed25519", "-p", &port.to_string(), "127.0.0.1"]);
         let out = run_with_timeout(cmd, Duration::from_secs(30));
         let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        line.split_whitespace()
-            .skip(1)
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(" ")
+        line.split_whitespace().skip(1).take(2).collect::<Vec<_>>().join(" ")
     };
     let first = scan(gw.port());
     let public = fs::read_to_string(gw.spool().join("state/ssh_host_ed25519_key.pub")).unwrap();
@@ -358,10 +282,7 @@ fn sessions_per_login_are_limited() {
     assert!(ok(&first.next()));
     assert!(ok(&first.next()));
     let lines = gw.paramiko("alice", Secret::Password("pass1234"), json!([["ls", "/"]]));
-    assert!(
-        lines.iter().any(|l| !ok(l)),
-        "second session refused: {lines:?}"
-    );
+    assert!(lines.iter().any(|l| !ok(l)), "second session refused: {lines:?}");
     first.kill();
     Gateway::wait_until("slot released", || {
         let lines = gw.paramiko("alice", Secret::Password("pass1234"), json!([["ls", "/"]]));
@@ -378,17 +299,12 @@ fn connections_that_never_log_in_are_closed_after_the_grace_time() {
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut sink = Vec::new();
     let _ = std::io::Read::read_to_end(&mut s, &mut sink);
-    assert!(
-        start.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() < Duration::from_secs(10), "{:?}", start.elapsed());
     // An SSH handshake, then nothing.
     let mut cmd = gw.paramiko_cmd("alice", Secret::Password("x"), &json!([]));
     cmd.arg("--no-auth").arg("20");
     let out = run_with_timeout(cmd, Duration::from_secs(60));
-    let line: serde_json::Value =
-        serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    let line: serde_json::Value = serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
     assert_eq!(line["result"]["closed"], json!(true), "{line}");
     assert!(line["result"]["seconds"].as_f64().unwrap() < 10.0, "{line}");
 }
@@ -462,8 +378,5 @@ sys.stdout.write(out.decode("utf-8", "replace"))
         "a failed cd is reported and the session goes on: {t}"
     );
     assert!(t.matches("<prompt>").count() >= 7, "{t}");
-    assert_eq!(
-        fs::read_to_string(gw.inbound("saad1").join("f.xml")).unwrap(),
-        "<f/>"
-    );
+    assert_eq!(fs::read_to_string(gw.inbound("saad1").join("f.xml")).unwrap(), "<f/>");
 }

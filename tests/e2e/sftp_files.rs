@@ -27,8 +27,7 @@ fn planted(gw: &Gateway) {
     std::os::unix::fs::symlink("/etc", out1.join("etc")).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", out1.join("passwd")).unwrap();
     std::os::unix::fs::symlink("../saad2", out1.join("other")).unwrap();
-    std::os::unix::fs::symlink("../../inbound/saad2/secret.xml", out1.join("reports/s.xml"))
-        .unwrap();
+    std::os::unix::fs::symlink("../../inbound/saad2/secret.xml", out1.join("reports/s.xml")).unwrap();
 }
 
 #[test]
@@ -66,11 +65,7 @@ fn confinement_holds_against_every_escape_attempt() {
         ["rmdir", "/out/reports"],
         ["rm", "/out/reports/ok.pdf"],
         ["rename", "/out/reports/ok.pdf", "/in/ok.pdf"],
-        [
-            "rename",
-            "/in/../../inbound/saad2/secret.xml",
-            "/in/stolen.xml"
-        ],
+        ["rename", "/in/../../inbound/saad2/secret.xml", "/in/stolen.xml"],
         ["stat", "/in/.sftp-0000000000000000"],
         ["chmod", "/etc/passwd", 511],
     ]);
@@ -78,12 +73,7 @@ fn confinement_holds_against_every_escape_attempt() {
     let lines = gw.paramiko("alice", Secret::Password("pass1234"), attempts.clone());
     assert!(ok(op(&lines, 0)), "{lines:?}");
     for i in 1..=n {
-        assert!(
-            !ok(op(&lines, i)),
-            "{} must fail: {:?}",
-            attempts[i - 1],
-            op(&lines, i)
-        );
+        assert!(!ok(op(&lines, i)), "{} must fail: {:?}", attempts[i - 1], op(&lines, i));
     }
     // What is allowed still works, and the view is exactly in + out.
     let lines = gw.paramiko(
@@ -109,11 +99,7 @@ fn confinement_holds_against_every_escape_attempt() {
     for i in 1..=3 {
         assert_eq!(op(&lines, i)["result"], json!(["in", "out"]));
     }
-    assert_eq!(
-        op(&lines, 4)["result"],
-        json!(["reports"]),
-        "links are not listed"
-    );
+    assert_eq!(op(&lines, 4)["result"], json!(["reports"]), "links are not listed");
     assert_eq!(op(&lines, 5)["result"], json!(["ok.pdf"]));
     assert_eq!(op(&lines, 6)["result"]["text"], json!("mine"));
     assert_eq!(op(&lines, 10)["result"], json!(["ok.xml"]));
@@ -196,14 +182,8 @@ fn two_providers_side_by_side_never_see_each_other() {
         );
         assert!(!ok(op(&lines, 5)), "{lines:?}");
     }
-    assert_eq!(
-        Gateway::names(&gw.inbound("saad1")),
-        vec!["alice-1.xml", "alice-2.xml"]
-    );
-    assert_eq!(
-        Gateway::names(&gw.inbound("saad2")),
-        vec!["bob-1.xml", "bob-2.xml"]
-    );
+    assert_eq!(Gateway::names(&gw.inbound("saad1")), vec!["alice-1.xml", "alice-2.xml"]);
+    assert_eq!(Gateway::names(&gw.inbound("saad2")), vec!["bob-1.xml", "bob-2.xml"]);
     let mut ups = gw.events.uploads.lock().unwrap().clone();
     ups.sort();
     assert_eq!(ups.len(), 4);
@@ -239,9 +219,7 @@ fn killed_client_mid_upload_leaves_nothing() {
     assert_eq!(temps(&inbound).len(), 1, "{:?}", Gateway::names(&inbound));
     assert!(!inbound.join("big.xml").exists());
     client.kill();
-    Gateway::wait_until("temporary file removed", || {
-        Gateway::names(&inbound).is_empty()
-    });
+    Gateway::wait_until("temporary file removed", || Gateway::names(&inbound).is_empty());
     assert!(gw.events.uploads.lock().unwrap().is_empty());
 }
 
@@ -275,25 +253,12 @@ fn uploads_in_flight_are_discarded_on_shutdown() {
 fn upload_over_the_size_limit_is_refused_and_cleaned() {
     let gw = Gateway::start("[limits]\nmax_file_size = 1000000\n");
     let key = gw.user_with_key("alice", "saad1");
-    let (big, fits) = (
-        gw.dir.path().join("big.xml"),
-        gw.dir.path().join("fits.xml"),
-    );
+    let (big, fits) = (gw.dir.path().join("big.xml"), gw.dir.path().join("fits.xml"));
     fs::write(&big, vec![b'x'; 1_000_001]).unwrap();
     fs::write(&fits, vec![b'x'; 1_000_000]).unwrap();
-    let (ok1, out) = gw.sftp_batch(
-        "alice",
-        &key,
-        &format!("put {} /in/big.xml\n", big.display()),
-        &[],
-    );
+    let (ok1, out) = gw.sftp_batch("alice", &key, &format!("put {} /in/big.xml\n", big.display()), &[]);
     assert!(!ok1, "over the limit: {out}");
-    let (ok2, out) = gw.sftp_batch(
-        "alice",
-        &key,
-        &format!("put {} /in/fits.xml\n", fits.display()),
-        &[],
-    );
+    let (ok2, out) = gw.sftp_batch("alice", &key, &format!("put {} /in/fits.xml\n", fits.display()), &[]);
     assert!(ok2, "at the limit: {out}");
     assert_eq!(Gateway::names(&gw.inbound("saad1")), vec!["fits.xml"]);
     // paramiko shows the server's reason.
@@ -305,10 +270,7 @@ fn upload_over_the_size_limit_is_refused_and_cleaned() {
     );
     assert!(!ok(op(&lines, 1)), "{lines:?}");
     assert!(
-        op(&lines, 1)["error"]
-            .as_str()
-            .unwrap()
-            .contains("file too large"),
+        op(&lines, 1)["error"].as_str().unwrap().contains("file too large"),
         "{lines:?}"
     );
     assert_eq!(Gateway::names(&gw.inbound("saad1")), vec!["fits.xml"]);
@@ -346,14 +308,8 @@ fn client_side_temp_then_rename() {
         op(&lines, 8)
     );
     assert_eq!(op(&lines, 10)["result"]["size"], json!(200_000));
-    assert_eq!(
-        op(&lines, 11)["result"],
-        json!(["a.xml", "b.xml", "b2.xml"])
-    );
-    assert_eq!(
-        fs::read_to_string(gw.inbound("saad1").join("b2.xml")).unwrap(),
-        "c"
-    );
+    assert_eq!(op(&lines, 11)["result"], json!(["a.xml", "b.xml", "b2.xml"]));
+    assert_eq!(fs::read_to_string(gw.inbound("saad1").join("b2.xml")).unwrap(), "c");
     // OpenSSH's rename (posix-rename@openssh.com when offered).
     let local = gw.dir.path().join("d.xml");
     fs::write(&local, "d").unwrap();
@@ -400,21 +356,14 @@ fn large_transfers_both_ways_with_openssh_and_paramiko() {
         );
         let (ok, out) = gw.sftp_batch("alice", &key, &batch, &["-c", cipher]);
         assert!(ok, "{cipher}: {out}");
-        assert!(
-            fs::read(&got).unwrap() == data,
-            "download intact ({cipher})"
-        );
+        assert!(fs::read(&got).unwrap() == data, "download intact ({cipher})");
         assert!(
             fs::read(gw.inbound("saad1").join(format!("big-{cipher}.bin"))).unwrap() == data,
             "upload intact"
         );
     }
     // paramiko's prefetch asks for the whole file at once.
-    let lines = gw.paramiko(
-        "bob",
-        Secret::Password("pass1234"),
-        json!([["get", "/out/big.bin"]]),
-    );
+    let lines = gw.paramiko("bob", Secret::Password("pass1234"), json!([["get", "/out/big.bin"]]));
     assert!(ok(op(&lines, 1)), "{lines:?}");
     assert_eq!(op(&lines, 1)["result"]["size"], json!(data.len()));
 }
@@ -501,42 +450,29 @@ fn serve_takes_uploads_and_records_downloads() {
         });
     }
     let port = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("serve starts");
+        let line = rx.recv_timeout(Duration::from_secs(30)).expect("serve starts");
         if let Some(rest) = line.split("SFTP server listening on 127.0.0.1:").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .parse::<u16>()
-                .unwrap();
+            break rest.split_whitespace().next().unwrap().parse::<u16>().unwrap();
         }
     };
     let sftp = |batch: &str| {
         let file = root.join("batch");
         fs::write(&file, batch).unwrap();
         let mut cmd = Command::new("sftp");
-        cmd.args(ssh_options(&key)).arg("-b").arg(&file).args([
-            "-P",
-            &port.to_string(),
-            "saad21a@127.0.0.1",
-        ]);
+        cmd.args(ssh_options(&key))
+            .arg("-b")
+            .arg(&file)
+            .args(["-P", &port.to_string(), "saad21a@127.0.0.1"]);
         let out = run_with_timeout(cmd, Duration::from_secs(60));
         assert!(out.status.success(), "{}", text(&out));
         text(&out)
     };
     let local = root.join("bill.xml");
     fs::write(&local, "this is not XML\n").unwrap();
-    sftp(&format!(
-        "put {} /in/03_311026_100_21999000.xml\n",
-        local.display()
-    ));
+    sftp(&format!("put {} /in/03_311026_100_21999000.xml\n", local.display()));
     let reports = root.join("spool/outbound/saad21/reports");
     Gateway::wait_until("the processing report", || {
-        Gateway::names(&reports)
-            .iter()
-            .any(|n| n.ends_with(".report.csv"))
+        Gateway::names(&reports).iter().any(|n| n.ends_with(".report.csv"))
     });
     let name = Gateway::names(&reports)
         .into_iter()
@@ -569,10 +505,7 @@ fn serve_takes_uploads_and_records_downloads() {
         ])
         .contains(&name)
     });
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(serve.id().to_string())
-        .status();
+    let _ = Command::new("kill").arg("-TERM").arg(serve.id().to_string()).status();
     let status = serve.wait().unwrap();
     assert!(status.success(), "SIGTERM stops serve cleanly: {status:?}");
 }

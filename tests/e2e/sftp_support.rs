@@ -41,12 +41,10 @@ impl SftpEvents for Events {
             .push((provider.to_string(), path.to_path_buf()));
     }
     fn downloaded(&self, login: &str, provider: &str, rel_path: &str, bytes: u64) {
-        self.downloads.lock().unwrap().push((
-            login.to_string(),
-            provider.to_string(),
-            rel_path.to_string(),
-            bytes,
-        ));
+        self.downloads
+            .lock()
+            .unwrap()
+            .push((login.to_string(), provider.to_string(), rel_path.to_string(), bytes));
     }
 }
 
@@ -90,19 +88,13 @@ impl Gateway {
         Gateway::start_with(dir, cfg, Arc::default(), Arc::default())
     }
 
-    pub fn start_with(
-        dir: tempfile::TempDir,
-        cfg: Config,
-        accounts: Arc<Accounts>,
-        events: Arc<Events>,
-    ) -> Gateway {
+    pub fn start_with(dir: tempfile::TempDir, cfg: Config, accounts: Arc<Accounts>, events: Arc<Events>) -> Gateway {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let server =
-            SftpServer::new(&cfg, accounts.clone(), events.clone()).expect("server starts");
+        let server = SftpServer::new(&cfg, accounts.clone(), events.clone()).expect("server starts");
         let addr = server.local_addr();
         let fingerprint = server.host_key_fingerprint().to_string();
         let (stop, rx) = tokio::sync::watch::channel(false);
@@ -133,8 +125,7 @@ impl Gateway {
     /// (the listen port changes: it was 0).
     pub fn restart(&mut self) {
         self.stop().unwrap();
-        let server = SftpServer::new(&self.cfg, self.accounts.clone(), self.events.clone())
-            .expect("server restarts");
+        let server = SftpServer::new(&self.cfg, self.accounts.clone(), self.events.clone()).expect("server restarts");
         self.addr = server.local_addr();
         self.fingerprint = server.host_key_fingerprint().to_string();
         let (stop, rx) = tokio::sync::watch::channel(false);
@@ -159,11 +150,7 @@ impl Gateway {
     }
 
     pub fn add(&self, account: SftpAccount) {
-        self.accounts
-            .0
-            .lock()
-            .unwrap()
-            .insert(account.login.clone(), account);
+        self.accounts.0.lock().unwrap().insert(account.login.clone(), account);
     }
 
     /// An account with a fresh Ed25519 key (returns the private key path).
@@ -201,13 +188,7 @@ impl Gateway {
     }
 
     /// OpenSSH `sftp -b` with a key; returns (success, stdout + stderr).
-    pub fn sftp_batch(
-        &self,
-        login: &str,
-        key: &Path,
-        batch: &str,
-        extra: &[&str],
-    ) -> (bool, String) {
+    pub fn sftp_batch(&self, login: &str, key: &Path, batch: &str, extra: &[&str]) -> (bool, String) {
         let file = self.dir.path().join(format!("batch-{}", rand_suffix()));
         std::fs::write(&file, batch).unwrap();
         let mut cmd = Command::new("sftp");
@@ -224,10 +205,7 @@ impl Gateway {
 
     /// The paramiko driver; returns one JSON value per line it printed.
     pub fn paramiko(&self, login: &str, secret: Secret<'_>, ops: Value) -> Vec<Value> {
-        let out = run_with_timeout(
-            self.paramiko_cmd(login, secret, &ops),
-            Duration::from_secs(90),
-        );
+        let out = run_with_timeout(self.paramiko_cmd(login, secret, &ops), Duration::from_secs(90));
         parse_lines(&out)
     }
 
@@ -306,9 +284,7 @@ impl Running {
         let mut rest = String::new();
         std::io::Read::read_to_string(&mut self.lines, &mut rest).unwrap();
         let _ = self.child.wait();
-        rest.lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        rest.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
     }
 }
 
@@ -362,33 +338,20 @@ pub fn text(out: &Output) -> String {
 
 fn parse_lines(out: &Output) -> Vec<Value> {
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: Vec<Value> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    assert!(
-        !v.is_empty(),
-        "paramiko driver printed nothing: {}",
-        text(out)
-    );
+    let v: Vec<Value> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(!v.is_empty(), "paramiko driver printed nothing: {}", text(out));
     v
 }
 
 fn rand_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Runs a client; kills it if it hangs (a test must fail, not stall).
 pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = cmd.spawn().expect("client starts");
     let id = child.id();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -406,9 +369,7 @@ pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {
 
 /// The result of operation `i` (0 is the authentication line).
 pub fn op(lines: &[Value], i: usize) -> &Value {
-    lines
-        .get(i)
-        .unwrap_or_else(|| panic!("no line {i} in {lines:?}"))
+    lines.get(i).unwrap_or_else(|| panic!("no line {i} in {lines:?}"))
 }
 
 pub fn ok(v: &Value) -> bool {

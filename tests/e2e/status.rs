@@ -42,7 +42,14 @@ fn works_on_a_fresh_spool_and_creates_the_database() {
     assert_eq!(v["inbound_total"], 0);
 }
 
-fn file(c: &Connection, provider: &str, name: &str, state: &str, verdict: Option<&str>, decided_at: Option<&str>) -> i64 {
+fn file(
+    c: &Connection,
+    provider: &str,
+    name: &str,
+    state: &str,
+    verdict: Option<&str>,
+    decided_at: Option<&str>,
+) -> i64 {
     c.execute(
         "INSERT INTO received_files (provider, name, channel, sha256, size, received_at, work_path, state, verdict, lines, accepted_lines, decided_at)
          VALUES (?1, ?2, 'sftp', 'ab', 10, '2026-11-02T08:00:00Z', ?1 || '/' || ?2, ?3, ?4, 3, 2, ?5)",
@@ -55,7 +62,19 @@ fn file(c: &Connection, provider: &str, name: &str, state: &str, verdict: Option
 fn fill(g: &Gateway) {
     let spool = g.dir.path().join("spool");
     for (provider, names) in [
-        ("saad21", &["a.xml", "b.xml", "c.XML", ".hidden.xml", "~lock.xml", "d.xml.part", "e.xml.TMP", "f.xml.filepart"][..]),
+        (
+            "saad21",
+            &[
+                "a.xml",
+                "b.xml",
+                "c.XML",
+                ".hidden.xml",
+                "~lock.xml",
+                "d.xml.part",
+                "e.xml.TMP",
+                "f.xml.filepart",
+            ][..],
+        ),
         ("ergo62", &["att.xml"][..]),
         ("saad03", &[][..]),
     ] {
@@ -71,17 +90,61 @@ fn fill(g: &Gateway) {
 
     let c = g.db();
     file(&c, "saad21", "taken.xml", "received", None, None);
-    file(&c, "saad21", "decided.xml", "decided", Some("partial"), Some("2026-11-02T08:10:00Z"));
-    file(&c, "saad21", "decided2.xml", "decided", Some("rejected"), Some("2026-11-02T08:11:00Z"));
+    file(
+        &c,
+        "saad21",
+        "decided.xml",
+        "decided",
+        Some("partial"),
+        Some("2026-11-02T08:10:00Z"),
+    );
+    file(
+        &c,
+        "saad21",
+        "decided2.xml",
+        "decided",
+        Some("rejected"),
+        Some("2026-11-02T08:11:00Z"),
+    );
     for (i, minute) in [1, 5, 2, 4, 3].iter().enumerate() {
-        file(&c, "ergo62", &format!("done{i}.xml"), "done", Some("accepted"), Some(&format!("2026-11-01T07:0{minute}:00Z")));
+        file(
+            &c,
+            "ergo62",
+            &format!("done{i}.xml"),
+            "done",
+            Some("accepted"),
+            Some(&format!("2026-11-01T07:0{minute}:00Z")),
+        );
     }
-    let f = file(&c, "saad21", "owed.xml", "decided", Some("accepted"), Some("2026-10-30T07:00:00Z"));
-    for (kind, done) in [("outbox", None), ("report-xml", None), ("report-csv", Some("2026-11-02T08:00:00Z")), ("report-pdf", None)] {
-        c.execute("INSERT INTO outputs (file_id, kind, path, done_at) VALUES (?1, ?2, ?2, ?3)", params![f, kind, done]).unwrap();
+    let f = file(
+        &c,
+        "saad21",
+        "owed.xml",
+        "decided",
+        Some("accepted"),
+        Some("2026-10-30T07:00:00Z"),
+    );
+    for (kind, done) in [
+        ("outbox", None),
+        ("report-xml", None),
+        ("report-csv", Some("2026-11-02T08:00:00Z")),
+        ("report-pdf", None),
+    ] {
+        c.execute(
+            "INSERT INTO outputs (file_id, kind, path, done_at) VALUES (?1, ?2, ?2, ?3)",
+            params![f, kind, done],
+        )
+        .unwrap();
     }
     // [mail] max_attempts = 3 in this gateway's configuration.
-    for (key, attempts, sent) in [("a", 0, None), ("b", 2, None), ("c", 3, None), ("d", 7, None), ("e", 1, Some("2026-11-02T08:00:00Z")), ("f", 5, Some("2026-11-02T08:00:00Z"))] {
+    for (key, attempts, sent) in [
+        ("a", 0, None),
+        ("b", 2, None),
+        ("c", 3, None),
+        ("d", 7, None),
+        ("e", 1, Some("2026-11-02T08:00:00Z")),
+        ("f", 5, Some("2026-11-02T08:00:00Z")),
+    ] {
         c.execute(
             "INSERT INTO mail_queue (dedup_key, created_at, recipients, subject, body, attempts, next_attempt_at, sent_at)
              VALUES (?1, '2026-11-02T08:00:00Z', 'x@example.org', 's', 'b', ?2, '2026-11-02T08:00:00Z', ?3)",
@@ -113,7 +176,11 @@ fn counts_match_the_spool_and_the_database() {
     let g = gateway_with_three_attempts();
     fill(&g);
     let v = status_json(&g);
-    assert_eq!(v["inbound"], serde_json::json!({"ergo62": 1, "saad03": 0, "saad21": 3}), "temporary names are not counted");
+    assert_eq!(
+        v["inbound"],
+        serde_json::json!({"ergo62": 1, "saad03": 0, "saad21": 3}),
+        "temporary names are not counted"
+    );
     assert_eq!(v["inbound_total"], 4);
     assert_eq!(v["in_flight_received"], 1);
     assert_eq!(v["in_flight_decided"], 3);
@@ -130,13 +197,27 @@ fn counts_match_the_spool_and_the_database() {
         .collect();
     assert_eq!(
         files,
-        [("decided2.xml", "rejected"), ("decided.xml", "partial"), ("done1.xml", "accepted"), ("done3.xml", "accepted"), ("done4.xml", "accepted")],
+        [
+            ("decided2.xml", "rejected"),
+            ("decided.xml", "partial"),
+            ("done1.xml", "accepted"),
+            ("done3.xml", "accepted"),
+            ("done4.xml", "accepted")
+        ],
         "the 5 most recently decided, newest first"
     );
     assert_eq!(v["last_files"][0]["decided_at"], "2026-11-02 09:11:00", "Paris time");
-    let errors: Vec<&str> = v["last_errors"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
+    let errors: Vec<&str> = v["last_errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
     assert_eq!(errors.len(), 5);
-    assert!(errors[0].starts_with("erreur 7") && errors[4].starts_with("erreur 3"), "{errors:?}");
+    assert!(
+        errors[0].starts_with("erreur 7") && errors[4].starts_with("erreur 3"),
+        "{errors:?}"
+    );
 
     let out = g.run(&["status"], None);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -151,6 +232,9 @@ fn counts_match_the_spool_and_the_database() {
     ] {
         assert!(t.contains(needle), "missing {needle:?} in:\n{t}");
     }
-    assert!(!t.contains("saad03"), "providers with nothing waiting are not listed:\n{t}");
+    assert!(
+        !t.contains("saad03"),
+        "providers with nothing waiting are not listed:\n{t}"
+    );
     assert!(!t.contains('\u{1b}'), "no escape sequence reaches the terminal");
 }

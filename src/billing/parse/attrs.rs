@@ -40,10 +40,7 @@ impl<S: LineSink> State<'_, S> {
                 self.ns.push((depth, Vec::new(), value));
             } else if let Some(p) = key.strip_prefix(b"xmlns:") {
                 if value.is_empty() {
-                    return fatal(
-                        line,
-                        "un préfixe d'espace de noms ne peut pas être déclaré vide",
-                    );
+                    return fatal(line, "un préfixe d'espace de noms ne peut pas être déclaré vide");
                 }
                 self.ns.push((depth, p.to_vec(), value));
             } else {
@@ -65,8 +62,7 @@ impl<S: LineSink> State<'_, S> {
                         None => return fatal(line, undeclared(prefix)),
                         Some(uri)
                             if uri == XSI_NS
-                                && (local == b"noNamespaceSchemaLocation"
-                                    || local == b"schemaLocation") => {}
+                                && (local == b"noNamespaceSchemaLocation" || local == b"schemaLocation") => {}
                         Some(_) => {
                             refused.get_or_insert_with(|| not_allowed(k));
                         }
@@ -87,11 +83,7 @@ impl<S: LineSink> State<'_, S> {
 
     /// The element's name as the schema sees it: `None` when it is in a
     /// namespace (the schema has no target namespace: never valid).
-    pub(super) fn local_name<'n>(
-        &self,
-        name: &'n [u8],
-        line: u64,
-    ) -> Result<Option<&'n [u8]>, (u64, String)> {
+    pub(super) fn local_name<'n>(&self, name: &'n [u8], line: u64) -> Result<Option<&'n [u8]>, (u64, String)> {
         if let Some(i) = memchr::memchr(b':', name) {
             let prefix = &name[..i];
             if prefix == b"xml" || self.resolve(prefix).is_some() {
@@ -111,7 +103,10 @@ fn not_allowed(attribute: &[u8]) -> String {
 }
 
 fn undeclared(prefix: &[u8]) -> String {
-    format!("préfixe d'espace de noms non déclaré : {}", String::from_utf8_lossy(prefix))
+    format!(
+        "préfixe d'espace de noms non déclaré : {}",
+        String::from_utf8_lossy(prefix)
+    )
 }
 
 /// Decodes an attribute value: references resolved, `<` refused.

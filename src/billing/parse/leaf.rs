@@ -46,11 +46,7 @@ impl<S: LineSink> State<'_, S> {
     }
 
     pub(super) fn finish_leaf(&mut self, in_line: bool, idx: usize) {
-        let name = if in_line {
-            LINE_SEQ[idx]
-        } else {
-            ROOT_SEQ[idx]
-        };
+        let name = if in_line { LINE_SEQ[idx] } else { ROOT_SEQ[idx] };
         let xml_line = if in_line {
             self.facts.field_lines[idx]
         } else {
@@ -60,11 +56,7 @@ impl<S: LineSink> State<'_, S> {
             return;
         }
         if self.value_too_long {
-            self.schema(
-                xml_line,
-                Some(name),
-                format!("valeur de <{name}> trop longue"),
-            );
+            self.schema(xml_line, Some(name), format!("valeur de <{name}> trop longue"));
             return;
         }
         let owned = std::mem::take(&mut self.value);
@@ -125,8 +117,7 @@ impl<S: LineSink> State<'_, S> {
                 },
                 _ => {
                     set(&mut self.line.bo_regul);
-                    (!matches!(value, b"V" | b"F" | b"v" | b"f"))
-                        .then(|| "valeur attendue : F (ou V)".to_string())
+                    (!matches!(value, b"V" | b"F" | b"v" | b"f")).then(|| "valeur attendue : F (ou V)".to_string())
                 }
             }
         } else {

@@ -33,22 +33,13 @@ pub(crate) fn metadata(cx: &Ctx<'_>) -> Metadata {
         .utc_offset_hour(0)
         .utc_offset_minute(0);
     Metadata::new()
-        .title(format!(
-            "Compte rendu de traitement — {}",
-            one_line(&cx.v.file)
-        ))
+        .title(format!("Compte rendu de traitement — {}", one_line(&cx.v.file)))
         .language("fr-FR".into())
         .creator("ppas-gateway".into())
         .creation_date(date)
 }
 
-pub(crate) fn draw_page(
-    doc: &mut Document,
-    cx: &Ctx<'_>,
-    blocks: &[(Block, f32)],
-    n: usize,
-    total: usize,
-) {
+pub(crate) fn draw_page(doc: &mut Document, cx: &Ctx<'_>, blocks: &[(Block, f32)], n: usize, total: usize) {
     let Some(settings) = PageSettings::from_wh(PAGE_W, PAGE_H) else {
         return;
     };
@@ -69,15 +60,7 @@ fn draw_block(sf: &mut Surface<'_>, cx: &Ctx<'_>, b: &Block, y: f32) {
         Block::Subtitle(t) => {
             let lines = f.regular.wrap(&f.regular.clean(t), 10.0, CONTENT_W, 3);
             for (i, l) in lines.iter().enumerate() {
-                text(
-                    sf,
-                    &f.regular,
-                    10.0,
-                    MARGIN_X,
-                    y + 10.0 + i as f32 * 13.0,
-                    l,
-                    GREY_TEXT,
-                );
+                text(sf, &f.regular, 10.0, MARGIN_X, y + 10.0 + i as f32 * 13.0, l, GREY_TEXT);
             }
         }
         Block::Kv(label, value) => {
@@ -125,15 +108,7 @@ fn draw_block(sf: &mut Surface<'_>, cx: &Ctx<'_>, b: &Block, y: f32) {
             let h = height(cx, b);
             rect(sf, MARGIN_X, y, CONTENT_W, h, HEADER_BG);
             let by = y + CELL_PAD_Y + TABLE_SIZE;
-            text(
-                sf,
-                &f.bold,
-                TABLE_SIZE,
-                MARGIN_X + CELL_PAD_X,
-                by,
-                "Code",
-                BLACK,
-            );
+            text(sf, &f.bold, TABLE_SIZE, MARGIN_X + CELL_PAD_X, by, "Code", BLACK);
             text(
                 sf,
                 &f.bold,
@@ -143,14 +118,7 @@ fn draw_block(sf: &mut Surface<'_>, cx: &Ctx<'_>, b: &Block, y: f32) {
                 "Libellé",
                 BLACK,
             );
-            right(
-                sf,
-                &f.bold,
-                TABLE_SIZE,
-                MARGIN_X + CONTENT_W - CELL_PAD_X,
-                by,
-                "Nombre",
-            );
+            right(sf, &f.bold, TABLE_SIZE, MARGIN_X + CONTENT_W - CELL_PAD_X, by, "Nombre");
         }
         Block::LegendRow(i) => {
             let (code, count) = cx.s.codes[*i];
@@ -164,9 +132,7 @@ fn draw_block(sf: &mut Surface<'_>, cx: &Ctx<'_>, b: &Block, y: f32) {
                 code.as_str(),
                 BLACK,
             );
-            let title = f
-                .regular
-                .fit(code.title_fr(), TABLE_SIZE, CONTENT_W - COLS[0] - 60.0);
+            let title = f.regular.fit(code.title_fr(), TABLE_SIZE, CONTENT_W - COLS[0] - 60.0);
             text(
                 sf,
                 &f.regular,
@@ -205,15 +171,7 @@ fn draw_block(sf: &mut Surface<'_>, cx: &Ctx<'_>, b: &Block, y: f32) {
             let (field, message) = row_lines(cx, *i);
             let by = y + CELL_PAD_Y + TABLE_SIZE;
             let mut x = MARGIN_X;
-            text(
-                sf,
-                &f.bold,
-                TABLE_SIZE,
-                x + CELL_PAD_X,
-                by,
-                a.code.as_str(),
-                BLACK,
-            );
+            text(sf, &f.bold, TABLE_SIZE, x + CELL_PAD_X, by, a.code.as_str(), BLACK);
             x += COLS[0];
             let num = |n: Option<String>| n.unwrap_or_else(|| "—".into());
             right(
@@ -292,15 +250,7 @@ fn footer(sf: &mut Surface<'_>, cx: &Ctx<'_>, n: usize, total: usize) {
 }
 
 /// Draws `s` (cleaned here) with its baseline at `y`.
-fn text(
-    sf: &mut Surface<'_>,
-    face: &Face,
-    size: f32,
-    x: f32,
-    y: f32,
-    s: &str,
-    color: (u8, u8, u8),
-) {
+fn text(sf: &mut Surface<'_>, face: &Face, size: f32, x: f32, y: f32, s: &str, color: (u8, u8, u8)) {
     let s = face.clean(s);
     if s.trim().is_empty() {
         return;
@@ -311,14 +261,7 @@ fn text(
         ..Default::default()
     }));
     let glyphs = face.run(&s);
-    sf.draw_glyphs(
-        Point::from_xy(x, y),
-        &glyphs,
-        face.font.clone(),
-        &s,
-        size,
-        false,
-    );
+    sf.draw_glyphs(Point::from_xy(x, y), &glyphs, face.font.clone(), &s, size, false);
 }
 
 /// Draws `s` right-aligned on `x_right`.

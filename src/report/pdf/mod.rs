@@ -38,13 +38,7 @@ pub(crate) const TABLE_LEADING: f32 = 10.0;
 pub(crate) const CELL_PAD_Y: f32 = 3.0;
 pub(crate) const CELL_PAD_X: f32 = 3.0;
 /// Column widths of the anomaly table: Code, Ligne, Ligne XML, Champ, Message.
-pub(crate) const COLS: [f32; 5] = [
-    32.0,
-    40.0,
-    54.0,
-    86.0,
-    CONTENT_W - 32.0 - 40.0 - 54.0 - 86.0,
-];
+pub(crate) const COLS: [f32; 5] = [32.0, 40.0, 54.0, 86.0, CONTENT_W - 32.0 - 40.0 - 54.0 - 86.0];
 pub(crate) const COL_TITLES: [&str; 5] = ["Code", "Ligne", "Ligne XML", "Champ", "Message"];
 /// A message longer than this many lines is cut in the PDF (the XML and CSV
 /// forms keep it whole): one row must always fit on a page.
@@ -167,10 +161,7 @@ fn blocks(cx: &Ctx<'_>) -> Vec<Block> {
     b.push(Block::LegendHeader);
     b.extend((0..s.codes.len()).map(Block::LegendRow));
     b.push(Block::Gap(10.0));
-    b.push(Block::Heading(format!(
-        "Détail des anomalies ({})",
-        v.anomalies.len()
-    )));
+    b.push(Block::Heading(format!("Détail des anomalies ({})", v.anomalies.len())));
     if v.has_file_anomaly() {
         b.push(Block::Paragraph(
             "Le fichier est rejeté en entier : aucune ligne n'a été transmise à la caisse.".into(),
@@ -208,20 +199,14 @@ pub(crate) fn height(cx: &Ctx<'_>, b: &Block) -> f32 {
     match b {
         Block::Title(_) => 24.0,
         Block::Subtitle(t) => {
-            let n = f
-                .regular
-                .wrap(&f.regular.clean(t), 10.0, CONTENT_W, 3)
-                .len();
+            let n = f.regular.wrap(&f.regular.clean(t), 10.0, CONTENT_W, 3).len();
             n as f32 * 13.0 + 2.0
         }
         Block::Kv(_, value) => kv_lines(cx, value).len() as f32 * KV_LEADING,
         Block::Verdict => 20.0,
         Block::Heading(_) => 20.0,
         Block::Paragraph(t) => {
-            let n = f
-                .regular
-                .wrap(&f.regular.clean(t), KV_SIZE, CONTENT_W, 10)
-                .len();
+            let n = f.regular.wrap(&f.regular.clean(t), KV_SIZE, CONTENT_W, 10).len();
             n as f32 * KV_LEADING + 4.0
         }
         Block::LegendHeader | Block::TableHeader => TABLE_LEADING + 2.0 * CELL_PAD_Y,
@@ -240,12 +225,7 @@ pub(crate) fn height(cx: &Ctx<'_>, b: &Block) -> f32 {
 
 pub(crate) fn kv_lines(cx: &Ctx<'_>, value: &str) -> Vec<String> {
     let r = &cx.fonts.regular;
-    r.wrap(
-        &r.clean(value),
-        KV_SIZE,
-        CONTENT_W - KV_LABEL_W,
-        KV_MAX_LINES,
-    )
+    r.wrap(&r.clean(value), KV_SIZE, CONTENT_W - KV_LABEL_W, KV_MAX_LINES)
 }
 
 /// Height of an anomaly row from its wrapped cells.

@@ -62,13 +62,9 @@ pub(crate) fn fonts() -> anyhow::Result<&'static Fonts> {
 
 impl Face {
     fn load(bytes: &'static [u8], name: &str) -> Result<Face, String> {
-        let font = Font::new(bytes.into(), 0)
-            .ok_or_else(|| format!("embedded font {name} is unreadable"))?;
+        let font = Font::new(bytes.into(), 0).ok_or_else(|| format!("embedded font {name} is unreadable"))?;
         let fref = skrifa::FontRef::new(bytes).map_err(|e| format!("embedded font {name}: {e}"))?;
-        let upem = f32::from(
-            fref.metrics(Size::unscaled(), LocationRef::default())
-                .units_per_em,
-        );
+        let upem = f32::from(fref.metrics(Size::unscaled(), LocationRef::default()).units_per_em);
         let metrics = fref.glyph_metrics(Size::unscaled(), LocationRef::default());
         let mut bmp = vec![(MISSING, 0.0f32); 0x1_0000];
         let mut astral = HashMap::new();
@@ -133,15 +129,7 @@ impl Face {
         s.char_indices()
             .map(|(i, c)| {
                 let (gid, adv) = self.glyph(c);
-                KrillaGlyph::new(
-                    GlyphId::new(gid),
-                    adv,
-                    0.0,
-                    0.0,
-                    0.0,
-                    i..i + c.len_utf8(),
-                    None,
-                )
+                KrillaGlyph::new(GlyphId::new(gid), adv, 0.0, 0.0, 0.0, i..i + c.len_utf8(), None)
             })
             .collect()
     }

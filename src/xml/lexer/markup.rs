@@ -30,10 +30,7 @@ pub(super) fn scan_ref(w: &[u8], i: usize, eof: bool) -> Scan {
                 })),
                 None => Err((
                     i,
-                    format!(
-                        "entité ou référence de caractère inconnue : &{};",
-                        lossy(name)
-                    ),
+                    format!("entité ou référence de caractère inconnue : &{};", lossy(name)),
                 )),
             }
         }
@@ -61,10 +58,7 @@ pub(super) fn scan_pi(w: &[u8], i: usize, eof: bool) -> Scan {
         }));
     }
     if !is_name(target) || target.contains(&b':') {
-        return Err((
-            after,
-            format!("instruction de traitement invalide <?{}", lossy(target)),
-        ));
+        return Err((after, format!("instruction de traitement invalide <?{}", lossy(target))));
     }
     Ok(Some(Scanned {
         raw: Raw::Pi(i + 2, i + 2 + t),
@@ -102,10 +96,7 @@ pub(super) fn scan_bang(w: &[u8], i: usize, eof: bool) -> Scan {
                 end,
                 "déclaration DOCTYPE interdite (aucune entité n'est acceptée)".into(),
             )),
-            None if eof => Err((
-                w.len(),
-                "syntaxe XML invalide : déclaration DOCTYPE non fermée".into(),
-            )),
+            None if eof => Err((w.len(), "syntaxe XML invalide : déclaration DOCTYPE non fermée".into())),
             None => Ok(None),
         };
     }
@@ -117,10 +108,7 @@ pub(super) fn scan_bang(w: &[u8], i: usize, eof: bool) -> Scan {
     let end = (i + 12).min(w.len());
     Err((
         i,
-        format!(
-            "syntaxe XML invalide : {}…",
-            String::from_utf8_lossy(&w[i..end])
-        ),
+        format!("syntaxe XML invalide : {}…", String::from_utf8_lossy(&w[i..end])),
     ))
 }
 

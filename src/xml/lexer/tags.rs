@@ -18,10 +18,7 @@ pub(super) fn scan_start(w: &[u8], i: usize, eof: bool, attrs: &mut Vec<AttrSpan
     match w.get(ne) {
         None => return short(w, eof, "dans une balise"),
         Some(&b) if !valid_name(&w[i + 1..ne], ascii) || !(b == b'>' || b == b'/' || is_ws(b)) => {
-            return Err((
-                ne,
-                format!("nom d'élément invalide : <{}", lossy(&w[i + 1..ne])),
-            ))
+            return Err((ne, format!("nom d'élément invalide : <{}", lossy(&w[i + 1..ne]))))
         }
         Some(b'>') => {
             let raw = Raw::Start {
@@ -80,20 +77,14 @@ pub(super) fn scan_start(w: &[u8], i: usize, eof: bool, attrs: &mut Vec<AttrSpan
                     }
                     Some(_) => Err((
                         k,
-                        format!(
-                            "« / » inattendu dans la balise <{}",
-                            lossy(&w[name.0..name.1])
-                        ),
+                        format!("« / » inattendu dans la balise <{}", lossy(&w[name.0..name.1])),
                     )),
                 }
             }
             _ if k == before => {
                 return Err((
                     k,
-                    format!(
-                        "attribut mal formé : espace attendu avant « {} »",
-                        lossy(&w[k..k + 1])
-                    ),
+                    format!("attribut mal formé : espace attendu avant « {} »", lossy(&w[k..k + 1])),
                 ))
             }
             _ => {}
@@ -105,22 +96,14 @@ pub(super) fn scan_start(w: &[u8], i: usize, eof: bool, attrs: &mut Vec<AttrSpan
         let aname = &w[k..an];
         if !valid_name(aname, ascii) {
             let end = (an + 1).min(w.len());
-            return Err((
-                k,
-                format!("nom d'attribut invalide : {}", lossy(&w[k..end])),
-            ));
+            return Err((k, format!("nom d'attribut invalide : {}", lossy(&w[k..end]))));
         }
         let mut v = an;
         v = skip_ws(w, v, &mut newlines);
         match w.get(v) {
             None => return short(w, eof, "dans une balise"),
             Some(b'=') => v += 1,
-            Some(_) => {
-                return Err((
-                    v,
-                    format!("attribut mal formé : « = » attendu après {}", lossy(aname)),
-                ))
-            }
+            Some(_) => return Err((v, format!("attribut mal formé : « = » attendu après {}", lossy(aname)))),
         }
         v = skip_ws(w, v, &mut newlines);
         let quote = match w.get(v) {
@@ -129,10 +112,7 @@ pub(super) fn scan_start(w: &[u8], i: usize, eof: bool, attrs: &mut Vec<AttrSpan
             Some(_) => {
                 return Err((
                     v,
-                    format!(
-                        "attribut mal formé : valeur de {} sans guillemets",
-                        lossy(aname)
-                    ),
+                    format!("attribut mal formé : valeur de {} sans guillemets", lossy(aname)),
                 ))
             }
         };
@@ -146,20 +126,13 @@ pub(super) fn scan_start(w: &[u8], i: usize, eof: bool, attrs: &mut Vec<AttrSpan
         let twice = if attrs.len() < 16 {
             attrs.iter().any(|a| &w[a.name.0..a.name.1] == aname)
         } else {
-            let seen =
-                seen.get_or_insert_with(|| attrs.iter().map(|a| &w[a.name.0..a.name.1]).collect());
+            let seen = seen.get_or_insert_with(|| attrs.iter().map(|a| &w[a.name.0..a.name.1]).collect());
             !seen.insert(aname)
         };
         if twice {
-            return Err((
-                k,
-                format!("attribut mal formé : {} en double", lossy(aname)),
-            ));
+            return Err((k, format!("attribut mal formé : {} en double", lossy(aname))));
         }
-        attrs.push(AttrSpan {
-            name: (k, an),
-            value,
-        });
+        attrs.push(AttrSpan { name: (k, an), value });
         k = value.1 + 1;
     }
 }
@@ -181,10 +154,7 @@ fn check_value(w: &[u8], (a, b): (usize, usize)) -> Result<u64, (usize, String)>
                 if resolve_reference(name).is_none() {
                     return Err((
                         j,
-                        format!(
-                            "entité inconnue &{}; dans une valeur d'attribut",
-                            lossy(name)
-                        ),
+                        format!("entité inconnue &{}; dans une valeur d'attribut", lossy(name)),
                     ));
                 }
                 j += len + 1;

@@ -13,11 +13,7 @@ fn show(t: &Token<'_>) -> String {
         Token::Pi(t) => format!("pi {}", s(t)),
         Token::Comment => "comment".into(),
         Token::Start(tag) => {
-            let mut out = format!(
-                "{} {}",
-                if tag.empty { "empty" } else { "start" },
-                s(tag.name)
-            );
+            let mut out = format!("{} {}", if tag.empty { "empty" } else { "start" }, s(tag.name));
             for (k, v) in tag.attributes() {
                 out.push_str(&format!(" {}={}", s(k), s(v)));
             }
@@ -50,12 +46,7 @@ fn body(shown: &str) -> &str {
 
 /// Lexes `doc` with a window of `cap` bytes fed `step` bytes at a time.
 /// Text is merged across pieces so that results compare whatever the window.
-fn lex_with(
-    doc: &[u8],
-    cap: usize,
-    step: usize,
-    chunk: usize,
-) -> (Vec<(String, u64, u64)>, Option<LexError>) {
+fn lex_with(doc: &[u8], cap: usize, step: usize, chunk: usize) -> (Vec<(String, u64, u64)>, Option<LexError>) {
     let src = Scanner::with_capacity(Trickle(io::Cursor::new(doc.to_vec()), step), cap);
     let mut lx = Lexer::with_limits(src, chunk, MAX_TOKEN);
     let mut out: Vec<(String, u64, u64)> = Vec::new();
@@ -150,10 +141,7 @@ fn lines_are_counted_everywhere() {
 
 #[test]
 fn character_references_and_names() {
-    assert_eq!(
-        tokens("<a>&#233;&#xE9;</a>")[1..3],
-        ["ref #233 'é'", "ref #xE9 'é'"]
-    );
+    assert_eq!(tokens("<a>&#233;&#xE9;</a>")[1..3], ["ref #233 'é'", "ref #xE9 'é'"]);
     assert_eq!(tokens("<nöm-pér é='1'/>")[0], "empty nöm-pér é=1");
     assert_eq!(tokens("<x:a xmlns:x='u'></x:a>")[0], "start x:a xmlns:x=u");
 }
@@ -216,9 +204,7 @@ fn error_lines() {
     assert_eq!(error(dtd).line, 6);
     assert!(error(dtd).message.contains("DOCTYPE interdite"));
     assert_eq!(error("<!doctype a>").line, 1);
-    assert!(error("\n<!DOCTYPE a [ <!ENTITY e 'x'>")
-        .message
-        .contains("non fermée"));
+    assert!(error("\n<!DOCTYPE a [ <!ENTITY e 'x'>").message.contains("non fermée"));
     assert_eq!(error("<a>\nx\n\x01</a>").line, 3);
 }
 
@@ -229,10 +215,7 @@ fn what_is_left_to_the_caller() {
     assert_eq!(tokens("<a/><b/>x").len(), 4);
     assert_eq!(tokens("\n<?xml version='1.0'?><a/>")[1], "decl");
     assert_eq!(tokens("<a><?XML x?></a>")[1], "pi XML");
-    assert_eq!(
-        tokens("<a><?xml-stylesheet x?></a>")[1],
-        "pi xml-stylesheet"
-    );
+    assert_eq!(tokens("<a><?xml-stylesheet x?></a>")[1], "pi xml-stylesheet");
 }
 
 #[test]
@@ -246,7 +229,8 @@ fn an_error_is_sticky() {
 
 /// Every token kind, with lines, CRLF, non-ASCII and long runs.
 fn sample() -> String {
-    let mut doc = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<!-- début\n -->\n<racine a=\"1\"\n b='é&amp;'>\n");
+    let mut doc =
+        String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<!-- début\n -->\n<racine a=\"1\"\n b='é&amp;'>\n");
     for i in 0..40 {
         doc.push_str(&format!(
             "  <ligne n=\"{i}\"><nom>Éloïse ]] &#x152;uvre &lt;{i}&gt;</nom><vide/><c><![CDATA[a]]b\n]]></c><?p {i}?></ligne>\r\n"

@@ -24,7 +24,9 @@ fn f05_unknown_site_rejects_the_file() {
 fn f06_unknown_caisse_or_no_convention_with_it() {
     let g = Gw::with_cast();
     // Caisse 98 does not exist.
-    let unknown = Bill::new(SITE_A, 5).cram("98").line(BLine::month(NIR_A1, SITE_A, 1, "5"));
+    let unknown = Bill::new(SITE_A, 5)
+        .cram("98")
+        .line(BLine::month(NIR_A1, SITE_A, 1, "5"));
     g.drop_bill("saadA", &unknown);
     process(&g, 1);
     let r = report(&g, "saadA", &unknown, 1);
@@ -73,7 +75,10 @@ fn f09_same_bytes_twice_gets_a_second_report() {
 fn f09_an_rf_borfact_with_transmitted_lines_cannot_be_sent_again() {
     let g = Gw::with_cast();
     // Partial: one line transmitted, one rejected (regularisation).
-    let partial = Bill::new(SITE_A, 7).lines([BLine::month(NIR_A1, SITE_A, 1, "5"), BLine::month(NIR_A1, SITE_A, 2, "5").regul()]);
+    let partial = Bill::new(SITE_A, 7).lines([
+        BLine::month(NIR_A1, SITE_A, 1, "5"),
+        BLine::month(NIR_A1, SITE_A, 2, "5").regul(),
+    ]);
     g.drop_bill("saadA", &partial);
     process(&g, 1);
     assert_eq!(report(&g, "saadA", &partial, 1).verdict, "partial");
@@ -92,7 +97,10 @@ fn f09_an_rf_borfact_with_transmitted_lines_cannot_be_sent_again() {
 fn f09_a_fully_rejected_rf_borfact_may_be_sent_again_corrected() {
     let g = Gw::with_cast();
     // Every line rejected (saadB's beneficiary, a regularisation).
-    let bad = Bill::new(SITE_A, 8).lines([BLine::month(NIR_B1, SITE_A, 1, "5"), BLine::month(NIR_A1, SITE_A, 2, "6").regul()]);
+    let bad = Bill::new(SITE_A, 8).lines([
+        BLine::month(NIR_B1, SITE_A, 1, "5"),
+        BLine::month(NIR_A1, SITE_A, 2, "6").regul(),
+    ]);
     g.drop_bill("saadA", &bad);
     process(&g, 1);
     let r = report(&g, "saadA", &bad, 1);
@@ -116,7 +124,10 @@ fn f09_a_fully_rejected_rf_borfact_may_be_sent_again_corrected() {
     for bill in [&good, &footer_ok] {
         let r = report(&g, "saadA", bill, 2);
         assert_eq!(r.verdict, "accepted", "{} {r:?}", bill.name());
-        assert_eq!(outbox_lines(&g, bill), bill.lines.iter().map(line_of).collect::<Vec<_>>());
+        assert_eq!(
+            outbox_lines(&g, bill),
+            bill.lines.iter().map(line_of).collect::<Vec<_>>()
+        );
     }
 }
 
@@ -140,8 +151,16 @@ fn names_that_differ_only_by_extension_case_get_their_own_reports() {
     assert!(has(&r2, "F09", 0), "{r2:?}");
     let r3 = report(&g, "saadA", &bill, 3);
     assert!(has(&r3, "F03", 0) && has(&r3, "F09", 0), "{r3:?}");
-    assert_eq!(report(&g, "saadA", &bill, 1).verdict, "accepted", "the first report is kept");
-    assert_eq!(report(&g, "saadA", &other, 1).verdict, "accepted", "later files are not blocked");
+    assert_eq!(
+        report(&g, "saadA", &bill, 1).verdict,
+        "accepted",
+        "the first report is kept"
+    );
+    assert_eq!(
+        report(&g, "saadA", &other, 1).verdict,
+        "accepted",
+        "later files are not blocked"
+    );
     assert_eq!(g.count("SELECT COUNT(*) FROM received_files WHERE state != 'done'"), 0);
     assert!(g.files("work").is_empty(), "{:?}", g.files("work"));
 }
@@ -176,9 +195,10 @@ fn l04_no_plan_for_this_provider_and_prestation() {
     ]);
     g.drop_bill("saadA", &bill);
     // PPP119: NIR_A1 has a plan, NIR_A3 only a PPP100 one.
-    let p119 = Bill::new(SITE_A, 12)
-        .prest("PPP119")
-        .lines([BLine::month(NIR_A3, SITE_A, 1, "5").prest("PPP119"), BLine::month(NIR_A1, SITE_A, 1, "40").prest("PPP119")]);
+    let p119 = Bill::new(SITE_A, 12).prest("PPP119").lines([
+        BLine::month(NIR_A3, SITE_A, 1, "5").prest("PPP119"),
+        BLine::month(NIR_A1, SITE_A, 1, "40").prest("PPP119"),
+    ]);
     g.drop_file("saadA", &p119.name(), p119.xml().as_bytes());
     process(&g, 1);
     let r = report(&g, "saadA", &bill, 1);
@@ -204,7 +224,10 @@ fn l05_period_outside_the_plan() {
     process(&g, 1);
     let r = report(&g, "saadA", &bill, 1);
     assert_eq!(codes(&r), vec![("L05", 1), ("L05", 2)]);
-    assert_eq!(outbox_lines(&g, &bill), vec![line_of(&bill.lines[2]), line_of(&bill.lines[3])]);
+    assert_eq!(
+        outbox_lines(&g, &bill),
+        vec![line_of(&bill.lines[2]), line_of(&bill.lines[3])]
+    );
 }
 
 #[test]
@@ -231,11 +254,18 @@ fn l07_budget_is_consumed_across_lines_and_files_but_not_by_rejected_lines() {
     assert_eq!(codes(&r), vec![("L07", 3), ("L10", 4)]);
     assert_eq!(
         outbox_lines(&g, &first),
-        vec![line_of(&first.lines[0]), line_of(&first.lines[1]), line_of(&first.lines[4])]
+        vec![
+            line_of(&first.lines[0]),
+            line_of(&first.lines[1]),
+            line_of(&first.lines[4])
+        ]
     );
 
     // A later file: nothing left for NIR_A2.
-    let second = Bill::new(SITE_A, 16).lines([BLine::month(NIR_A2, SITE_A, 6, "0.5"), BLine::month(NIR_A1, SITE_A, 6, "30")]);
+    let second = Bill::new(SITE_A, 16).lines([
+        BLine::month(NIR_A2, SITE_A, 6, "0.5"),
+        BLine::month(NIR_A1, SITE_A, 6, "30"),
+    ]);
     let p = g.drop_bill("saadA", &second);
     let out = g.run(&["validate", "--json", p.to_str().unwrap()]);
     let v: Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
@@ -262,7 +292,11 @@ fn l08_overlap_within_a_file_and_with_earlier_files_but_not_with_rejected_lines(
     assert_eq!(codes(&report(&g, "saadA", &first, 1)), vec![("L08", 2), ("L10", 4)]);
     assert_eq!(
         outbox_lines(&g, &first),
-        vec![line_of(&first.lines[0]), line_of(&first.lines[2]), line_of(&first.lines[4])]
+        vec![
+            line_of(&first.lines[0]),
+            line_of(&first.lines[2]),
+            line_of(&first.lines[4])
+        ]
     );
 
     let second = Bill::new(SITE_A, 18).lines([
@@ -273,11 +307,16 @@ fn l08_overlap_within_a_file_and_with_earlier_files_but_not_with_rejected_lines(
     ]);
     g.drop_bill("saadA", &second);
     // Another prestation for the same NIR and period is not an overlap.
-    let p119 = Bill::new(SITE_A, 18).prest("PPP119").line(BLine::month(NIR_A1, SITE_A, 10, "10").prest("PPP119"));
+    let p119 = Bill::new(SITE_A, 18)
+        .prest("PPP119")
+        .line(BLine::month(NIR_A1, SITE_A, 10, "10").prest("PPP119"));
     g.drop_bill("saadA", &p119);
     process(&g, 1);
     assert_eq!(codes(&report(&g, "saadA", &second, 1)), vec![("L08", 1), ("L08", 2)]);
-    assert_eq!(outbox_lines(&g, &second), vec![line_of(&second.lines[2]), line_of(&second.lines[3])]);
+    assert_eq!(
+        outbox_lines(&g, &second),
+        vec![line_of(&second.lines[2]), line_of(&second.lines[3])]
+    );
     assert_eq!(report(&g, "saadA", &p119, 1).verdict, "accepted");
 }
 
@@ -285,14 +324,17 @@ fn l08_overlap_within_a_file_and_with_earlier_files_but_not_with_rejected_lines(
 fn l11_intervening_site_must_belong_to_the_sender() {
     let g = Gw::with_cast();
     let bill = Bill::new(SITE_A, 19).lines([
-        BLine::month(NIR_A1, SITE_B, 1, "5"),      // saadB's site
-        BLine::month(NIR_A1, "99999999", 2, "5"),  // nobody's site
-        BLine::month(NIR_A1, SITE_A2, 3, "5"),     // saadA's other site
-        BLine::month(NIR_A5, SITE_A, 3, "5"),      // plan at the other site, billed from this one
+        BLine::month(NIR_A1, SITE_B, 1, "5"),     // saadB's site
+        BLine::month(NIR_A1, "99999999", 2, "5"), // nobody's site
+        BLine::month(NIR_A1, SITE_A2, 3, "5"),    // saadA's other site
+        BLine::month(NIR_A5, SITE_A, 3, "5"),     // plan at the other site, billed from this one
     ]);
     g.drop_bill("saadA", &bill);
     process(&g, 1);
     let r = report(&g, "saadA", &bill, 1);
     assert_eq!(codes(&r), vec![("L11", 1), ("L11", 2)]);
-    assert_eq!(outbox_lines(&g, &bill), vec![line_of(&bill.lines[2]), line_of(&bill.lines[3])]);
+    assert_eq!(
+        outbox_lines(&g, &bill),
+        vec![line_of(&bill.lines[2]), line_of(&bill.lines[3])]
+    );
 }

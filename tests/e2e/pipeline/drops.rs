@@ -22,15 +22,23 @@ fn caisse_drops_are_applied_whole_or_refused_whole() {
     assert!(g.files("caisse/inbound").is_empty(), "{:?}", g.files("caisse/inbound"));
     let archived = g.files("archive/caisse");
     assert_eq!(archived.len(), 2, "{archived:?}");
-    assert!(archived.iter().any(|f| f.starts_with("archive/caisse/providers/") && f.ends_with("prestataires.csv")));
+    assert!(archived
+        .iter()
+        .any(|f| f.starts_with("archive/caisse/providers/") && f.ends_with("prestataires.csv")));
     assert_eq!(g.count("SELECT COUNT(*) FROM history WHERE kind = 'import'"), 2);
 
     // A bad file: moved to rejected/ with every bad row named, nothing applied.
     let before = g.dump();
     let mut bad = providers_csv();
-    bad.push_str(&format!("saadD;D;{};d@saadd.example;03 80 00 00 04;saad;03;C03D1;21400001\n", siret(4)));
+    bad.push_str(&format!(
+        "saadD;D;{};d@saadd.example;03 80 00 00 04;saad;03;C03D1;21400001\n",
+        siret(4)
+    ));
     bad.push_str("saad E;E;12345678901234;e@@x;0380;aide;99;C;21500001\n");
-    bad.push_str(&format!("saadF;F;{};f@saadf.example;03 80 00 00 06;saad;03;C03F1\n", siret(6)));
+    bad.push_str(&format!(
+        "saadF;F;{};f@saadf.example;03 80 00 00 06;saad;03;C03F1\n",
+        siret(6)
+    ));
     drop("providers", "bad.csv", &bad);
     let out = g.process();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
@@ -38,11 +46,23 @@ fn caisse_drops_are_applied_whole_or_refused_whole() {
     assert!(!g.exists("caisse/inbound/providers/bad.csv"));
     assert!(g.exists("caisse/inbound/providers/rejected/bad.csv"));
     let errors = g.read("caisse/inbound/providers/rejected/bad.csv.errors.txt");
-    for needle in ["line 7: column provider", "line 7: column siret", "line 7: column email", "line 7: column telephone", "line 7: column type", "line 7: column id-cram", "line 8: has 8 cells"] {
+    for needle in [
+        "line 7: column provider",
+        "line 7: column siret",
+        "line 7: column email",
+        "line 7: column telephone",
+        "line 7: column type",
+        "line 7: column id-cram",
+        "line 8: has 8 cells",
+    ] {
         assert!(errors.contains(needle), "missing {needle:?} in:\n{errors}");
     }
     assert!(!errors.contains("line 6"), "the good row is not named:\n{errors}");
-    assert_eq!(g.dump().get("conventions"), before.get("conventions"), "nothing applied");
+    assert_eq!(
+        g.dump().get("conventions"),
+        before.get("conventions"),
+        "nothing applied"
+    );
     assert_eq!(g.dump().get("providers"), before.get("providers"), "nothing applied");
 }
 
@@ -53,7 +73,9 @@ fn caisse_drops_are_applied_whole_or_refused_whole() {
 #[test]
 fn temp_names_wait_until_renamed() {
     let g = Gw::with_cast();
-    let bills: Vec<Bill> = (20..25).map(|d| Bill::new(SITE_A, d).line(BLine::month(NIR_A1, SITE_A, d - 19, "1"))).collect();
+    let bills: Vec<Bill> = (20..25)
+        .map(|d| Bill::new(SITE_A, d).line(BLine::month(NIR_A1, SITE_A, d - 19, "1")))
+        .collect();
     let temp_names: Vec<String> = vec![
         format!(".{}", bills[0].name()),
         format!("~{}", bills[1].name()),
@@ -83,7 +105,10 @@ fn temp_names_wait_until_renamed() {
         std::fs::rename(dir.join(t), dir.join(b.name())).unwrap();
     }
     process(&g, 0);
-    assert_eq!(g.count("SELECT COUNT(*) FROM received_files WHERE state = 'done' AND verdict = 'accepted'"), 5);
+    assert_eq!(
+        g.count("SELECT COUNT(*) FROM received_files WHERE state = 'done' AND verdict = 'accepted'"),
+        5
+    );
     assert!(g.files("inbound/saadA").is_empty());
 }
 
@@ -102,9 +127,16 @@ fn a_file_that_cannot_be_finished_exits_2_after_the_others_are_processed() {
     g.drop_bill("saadA", &bill);
     let out = g.process();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("1 fichier(s) reçu(s) mais non traité(s)"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("1 fichier(s) reçu(s) mais non traité(s)"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(report(&g, "saadA", &bill, 1).verdict, "accepted");
-    assert_eq!(g.count("SELECT COUNT(*) FROM received_files WHERE state = 'received'"), 1);
+    assert_eq!(
+        g.count("SELECT COUNT(*) FROM received_files WHERE state = 'received'"),
+        1
+    );
     assert_eq!(g.count("SELECT COUNT(*) FROM errors"), 1);
 }
 
@@ -122,7 +154,11 @@ fn process_once_never_takes_a_file_still_open_for_writing() {
     f.write_all(head.as_bytes()).unwrap();
     f.flush().unwrap();
     process(&g, 0);
-    assert_eq!(g.count("SELECT COUNT(*) FROM received_files"), 0, "taken while still open for writing");
+    assert_eq!(
+        g.count("SELECT COUNT(*) FROM received_files"),
+        0,
+        "taken while still open for writing"
+    );
     f.write_all(tail.as_bytes()).unwrap();
     drop(f);
     process(&g, 0);
@@ -143,7 +179,11 @@ fn a_caisse_file_still_open_for_writing_is_not_applied_in_part() {
     f.write_all(&csv.as_bytes()[..cut]).unwrap();
     f.flush().unwrap();
     process(&g, 0);
-    assert_eq!(g.count("SELECT COUNT(*) FROM plans"), 0, "a file still being written was applied in part");
+    assert_eq!(
+        g.count("SELECT COUNT(*) FROM plans"),
+        0,
+        "a file still being written was applied in part"
+    );
     f.write_all(&csv.as_bytes()[cut..]).unwrap();
     drop(f);
     process(&g, 0);

@@ -16,7 +16,9 @@ fn log_time(logs: &str, message: &str, file: &str) -> Option<chrono::DateTime<ch
             return None;
         }
         let stamp = plain.split_whitespace().next()?;
-        chrono::DateTime::parse_from_rfc3339(stamp).ok().map(|t| t.with_timezone(&chrono::Utc))
+        chrono::DateTime::parse_from_rfc3339(stamp)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc))
     })
 }
 
@@ -41,12 +43,17 @@ fn strip_ansi(s: &str) -> String {
 fn serve_processes_drops_refuses_a_second_instance_and_stops_on_sigterm() {
     let g = Gw::with_cast();
     // Present before start.
-    let early = Bill::new(SITE_A, 25).lines([BLine::month(NIR_A1, SITE_A, 1, "5"), BLine::month(NIR_NONE, SITE_A, 1, "5")]);
+    let early = Bill::new(SITE_A, 25).lines([
+        BLine::month(NIR_A1, SITE_A, 1, "5"),
+        BLine::month(NIR_NONE, SITE_A, 1, "5"),
+    ]);
     g.drop_bill("saadA", &early);
     let log = g.dir.path().join("serve.log");
     let mut d = Daemon::start(&g, &log);
     d.wait_ready(Duration::from_secs(20));
-    wait_for(Duration::from_secs(10), "file present at start", || g.exists(&report_rel("saadA", &early, 1, "pdf")));
+    wait_for(Duration::from_secs(10), "file present at start", || {
+        g.exists(&report_rel("saadA", &early, 1, "pdf"))
+    });
 
     // Dropped while running (written under a temp name, renamed in). The
     // daemon must take it at once (the rename is an event): measured from
@@ -55,16 +62,24 @@ fn serve_processes_drops_refuses_a_second_instance_and_stops_on_sigterm() {
     let late = Bill::new(SITE_B, 26).line(BLine::month(NIR_B1, SITE_B, 2, "5"));
     let dropped_at = chrono::Utc::now();
     g.drop_bill("saadB", &late);
-    let took = wait_for(Duration::from_secs(10), "file dropped while running", || g.exists(&report_rel("saadB", &late, 1, "pdf")));
+    let took = wait_for(Duration::from_secs(10), "file dropped while running", || {
+        g.exists(&report_rel("saadB", &late, 1, "pdf"))
+    });
     let logs = std::fs::read_to_string(&log).unwrap_or_default();
-    let taken_at = log_time(&logs, "file received", &late.name()).unwrap_or_else(|| panic!("no reception logged:\n{logs}"));
+    let taken_at =
+        log_time(&logs, "file received", &late.name()).unwrap_or_else(|| panic!("no reception logged:\n{logs}"));
     let pickup = (taken_at - dropped_at).to_std().unwrap_or_default();
     eprintln!("serve: dropped file taken after {pickup:?}, outputs written after {took:?}");
-    assert!(pickup < Duration::from_millis(1000), "a dropped file was taken after {pickup:?}; logs:\n{logs}");
+    assert!(
+        pickup < Duration::from_millis(1000),
+        "a dropped file was taken after {pickup:?}; logs:\n{logs}"
+    );
     assert_eq!(report(&g, "saadB", &late, 1).verdict, "accepted");
     assert_eq!(outbox_lines(&g, &late), vec![line_of(&late.lines[0])]);
     // The mail worker sends the notice of the partial file.
-    wait_for(Duration::from_secs(10), "e-mail notice", || g.mails().iter().any(|m| m.is_about(&early.name())));
+    wait_for(Duration::from_secs(10), "e-mail notice", || {
+        g.mails().iter().any(|m| m.is_about(&early.name()))
+    });
 
     // A second processing instance is refused while serve holds the spool.
     let out = g.process();
@@ -72,7 +87,12 @@ fn serve_processes_drops_refuses_a_second_instance_and_stops_on_sigterm() {
     assert!(text(&out.stderr).contains("lock"), "{}", text(&out.stderr));
 
     let (code, took) = d.terminate();
-    assert_eq!(code, Some(0), "serve exit code; logs:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    assert_eq!(
+        code,
+        Some(0),
+        "serve exit code; logs:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     assert!(took < Duration::from_secs(10), "SIGTERM took {took:?}");
     let logs = std::fs::read_to_string(&log).unwrap();
     assert_no_nir(&logs, "serve");
@@ -106,7 +126,9 @@ fn serve_never_takes_a_file_still_open_for_writing() {
     let taken = g.count("SELECT COUNT(*) FROM received_files");
     f.write_all(tail.as_bytes()).unwrap();
     drop(f);
-    wait_for(Duration::from_secs(10), "file processed once closed", || g.exists(&report_rel("saadA", &bill, 1, "xml")));
+    wait_for(Duration::from_secs(10), "file processed once closed", || {
+        g.exists(&report_rel("saadA", &bill, 1, "xml"))
+    });
     let r = report(&g, "saadA", &bill, 1);
     let _ = d.terminate();
     assert_eq!(taken, 0, "the file was taken while still open for writing");
@@ -136,5 +158,8 @@ fn logs_never_show_a_nir_even_at_debug_level() {
     let mut f = std::fs::File::open(g.path(&report_rel("saadA", &bill, 1, "xml"))).unwrap();
     let mut s = String::new();
     f.read_to_string(&mut s).unwrap();
-    assert!(s.contains("L02") && s.contains("L08") && s.contains("L04") && s.contains("L07"), "{s}");
+    assert!(
+        s.contains("L02") && s.contains("L08") && s.contains("L04") && s.contains("L07"),
+        "{s}"
+    );
 }

@@ -25,8 +25,17 @@ impl Daemon {
     pub fn start_with(mut cmd: Command, log: &Path) -> Daemon {
         let f = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
         let from = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
-        let child = cmd.arg("serve").stdout(Stdio::null()).stderr(f).spawn().expect("start serve");
-        Daemon { child, log: log.to_path_buf(), from }
+        let child = cmd
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(f)
+            .spawn()
+            .expect("start serve");
+        Daemon {
+            child,
+            log: log.to_path_buf(),
+            from,
+        }
     }
 
     /// Waits for this daemon's "ready" log line.

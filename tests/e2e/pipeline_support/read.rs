@@ -23,7 +23,11 @@ impl Mail {
         // Unfold headers (RFC 5322 §2.2.3), stop at the blank line.
         let head = raw.split("\r\n\r\n").next().unwrap_or(raw);
         let head = head.split("\n\n").next().unwrap_or(head);
-        let unfolded = head.replace("\r\n ", " ").replace("\n ", " ").replace("\r\n\t", " ").replace("\n\t", " ");
+        let unfolded = head
+            .replace("\r\n ", " ")
+            .replace("\n ", " ")
+            .replace("\r\n\t", " ")
+            .replace("\n\t", " ");
         let field = |name: &str| {
             unfolded
                 .lines()
@@ -72,7 +76,12 @@ pub fn pdf_text(file: &Path) -> String {
         .arg("-")
         .output()
         .expect("pdftotext (poppler-utils) is required");
-    assert!(out.status.success(), "pdftotext {}: {}", file.display(), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "pdftotext {}: {}",
+        file.display(),
+        text(&out.stderr)
+    );
     text(&out.stdout)
 }
 
@@ -94,19 +103,30 @@ fn between<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
 /// Reads the processing report XML (format of `schema/report.xsd`).
 pub fn read_report(xml: &str) -> ReportSummary {
     let verdict = between(xml, "<verdict code=\"", "\"").unwrap_or_default().to_string();
-    let lines = between(xml, "<lignes-trouvees>", "</lignes-trouvees>").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let accepted = between(xml, "<lignes-acceptees>", "</lignes-acceptees>").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let lines = between(xml, "<lignes-trouvees>", "</lignes-trouvees>")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let accepted = between(xml, "<lignes-acceptees>", "</lignes-acceptees>")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut anomalies = Vec::new();
     let mut rest = xml;
     while let Some(i) = rest.find("<anomalie code=\"") {
         let block_end = rest[i..].find("</anomalie>").map(|e| i + e).unwrap_or(rest.len());
         let block = &rest[i..block_end];
-        let code = between(block, "<anomalie code=\"", "\"").unwrap_or_default().to_string();
+        let code = between(block, "<anomalie code=\"", "\"")
+            .unwrap_or_default()
+            .to_string();
         let line = between(block, "<ligne>", "</ligne>").and_then(|v| v.parse().ok());
         anomalies.push((code, line));
         rest = &rest[block_end..];
     }
-    ReportSummary { verdict, lines, accepted, anomalies }
+    ReportSummary {
+        verdict,
+        lines,
+        accepted,
+        anomalies,
+    }
 }
 
 /// An outbox line as the tests compare it: (nir, dtd, dtf, nb-quant).
@@ -119,10 +139,18 @@ pub fn read_outbox(xml: &str) -> (Vec<OutLine>, (String, String, String)) {
     while let Some(i) = rest.find("<factprest>") {
         let end = rest[i..].find("</factprest>").map(|e| i + e).expect("closed factprest");
         let b = &rest[i..end];
-        let f = |n: &str| between(b, &format!("<{n}>"), &format!("</{n}>")).unwrap_or_default().to_string();
+        let f = |n: &str| {
+            between(b, &format!("<{n}>"), &format!("</{n}>"))
+                .unwrap_or_default()
+                .to_string()
+        };
         lines.push((f("nir-per"), f("dtd-interv"), f("dtf-interv"), f("nb-quant")));
         rest = &rest[end..];
     }
-    let f = |n: &str| between(xml, &format!("<{n}>"), &format!("</{n}>")).unwrap_or_default().to_string();
+    let f = |n: &str| {
+        between(xml, &format!("<{n}>"), &format!("</{n}>"))
+            .unwrap_or_default()
+            .to_string()
+    };
     (lines, (f("nb-ligbor"), f("mt-totamd"), f("mt-totprest")))
 }
