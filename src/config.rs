@@ -29,6 +29,7 @@ pub struct Config {
     pub limits: Limits,
     pub intake: Intake,
     pub billing: Billing,
+    pub accounts: Accounts,
     pub log: Log,
 }
 
@@ -153,6 +154,14 @@ pub struct Intake {
     pub watch: bool,
     /// Seconds between two full rescans of the inbound folders.
     pub rescan_secs: u64,
+    /// A dropped file (provider or caisse folder) is taken only once its
+    /// size and modification time have stayed unchanged for this long
+    /// (milliseconds), whoever writes it. SFTP uploads, which the gateway
+    /// itself completes, are taken at once.
+    pub settle_ms: u64,
+    /// Attempts to finish a received file that keeps failing (an error, not
+    /// an anomaly of the file) before it is moved to `quarantine/`.
+    pub max_attempts: u32,
 }
 
 impl Default for Intake {
@@ -160,6 +169,23 @@ impl Default for Intake {
         Intake {
             watch: true,
             rescan_secs: 30,
+            settle_ms: 2000,
+            max_attempts: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Accounts {
+    /// Days a temporary (one-time) password stays valid; 0: no expiry.
+    pub temporary_password_days: u32,
+}
+
+impl Default for Accounts {
+    fn default() -> Self {
+        Accounts {
+            temporary_password_days: 0,
         }
     }
 }
@@ -285,6 +311,12 @@ impl Config {
         }
         if self.intake.rescan_secs == 0 {
             bail!("[intake] rescan_secs must be positive");
+        }
+        if self.intake.settle_ms > 600_000 {
+            bail!("[intake] settle_ms must be at most 600000 (ten minutes)");
+        }
+        if self.intake.max_attempts == 0 {
+            bail!("[intake] max_attempts must be at least 1");
         }
         if self.billing.prestations.is_empty() {
             bail!("[billing] prestations must list at least one prestation");

@@ -189,6 +189,7 @@ pub fn add_user(conn: &mut Connection, now: DateTime<Utc>, u: &NewUser<'_>) -> R
             recipients: vec![email.clone()],
             subject,
             body,
+            secret: generated.is_some(),
         },
     )?;
     let how = match &key {
@@ -294,6 +295,7 @@ pub fn passwd(conn: &mut Connection, now: DateTime<Utc>, login: &str, change: &P
                 recipients: vec![email],
                 subject,
                 body,
+                secret: true,
             },
         )?;
         format!("password of account {login} generated and e-mailed")

@@ -569,7 +569,7 @@ fn push_normalised(out: &mut Vec<u8>, t: &[u8]) {
 #[inline]
 fn has_byte(t: &[u8], b: u8) -> bool {
     if t.len() < 64 {
-        t.iter().any(|&c| c == b)
+        t.contains(&b)
     } else {
         memchr::memchr(b, t).is_some()
     }

@@ -23,6 +23,7 @@ fn msg(key: &str, to: &str) -> Message {
         recipients: to.split(',').map(str::to_owned).collect(),
         subject: "Compte rendu : fichier rejeté".into(),
         body: "Bonjour,\nvotre fichier a été rejeté.\n".into(),
+        secret: false,
     }
 }
 

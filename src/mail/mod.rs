@@ -23,6 +23,8 @@ pub struct Message {
     pub recipients: Vec<String>,
     pub subject: String,
     pub body: String,
+    /// The body holds a secret (a password): wiped from the state once delivered.
+    pub secret: bool,
 }
 
 /// Queues a message; a second message with the same dedup key is ignored.
@@ -33,10 +35,10 @@ pub fn enqueue(conn: &Connection, now: DateTime<Utc>, m: &Message) -> Result<boo
     }
     let at = now.to_rfc3339_opts(SecondsFormat::Secs, true);
     let n = conn.execute(
-        "INSERT INTO mail_queue (dedup_key, created_at, recipients, subject, body, next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?2)
+        "INSERT INTO mail_queue (dedup_key, created_at, recipients, subject, body, next_attempt_at, secret)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?2, ?6)
          ON CONFLICT(dedup_key) DO NOTHING",
-        params![m.dedup_key, at, m.recipients.join(","), m.subject, m.body],
+        params![m.dedup_key, at, m.recipients.join(","), m.subject, m.body, m.secret],
     )?;
     Ok(n == 1)
 }

@@ -307,5 +307,6 @@ fn notice(v: &FileVerdict, provider: &str, owed: &[(&str, String)]) -> crate::ma
         recipients: Vec::new(),
         subject: format!("Compte rendu du fichier {} : {}", v.file, v.verdict.label_fr()),
         body,
+        secret: false,
     }
 }

@@ -197,7 +197,7 @@ pub fn publish(p: &mut Pipeline, id: i64) -> Result<()> {
                 "facturation",
                 format!(
                     "compte rendu du fichier {name} publié : {}",
-                    rel.rsplit('/').next().unwrap_or(&rel)
+                    rel.rsplit('/').next().unwrap_or(rel)
                 ),
             )
         };

@@ -36,6 +36,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_accepted_dates",
         include_str!("migrations/0006_accepted_dates.sql"),
     ),
+    ("0007_hardening", include_str!("migrations/0007_hardening.sql")),
 ];
 
 /// The newest schema version this binary knows (`PRAGMA user_version`).

@@ -99,6 +99,7 @@ fn notice(key: &str, to: &[&str]) -> Message {
         recipients: to.iter().map(|s| s.to_string()).collect(),
         subject: SUBJECT.into(),
         body: BODY.into(),
+        secret: false,
     }
 }
 

@@ -37,7 +37,7 @@ fn works_on_a_fresh_spool_and_creates_the_database() {
         assert!(t.contains(&needle), "missing {needle:?} in:\n{t}");
     }
     let v = status_json(&g);
-    assert_eq!(v["schema_version"], 6);
+    assert_eq!(v["schema_version"], 7);
     assert_eq!(v["database"], db.as_str());
     assert_eq!(v["inbound_total"], 0);
 }

@@ -423,7 +423,8 @@ fn ws(r: &mut Rng, depth: usize) -> Item {
     let nl = if r.chance(10) { "\r\n" } else { "\n" };
     let mut s = format!("{nl}{}", " ".repeat(depth * r.range(1, 2)));
     if r.chance(3) {
-        s.push_str(*r.pick(&["<!-- ligne -->", "<?app x?>", "<!---->"]));
+        let markup: &str = r.pick::<&str>(&["<!-- ligne -->", "<?app x?>", "<!---->"]);
+        s.push_str(markup);
         s.push_str(nl);
     }
     Item::Raw(s)

@@ -544,7 +544,7 @@ fn byte_op(r: &mut Rng, c: &mut Case) {
             }
         }
         _ => {
-            let ins: &[u8] = *r.pick(&[
+            let ins: &[u8] = r.pick::<&[u8]>(&[
                 b"\xFF".as_slice(),
                 b"\xC3",
                 b"\xC0\xAF",
