@@ -20,3 +20,10 @@ ALTER TABLE users ADD COLUMN password_expires_at TEXT;
 -- `status`, re-queued by `mail retry`).
 ALTER TABLE mail_queue ADD COLUMN secret INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE mail_queue ADD COLUMN failed_at TEXT;
+
+-- outputs: the payment chain's file is delivered once. Its temporary file
+-- is recorded (`staged_path`) once written and flushed, before its rename;
+-- `done_at` is committed right after the rename. Recovery then knows, for
+-- an outbox file in between, whether the rename happened (the temporary
+-- file is gone) without writing it again.
+ALTER TABLE outputs ADD COLUMN staged_path TEXT;
