@@ -175,19 +175,11 @@ impl Default for Intake {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Accounts {
     /// Days a temporary (one-time) password stays valid; 0: no expiry.
     pub temporary_password_days: u32,
-}
-
-impl Default for Accounts {
-    fn default() -> Self {
-        Accounts {
-            temporary_password_days: 0,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

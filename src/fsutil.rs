@@ -59,6 +59,21 @@ pub fn write_atomic_unsynced(
     path: &Path,
     fill: impl FnOnce(&mut std::io::BufWriter<&File>) -> std::io::Result<()>,
 ) -> Result<()> {
+    let tmp = write_temp(path, fill)?;
+    fs::rename(&tmp, path)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
+        .inspect_err(|_| {
+            let _ = fs::remove_file(&tmp);
+        })
+}
+
+/// Writes the content meant for `path` to a new hidden temporary file in
+/// the same folder (created if missing), flushed to disk, and returns its
+/// path; the caller renames it into place. On error nothing is left.
+pub fn write_temp(
+    path: &Path,
+    fill: impl FnOnce(&mut std::io::BufWriter<&File>) -> std::io::Result<()>,
+) -> Result<PathBuf> {
     let dir = folder_of(path);
     create_dir_all(dir)?;
     let name = path
@@ -79,13 +94,15 @@ pub fn write_atomic_unsynced(
         }
         f.sync_all()
             .with_context(|| format!("cannot flush {}", tmp.display()))?;
-        fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
         Ok(())
     })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    result
 }
 
 fn unique() -> u64 {
@@ -96,6 +113,13 @@ fn unique() -> u64 {
 
 /// Removes the temporary files a crash may have left in `dir` (not recursive).
 pub fn remove_stale_temps(dir: &Path) -> Result<usize> {
+    remove_stale_temps_except(dir, &[])
+}
+
+/// Like [`remove_stale_temps`], keeping the temporary files listed in
+/// `keep` (staged outbox files whose rename is still owed; paths built
+/// from the same spool root as `dir`).
+pub fn remove_stale_temps_except(dir: &Path, keep: &[PathBuf]) -> Result<usize> {
     let mut n = 0;
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
@@ -106,6 +130,9 @@ pub fn remove_stale_temps(dir: &Path) -> Result<usize> {
         let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
         if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
             let p: PathBuf = entry.path();
+            if keep.contains(&p) {
+                continue;
+            }
             fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
             n += 1;
         }
@@ -129,6 +156,23 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn a_staged_temp_file_is_kept_until_renamed() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("out/a.xml");
+        let staged = write_temp(&dest, |w| w.write_all(b"data")).unwrap();
+        assert!(staged.file_name().unwrap().to_string_lossy().starts_with(TEMP_PREFIX));
+        assert!(!dest.exists());
+        fs::write(d.path().join(format!("out/{TEMP_PREFIX}1-2-b.xml")), b"").unwrap();
+        assert_eq!(
+            remove_stale_temps_except(&d.path().join("out"), std::slice::from_ref(&staged)).unwrap(),
+            1
+        );
+        assert_eq!(fs::read(&staged).unwrap(), b"data");
+        assert_eq!(remove_stale_temps(&d.path().join("out")).unwrap(), 1);
+        assert!(!staged.exists());
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod fault;
 pub mod fsutil;
 pub mod history;
 pub mod import;

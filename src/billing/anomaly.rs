@@ -39,6 +39,20 @@ pub enum Level {
 }
 
 impl Code {
+    /// Every code, in the specification's order.
+    pub const ALL: [Code; 25] = {
+        use Code::*;
+        [
+            F01, F02, F03, F04, F05, F06, F07, F08, F09, F10, F11, F12, F13, L01, L02, L03, L04, L05, L06, L07, L08,
+            L09, L10, L11, L12,
+        ]
+    };
+
+    /// The code of its [`Code::as_str`] form.
+    pub fn parse(s: &str) -> Option<Code> {
+        Code::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         use Code::*;
         match self {

@@ -76,6 +76,13 @@ impl Verdict {
         }
     }
 
+    /// The verdict of its [`Verdict::as_str`] form.
+    pub fn parse(s: &str) -> Option<Verdict> {
+        [Verdict::Accepted, Verdict::Partial, Verdict::Rejected]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+
     /// French wording for reports.
     pub fn label_fr(self) -> &'static str {
         match self {

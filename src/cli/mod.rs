@@ -18,6 +18,7 @@ mod config_cmd;
 mod history;
 mod import;
 mod process;
+mod retry;
 mod serve;
 mod status;
 mod user;
@@ -73,9 +74,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Put quarantined files back in the queue (the next pass resumes them).
+    Retry(RetryArgs),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["file", "all"])))]
+pub struct RetryArgs {
+    /// A quarantined file: its name as delivered, `<provider>/<name>`, its
+    /// path under quarantine/, or its id (as `status` lists it).
+    pub file: Option<String>,
+    /// Every quarantined file.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Args, Debug)]
@@ -200,11 +214,17 @@ pub struct Ctx {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
-        Ok(Outcome::Ok) => ExitCode::SUCCESS,
-        Ok(Outcome::Anomalies) => ExitCode::from(1),
-        Err(e) => {
+    // A bug must not end a command outside its exit codes (spec §8): a
+    // panic is an error like any other (exit 2), after its message.
+    match std::panic::catch_unwind(|| run(cli)) {
+        Ok(Ok(Outcome::Ok)) => ExitCode::SUCCESS,
+        Ok(Ok(Outcome::Anomalies)) => ExitCode::from(1),
+        Ok(Err(e)) => {
             eprintln!("ppas-gateway: error: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(_) => {
+            eprintln!("ppas-gateway: error: internal error (panic, see above)");
             ExitCode::from(2)
         }
     }
@@ -228,6 +248,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Validate(a) => process::validate(&ctx, &a),
         Command::Process(a) => process::run(&ctx, &a),
         Command::Run(a) => process::run_job(&ctx, &a),
+        Command::Retry(a) => retry::run(&ctx, &a),
         Command::Serve => serve::run(ctx),
     }
 }

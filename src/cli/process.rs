@@ -20,6 +20,18 @@ pub fn run(ctx: &Ctx, a: &ProcessArgs) -> anyhow::Result<Outcome> {
          référentiel : {} appliqué(s), {} refusé(s) ; e-mails envoyés : {}",
         s.processed, s.accepted, s.partial, s.rejected, s.recovered, s.imports_applied, s.imports_refused, mail.sent
     );
+    if s.still_written > 0 {
+        println!(
+            "{} fichier(s) encore en cours d'écriture : laissé(s) pour le prochain passage",
+            s.still_written
+        );
+    }
+    if s.quarantined > 0 {
+        println!(
+            "{} fichier(s) mis en quarantaine après des échecs répétés (voir `status`, puis `ppas-gateway retry`)",
+            s.quarantined
+        );
+    }
     // An error, not an anomaly of the file (exit 2, spec §8): the pass did
     // what it could; the file stays in flight for the next one.
     if s.failed > 0 {
@@ -38,7 +50,7 @@ pub fn run(ctx: &Ctx, a: &ProcessArgs) -> anyhow::Result<Outcome> {
 /// `validate [--json] [--provider P] FILE...`: every control against the
 /// current state, in a transaction that is rolled back.
 pub fn validate(ctx: &Ctx, a: &ValidateArgs) -> anyhow::Result<Outcome> {
-    let mut conn = crate::store::open(&ctx.cfg.paths.database)?;
+    let mut conn = crate::store::open_existing(&ctx.cfg.paths.database)?;
     let verdicts = a
         .files
         .iter()

@@ -4,9 +4,11 @@
 //! JSON object) with the files waiting in the drop folders, the files in
 //! flight, the outputs owed but not yet written, the mail queue, the last
 //! files processed and the last errors, the database path and schema
-//! version. Everything is read in one read transaction so the counts agree
-//! with each other. The database is created when missing: `status` is the
-//! first thing an operator runs on a fresh install.
+//! version, whether a daemon is processing this spool, the quarantined
+//! files and the e-mails that failed, each with its error. Everything is
+//! read in one read transaction so the counts agree with each other. A
+//! missing database is an error saying where it was looked for: `status`
+//! never creates state.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -26,6 +28,9 @@ const RECENT: i64 = 5;
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub database: String,
+    /// Whether a processing instance (`serve` or `process --once`) holds
+    /// this spool's lock right now.
+    pub daemon_running: bool,
     pub schema_version: i64,
     pub schema_version_known: i64,
     /// Files waiting in `inbound/<provider>/`, per provider (temporary names excluded).
@@ -42,6 +47,11 @@ pub struct Status {
     pub mail_failed: u64,
     /// When the next pending e-mail is tried (Paris time).
     pub mail_next_attempt_at: Option<String>,
+    /// E-mails that failed after their last attempt, with their error
+    /// (`ppas-gateway mail retry` re-queues them).
+    pub mail_failures: Vec<crate::mail::queue::Failure>,
+    /// Files that failed again and again (`ppas-gateway retry` puts them back).
+    pub quarantined: Vec<QuarantineLine>,
     pub last_files: Vec<FileLine>,
     pub last_errors: Vec<ErrorLine>,
 }
@@ -57,6 +67,18 @@ pub struct FileLine {
 }
 
 #[derive(Debug, Serialize)]
+pub struct QuarantineLine {
+    pub id: i64,
+    pub provider: String,
+    pub name: String,
+    /// Where its copy is kept (spool-relative).
+    pub path: String,
+    pub attempts: u32,
+    pub quarantined_at: Option<String>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
 pub struct ErrorLine {
     pub at: String,
     pub worker: String,
@@ -64,7 +86,7 @@ pub struct ErrorLine {
 }
 
 pub fn run(ctx: &Ctx, json: bool) -> Result<Outcome> {
-    let mut conn = crate::store::open(&ctx.cfg.paths.database)?;
+    let mut conn = crate::store::open_existing(&ctx.cfg.paths.database)?;
     let s = gather(&mut conn, ctx)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -85,8 +107,22 @@ pub fn gather(conn: &mut Connection, ctx: &Ctx) -> Result<Status> {
             .with_context(|| format!("status query {sql:?}"))
     };
     let schema_version = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    let in_flight_received = count("SELECT COUNT(*) FROM received_files WHERE state = 'received'")?;
-    let in_flight_decided = count("SELECT COUNT(*) FROM received_files WHERE state = 'decided'")?;
+    let in_flight_received =
+        count("SELECT COUNT(*) FROM received_files WHERE state = 'received' AND quarantined_at IS NULL")?;
+    let in_flight_decided =
+        count("SELECT COUNT(*) FROM received_files WHERE state = 'decided' AND quarantined_at IS NULL")?;
+    let quarantined = crate::pipeline::quarantine::quarantined(&tx)?
+        .into_iter()
+        .map(|f| QuarantineLine {
+            id: f.id,
+            provider: f.provider,
+            name: f.name,
+            path: f.work_path,
+            attempts: f.attempts,
+            quarantined_at: f.quarantined_at.map(|t| paris(&crate::pipeline::rfc3339(t))),
+            last_error: f.last_error,
+        })
+        .collect();
     let outputs_owed = count("SELECT COUNT(*) FROM outputs WHERE done_at IS NULL")?;
     let mail = crate::mail::queue::status(&tx, &ctx.cfg, ctx.clock.now()).context("cannot read the mail queue")?;
 
@@ -126,6 +162,7 @@ pub fn gather(conn: &mut Connection, ctx: &Ctx) -> Result<Status> {
 
     Ok(Status {
         database: ctx.cfg.paths.database.display().to_string(),
+        daemon_running: crate::pipeline::SpoolLock::is_held(&ctx.cfg),
         schema_version,
         schema_version_known: crate::store::SCHEMA_VERSION,
         inbound_total: inbound.values().sum(),
@@ -136,6 +173,8 @@ pub fn gather(conn: &mut Connection, ctx: &Ctx) -> Result<Status> {
         mail_pending: mail.pending,
         mail_failed: mail.abandoned,
         mail_next_attempt_at: mail.next_attempt_at.as_deref().map(paris),
+        mail_failures: mail.failures.into_iter().filter(|f| f.abandoned).collect(),
+        quarantined,
         last_files,
         last_errors,
     })
@@ -200,6 +239,15 @@ pub fn write_human(out: &mut impl Write, s: &Status) -> std::io::Result<()> {
         "database        {} (schema version {}, this binary knows {})",
         s.database, s.schema_version, s.schema_version_known
     )?;
+    writeln!(
+        out,
+        "daemon          {}",
+        if s.daemon_running {
+            "running on this spool"
+        } else {
+            "not running on this spool"
+        }
+    )?;
     writeln!(out, "inbound waiting {}", s.inbound_total)?;
     for (provider, n) in s.inbound.iter().filter(|(_, n)| **n > 0) {
         writeln!(out, "  {:<24} {n}", clean(provider))?;
@@ -222,6 +270,29 @@ pub fn write_human(out: &mut impl Write, s: &Status) -> std::io::Result<()> {
         "mail            {} pending, {} failed{next}",
         s.mail_pending, s.mail_failed
     )?;
+    for m in &s.mail_failures {
+        writeln!(
+            out,
+            "  failed #{} after {} attempt(s): {} ({})",
+            m.id,
+            m.attempts,
+            clean(&m.subject),
+            clean(&m.last_error)
+        )?;
+    }
+    writeln!(out, "quarantined     {}", s.quarantined.len())?;
+    for q in &s.quarantined {
+        writeln!(
+            out,
+            "  #{}  {}/{}  {} attempt(s), since {}: {}",
+            q.id,
+            clean(&q.provider),
+            clean(&q.name),
+            q.attempts,
+            q.quarantined_at.as_deref().unwrap_or("-"),
+            clean(q.last_error.as_deref().unwrap_or("-"))
+        )?;
+    }
     writeln!(out, "last files processed")?;
     if s.last_files.is_empty() {
         writeln!(out, "  (none)")?;

@@ -1,22 +1,25 @@
 //! `serve`: the daemon. Start-up as logged phases, then workers until
 //! SIGTERM:
 //!
-//! - the **processor** (one OS thread, the only writer of billing state):
-//!   recovery first, then every file the intake hands it, and a full rescan
-//!   of the drop folders every `[intake] rescan_secs`;
+//! - the **processor** ([`processor`]; one OS thread, the only writer of
+//!   billing state): recovery first, then every file the intake hands it,
+//!   and a full rescan of the drop folders every `[intake] rescan_secs`;
 //! - the **watcher** (`notify`): close-after-write and rename-in events
 //!   become work for the processor at once (events are hints; the rescan
-//!   catches what they miss);
+//!   catches what they miss, and [`crate::intake::Settle`] decides when a
+//!   file is complete);
 //! - the **mail** worker: a pass over the queue every `[mail] poll_secs`;
 //! - the **SFTP** server, when enabled;
-//! - systemd integration: READY once started, WATCHDOG pings from the
-//!   processor loop (a stuck processor stops them), STOPPING on exit.
+//! - the **watchdog** ([`watchdog`]): WATCHDOG pings to systemd while the
+//!   processor is idle or making progress, so a long backlog never gets the
+//!   daemon killed and a stuck processor does.
 //!
 //! SIGTERM/SIGINT stop it cleanly: no new file is taken, the file in hand is
 //! finished (a file in flight is never left half-decided: see
 //! [`crate::pipeline`]), workers get an exit deadline. SIGHUP reloads the
-//! configuration: billing rules, limits and mail settings apply to the next
-//! file; paths and the SFTP address need a restart (logged).
+//! configuration ([`reload`]): billing rules, limits, intake, mail, SFTP
+//! limits and the log level apply at once; the keys that need a restart
+//! are named in the log.
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -28,20 +31,29 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::intake::{self, Settle};
+use crate::intake;
 use crate::pipeline::{Channel, Pipeline, SpoolLock};
 
+mod processor;
+pub mod reload;
 mod sftp_glue;
+pub mod watchdog;
 
 /// Work for the processor thread.
 pub enum Work {
-    /// A file the watcher or the SFTP server says is complete.
+    /// A file the SFTP server completed, or that the watcher saw closed
+    /// after writing (taken once quiet: the writer may open it again).
     File(PathBuf, Channel),
+    /// A file renamed into a drop folder: complete (spec §2), taken at once
+    /// unless someone still holds it open for writing.
+    Renamed(PathBuf),
     /// A folder just created or renamed in: its files arrived before its
     /// watch, so they are listed.
     Folder(PathBuf),
     /// Look at every folder now.
     Rescan,
+    /// Something changed in the caisse's drop folders.
+    Caisse,
     /// A reloaded configuration.
     Reload(Box<Config>),
     Shutdown,
@@ -66,8 +78,6 @@ pub fn arriving_key(path: &std::path::Path) -> String {
 
 /// How long workers get to stop after SIGTERM.
 const EXIT_DEADLINE: Duration = Duration::from_secs(8);
-/// A file seen only by a rescan is taken once unchanged for this long.
-const SETTLE: Duration = Duration::from_secs(2);
 
 pub fn serve(config_path: Option<PathBuf>, cfg: Config, clock: Clock) -> Result<()> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "ppas-gateway starting");
@@ -92,13 +102,14 @@ async fn run(config_path: Option<PathBuf>, cfg: Config, clock: Clock, pipeline: 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
 
     tracing::info!("phase 2/4: recovery and processor");
+    // Fed from now on: the recovery of a long backlog is work, not a hang.
+    let watchdog = watchdog::spawn(pipeline.progress.clone(), shutdown_rx.clone());
     let arriving: Arriving = Arc::default();
-    let rescan = Duration::from_secs(cfg.intake.rescan_secs);
     let processor = std::thread::Builder::new()
         .name("processor".into())
         .spawn({
             let arriving = arriving.clone();
-            move || processor(pipeline, work_rx, rescan, arriving)
+            move || processor::Processor::new(pipeline, work_rx, arriving).run()
         })
         .context("cannot start the processor")?;
 
@@ -112,9 +123,12 @@ async fn run(config_path: Option<PathBuf>, cfg: Config, clock: Clock, pipeline: 
                 if ev.need_rescan() {
                     let _ = tx.send(Work::Rescan);
                 }
+                let renamed = intake::renamed_in(&ev.kind);
                 for p in intake::ready_paths(&ev) {
                     let _ = tx.send(if p.starts_with(&caisse) {
-                        Work::Rescan
+                        Work::Caisse
+                    } else if renamed {
+                        Work::Renamed(p)
                     } else {
                         Work::File(p, Channel::Depot)
                     });
@@ -158,11 +172,12 @@ async fn run(config_path: Option<PathBuf>, cfg: Config, clock: Clock, pipeline: 
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let mut running = cfg.clone();
     loop {
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
-            _ = hup.recv() => reload(config_path.as_deref(), &cfg, &work_tx),
+            _ = hup.recv() => reload(config_path.as_deref(), &mut running, &work_tx),
         }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
@@ -188,21 +203,37 @@ async fn run(config_path: Option<PathBuf>, cfg: Config, clock: Clock, pipeline: 
             tracing::warn!("SFTP server did not stop in time");
         }
     }
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     Ok(())
 }
 
-fn reload(path: Option<&std::path::Path>, running: &Config, work: &mpsc::Sender<Work>) {
+/// SIGHUP: reads the configuration again and hands it to every worker.
+fn reload(path: Option<&std::path::Path>, running: &mut Config, work: &mpsc::Sender<Work>) {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
     match Config::load(path) {
         Ok(new) => {
-            if new.paths.spool != running.paths.spool || new.paths.database != running.paths.database {
-                tracing::warn!("SIGHUP: [paths] changed: restart the service to apply them");
+            let changed = reload::changed_keys(running, &new);
+            let (applied, restart) = reload::classify(&changed);
+            if new.log.level != running.log.level {
+                match crate::logging::set_level(&new.log.level) {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!("SIGHUP: [log] level not applied: RUST_LOG is set and wins"),
+                    Err(e) => tracing::warn!(error = format!("{e:#}"), "SIGHUP: [log] level not applied"),
+                }
             }
-            if new.sftp.listen != running.sftp.listen || new.sftp.host_key != running.sftp.host_key {
-                tracing::warn!("SIGHUP: [sftp] listen/host_key changed: restart the service to apply them");
+            let _ = work.send(Work::Reload(Box::new(new.clone())));
+            if restart.is_empty() {
+                tracing::info!(applied = applied.join(", "), "SIGHUP: configuration reloaded");
+            } else {
+                tracing::warn!(
+                    applied = applied.join(", "),
+                    restart_needed = restart.join(", "),
+                    "SIGHUP: configuration reloaded; some changed keys need a restart of the service"
+                );
             }
-            let _ = work.send(Work::Reload(Box::new(new)));
-            tracing::info!("SIGHUP: configuration reloaded");
+            *running = new;
         }
         Err(e) => tracing::error!(
             error = format!("{e:#}"),
@@ -210,99 +241,4 @@ fn reload(path: Option<&std::path::Path>, running: &Config, work: &mpsc::Sender<
         ),
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-}
-
-/// The processor loop: the only place billing files are decided.
-fn processor(mut p: Pipeline, rx: mpsc::Receiver<Work>, rescan: Duration, arriving: Arriving) {
-    let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
-    let tick = watchdog.map_or(rescan, |w| w.min(rescan));
-    let pet = || {
-        if watchdog.is_some() {
-            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-        }
-    };
-    match p.recover() {
-        Ok((n, _)) if n > 0 => tracing::info!(files = n, "recovery: files in flight finished"),
-        Ok(_) => {}
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "recovery failed; will retry at next rescan");
-            p.note_error("processor", &format!("recovery: {e:#}"));
-        }
-    }
-    let mut settle = Settle::default();
-    let mut last_scan: Option<Instant> = None;
-    loop {
-        pet();
-        let due = last_scan.is_none_or(|t| t.elapsed() >= rescan);
-        let work = if due {
-            Work::Rescan
-        } else {
-            match rx.recv_timeout(tick) {
-                Ok(w) => w,
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-        };
-        match work {
-            Work::Shutdown => break,
-            Work::Reload(cfg) => {
-                p.cfg = *cfg;
-            }
-            Work::File(path, channel) => {
-                settle.forget(&path);
-                process_guarded(&mut p, &path, channel, &arriving);
-            }
-            Work::Folder(dir) => {
-                for path in intake::files_in(&dir) {
-                    // Still being written: its close is now watched.
-                    if crate::pipeline::open_for_writing(&path) {
-                        continue;
-                    }
-                    settle.forget(&path);
-                    process_guarded(&mut p, &path, Channel::Depot, &arriving);
-                }
-            }
-            Work::Rescan => {
-                last_scan = Some(Instant::now());
-                if let Err(e) = rescan_once(&mut p, &mut settle, &arriving) {
-                    tracing::error!(error = format!("{e:#}"), "rescan failed");
-                    p.note_error("processor", &format!("rescan: {e:#}"));
-                }
-            }
-        }
-    }
-    tracing::info!("processor: stopping");
-}
-
-fn rescan_once(p: &mut Pipeline, settle: &mut Settle, arriving: &Arriving) -> Result<()> {
-    p.recover()?;
-    crate::pipeline::import_caisse_drops(p)?;
-    for path in settle.settled(p.waiting()?, SETTLE) {
-        // Unchanged for a while yet still open: a writer that stalled. Its
-        // close will come as an event (or the next rescan sees it again).
-        if crate::pipeline::open_for_writing(&path) {
-            settle.forget(&path);
-            continue;
-        }
-        process_guarded(p, &path, Channel::Depot, arriving);
-    }
-    Ok(())
-}
-
-/// Processes one file; an error or even a bug in the pipeline is logged and
-/// counted, never fatal to the daemon (the file is retried at next rescan).
-fn process_guarded(p: &mut Pipeline, path: &std::path::Path, channel: Channel, arriving: &Arriving) {
-    let by_sftp = arriving
-        .lock()
-        .map(|mut s| s.remove(&arriving_key(path)))
-        .unwrap_or(false);
-    let channel = if by_sftp { Channel::Sftp } else { channel };
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.process_file(path, channel)));
-    let msg = match r {
-        Ok(Ok(_)) => return,
-        Ok(Err(e)) => format!("{e:#}"),
-        Err(_) => "internal error (panic) while processing".to_string(),
-    };
-    tracing::error!(file = %path.display(), error = msg, "file not processed; retried at next rescan");
-    p.note_error("processor", &format!("{}: {msg}", path.display()));
 }

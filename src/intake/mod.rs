@@ -1,15 +1,15 @@
 //! Drop-folder intake: which files are complete and may be taken.
 //!
 //! In: file-system events from `notify` (hints only) and periodic listings.
-//! Out: paths of complete files for the processor. A file is complete when
-//! it was closed after writing or renamed in (the events that say so), or,
-//! for a file only a rescan saw, when its size and modification time have
-//! not changed over a settle period. Temp names of spec §2 are never taken.
-//! NFS/CIFS give no events: the rescan alone covers them.
+//! Out: paths of complete files for the processor. Events (closed after
+//! writing, renamed in) and listings say when to look at a file; [`Settle`]
+//! says whether it is complete, by a rule that holds whoever writes it.
+//! Temp names of spec §2 are never taken. NFS/CIFS give no events: the
+//! rescan alone covers them.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
@@ -26,7 +26,16 @@ pub fn completes(kind: &EventKind) -> bool {
     )
 }
 
-/// The paths an event makes ready (the destination of a rename).
+/// Whether an event is a file renamed into a watched folder (complete by
+/// the writer's convention), rather than closed after writing.
+pub fn renamed_in(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+    )
+}
+
+/// The paths an event names as worth a look (the destination of a rename).
 pub fn ready_paths(ev: &Event) -> Vec<PathBuf> {
     if !completes(&ev.kind) {
         return Vec::new();
@@ -83,39 +92,160 @@ pub fn watch(
     Ok(w)
 }
 
-/// Remembers what each rescan saw, to tell a settled file from one still
-/// being written.
-#[derive(Debug, Default)]
+/// What changes when anyone writes a file: size, modification time, inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Signature {
+    len: u64,
+    mtime: Option<SystemTime>,
+    ino: u64,
+}
+
+/// Whether a dropped file may be taken now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Complete: take it.
+    Ready,
+    /// Maybe still being written: look again after this long.
+    Wait(Duration),
+    /// No longer there (taken, renamed away) or not a regular file.
+    Gone,
+}
+
+/// Tells complete dropped files from files still being written, whoever
+/// writes them (spec §2, `[intake] settle_ms`).
+///
+/// A file is complete when nobody holds it open for writing *and* its size,
+/// modification time and inode have stayed unchanged for the quiet period:
+/// either the gateway has seen them unchanged that long, or the file's own
+/// modification time is that old. Open-for-writing is asked of the kernel
+/// with a read lease ([`crate::pipeline::open_for_writing`]), which only
+/// answers for files the gateway's user owns (or with CAP_LEASE); for the
+/// others (a caisse script under its own account, `cp` as root) the quiet
+/// period alone decides. Events (close after writing, rename in) only say
+/// when to look; they never make a file complete by themselves, since a
+/// writer that appends in several opens closes the file each time.
+///
+/// A writer that may pause longer than the quiet period in the middle of a
+/// file must write under a temporary name and rename it when done.
+#[derive(Debug)]
 pub struct Settle {
-    seen: HashMap<PathBuf, (u64, Option<SystemTime>)>,
+    quiet: Duration,
+    seen: HashMap<PathBuf, (Signature, Instant)>,
 }
 
 impl Settle {
-    /// Of `candidates`, those complete: unchanged since the previous rescan,
-    /// or not modified for `quiet`.
-    pub fn settled(&mut self, candidates: Vec<PathBuf>, quiet: Duration) -> Vec<PathBuf> {
-        let now = SystemTime::now();
-        let mut next = HashMap::new();
-        let mut out = Vec::new();
-        for p in candidates {
-            let Ok(meta) = std::fs::metadata(&p) else { continue };
-            let sig = (meta.len(), meta.modified().ok());
-            let old_enough = sig
-                .1
-                .and_then(|m| now.duration_since(m).ok())
-                .is_some_and(|age| age >= quiet);
-            if old_enough || self.seen.get(&p) == Some(&sig) {
-                out.push(p);
-            } else {
-                next.insert(p, sig);
-            }
+    pub fn new(quiet: Duration) -> Settle {
+        Settle {
+            quiet,
+            seen: HashMap::new(),
         }
-        self.seen = next;
-        out
     }
 
+    /// Changes the quiet period (a reloaded configuration).
+    pub fn set_quiet(&mut self, quiet: Duration) {
+        self.quiet = quiet;
+    }
+
+    pub fn quiet(&self) -> Duration {
+        self.quiet
+    }
+
+    /// Looks at `path` now.
+    pub fn check(&mut self, path: &Path) -> Readiness {
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_file() => m,
+            _ => {
+                self.seen.remove(path);
+                return Readiness::Gone;
+            }
+        };
+        let sig = Signature {
+            len: meta.len(),
+            mtime: meta.modified().ok(),
+            ino: std::os::unix::fs::MetadataExt::ino(&meta),
+        };
+        let now = Instant::now();
+        let entry = self.seen.entry(path.to_path_buf()).or_insert((sig, now));
+        if entry.0 != sig {
+            *entry = (sig, now);
+        }
+        // A modification time in the future (another host's clock) counts as now.
+        let age = sig
+            .mtime
+            .and_then(|m| SystemTime::now().duration_since(m).ok())
+            .unwrap_or_default();
+        let quiet_for = age.max(now.duration_since(entry.1));
+        if quiet_for < self.quiet {
+            return Readiness::Wait(self.quiet - quiet_for);
+        }
+        if crate::pipeline::open_for_writing(path) {
+            // Its writer is idle but still there: its close will come as an
+            // event, or the next look sees it again.
+            entry.1 = now;
+            return Readiness::Wait(self.quiet.max(Duration::from_millis(200)));
+        }
+        self.seen.remove(path);
+        Readiness::Ready
+    }
+
+    /// Forgets a file (taken, or handled another way).
     pub fn forget(&mut self, p: &Path) {
         self.seen.remove(p);
+    }
+
+    /// Forgets files not seen by the latest listing (a bounded memory).
+    pub fn retain(&mut self, listed: &[PathBuf]) {
+        let keep: std::collections::HashSet<&PathBuf> = listed.iter().collect();
+        self.seen.retain(|p, _| keep.contains(p));
+    }
+}
+
+/// Files to look at again, each at its own time.
+#[derive(Debug, Default)]
+pub struct Recheck {
+    due: HashMap<PathBuf, Instant>,
+}
+
+impl Recheck {
+    /// Looks at `path` again after `wait` (the earlier time wins).
+    pub fn after(&mut self, path: PathBuf, wait: Duration) {
+        let at = Instant::now() + wait;
+        self.due.entry(path).and_modify(|t| *t = (*t).min(at)).or_insert(at);
+    }
+
+    /// How long until the next file is due (`None`: none waits).
+    pub fn next_in(&self) -> Option<Duration> {
+        self.due
+            .values()
+            .min()
+            .map(|t| t.saturating_duration_since(Instant::now()))
+    }
+
+    /// The files due now, oldest due first.
+    pub fn take_due(&mut self) -> Vec<PathBuf> {
+        let now = Instant::now();
+        let mut due: Vec<(Instant, PathBuf)> = self
+            .due
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(p, t)| (*t, p.clone()))
+            .collect();
+        due.sort();
+        for (_, p) in &due {
+            self.due.remove(p);
+        }
+        due.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// Every file still scheduled, whenever due (sorted by path).
+    pub fn drain_all(&mut self) -> Vec<PathBuf> {
+        let mut all: Vec<PathBuf> = self.due.drain().map(|(p, _)| p).collect();
+        all.sort();
+        all
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.due.is_empty()
     }
 }
 
@@ -187,15 +317,53 @@ mod tests {
     }
 
     #[test]
-    fn a_file_still_growing_is_not_settled() {
+    fn a_file_is_ready_once_unchanged_for_the_quiet_period() {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("a.xml");
         std::fs::write(&f, b"<a").unwrap();
-        let mut s = Settle::default();
-        assert!(s.settled(vec![f.clone()], Duration::from_secs(3600)).is_empty());
-        assert_eq!(s.settled(vec![f.clone()], Duration::from_secs(3600)), vec![f.clone()]);
+        let mut s = Settle::new(Duration::from_secs(3600));
+        assert!(matches!(s.check(&f), Readiness::Wait(w) if w > Duration::from_secs(3500)));
+        // Its own modification time an hour old: quiet for long enough.
+        let old = SystemTime::now() - Duration::from_secs(7200);
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(s.check(&f), Readiness::Ready);
+        // Written again: the quiet period starts over.
         std::fs::write(&f, b"<a/>").unwrap();
-        s.forget(&f);
-        assert!(s.settled(vec![f.clone()], Duration::from_secs(3600)).is_empty());
+        assert!(matches!(s.check(&f), Readiness::Wait(_)));
+        assert_eq!(s.check(&d.path().join("gone.xml")), Readiness::Gone);
+        assert_eq!(s.check(d.path()), Readiness::Gone, "a folder is never a drop");
+        let mut zero = Settle::new(Duration::ZERO);
+        assert_eq!(zero.check(&f), Readiness::Ready);
+    }
+
+    #[test]
+    fn a_file_held_open_for_writing_waits_even_when_quiet() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("a.csv");
+        let w = std::fs::File::create(&f).unwrap();
+        let mut s = Settle::new(Duration::ZERO);
+        assert!(matches!(s.check(&f), Readiness::Wait(_)));
+        drop(w);
+        assert_eq!(s.check(&f), Readiness::Ready);
+    }
+
+    #[test]
+    fn rechecks_come_due_in_order() {
+        let mut r = Recheck::default();
+        assert_eq!(r.next_in(), None);
+        r.after(PathBuf::from("b"), Duration::ZERO);
+        r.after(PathBuf::from("a"), Duration::from_secs(3600));
+        r.after(PathBuf::from("c"), Duration::from_secs(3600));
+        r.after(PathBuf::from("a"), Duration::ZERO);
+        assert_eq!(r.next_in(), Some(Duration::ZERO));
+        // In the order first scheduled, whatever their due times.
+        assert_eq!(r.take_due(), [PathBuf::from("b"), PathBuf::from("a")]);
+        assert!(!r.is_empty());
+        assert!(r.take_due().is_empty(), "c is not due yet");
     }
 }

@@ -48,14 +48,17 @@ fn put_uint(buf: &mut Vec<u8>, mut v: u64) {
     buf.extend_from_slice(&digits[i..]);
 }
 
-/// Appends text escaped for element content.
+/// Appends text escaped for element content. A carriage return is written
+/// as `&#13;`: a raw one would reach the payment chain as a line feed (XML
+/// parsers normalise line ends), changing the value.
 fn put_text(buf: &mut Vec<u8>, mut s: &[u8]) {
-    while let Some(i) = memchr::memchr3(b'&', b'<', b'>', s) {
+    while let Some(i) = s.iter().position(|&b| matches!(b, b'&' | b'<' | b'>' | b'\r')) {
         buf.extend_from_slice(&s[..i]);
         buf.extend_from_slice(match s[i] {
             b'&' => b"&amp;",
             b'<' => b"&lt;",
-            _ => b"&gt;",
+            b'>' => b"&gt;",
+            _ => b"&#13;",
         });
         s = &s[i + 1..];
     }
@@ -206,6 +209,11 @@ mod tests {
         b.clear();
         put_text(&mut b, b"&&<");
         assert_eq!(b, b"&amp;&amp;&lt;");
+        assert_eq!(
+            text("Du\r\npont\r"),
+            "Du&#13;\npont&#13;",
+            "a carriage return survives the parser"
+        );
     }
 
     #[test]

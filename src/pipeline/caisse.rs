@@ -5,21 +5,27 @@
 //! `caisse/inbound/<kind>/rejected/` with `<name>.errors.txt` beside it,
 //! naming every bad row, for the caisse IT team to correct and drop again.
 //! A database failure leaves the file in place for the next pass.
+//!
+//! A file is imported only once complete, by the same rule as billing
+//! drops ([`Settle`]): a CSV cut at a row boundary is a valid file, and
+//! importing it would apply part of the caisse's data.
 
 use std::fs;
 
 use anyhow::{Context, Result};
 use rusqlite::params;
 
-use super::{rfc3339, Pipeline};
+use super::{rfc3339, Pipeline, Summary};
 use crate::fsutil;
 use crate::import::{self, ImportError, Kind};
+use crate::intake::{Readiness, Settle};
 use crate::spool::is_temp_name;
 
-/// Imports every complete file waiting in the caisse folders. Returns
-/// (applied, refused).
-pub fn import_drops(p: &mut Pipeline) -> Result<(usize, usize)> {
-    let (mut applied, mut refused) = (0, 0);
+/// Imports every complete file waiting in the caisse folders, counting them
+/// in `s`. Returns how long until a file still being written should be
+/// looked at again (`None`: none is).
+pub fn import_drops(p: &mut Pipeline, settle: &mut Settle, s: &mut Summary) -> Result<Option<std::time::Duration>> {
+    let mut wait: Option<std::time::Duration> = None;
     // Providers first: beneficiaries refer to their sites.
     for kind in Kind::ALL {
         let dir = p.spool.caisse_inbound(kind.as_str());
@@ -29,15 +35,20 @@ pub fn import_drops(p: &mut Pipeline) -> Result<(usize, usize)> {
                 .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
                 .map(|e| e.path())
                 .filter(|path| path.file_name().is_some_and(|n| !is_temp_name(&n.to_string_lossy())))
-                // Still being written in place: a prefix cut at a row end
-                // would be a valid file, applied in part.
-                .filter(|path| !super::open_for_writing(path))
                 .collect(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
         };
         files.sort();
         for path in files {
+            match settle.check(&path) {
+                Readiness::Ready => {}
+                Readiness::Gone => continue,
+                Readiness::Wait(w) => {
+                    wait = Some(wait.map_or(w, |x| x.min(w)));
+                    continue;
+                }
+            }
             let name = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -48,7 +59,7 @@ pub fn import_drops(p: &mut Pipeline) -> Result<(usize, usize)> {
             let outcome = import::import_file(&mut p.conn, &p.cfg, kind, &name, &bytes, now);
             let (state, detail, dest_dir) = match outcome {
                 Ok(summary) => {
-                    applied += 1;
+                    s.imports_applied += 1;
                     tracing::info!(kind = kind.as_str(), file = name, "{summary}");
                     (
                         "applied",
@@ -58,7 +69,7 @@ pub fn import_drops(p: &mut Pipeline) -> Result<(usize, usize)> {
                 }
                 Err(ImportError::Other(e)) => return Err(e.context(format!("importing {}", path.display()))),
                 Err(e) => {
-                    refused += 1;
+                    s.imports_refused += 1;
                     let text = e.to_string();
                     tracing::warn!(kind = kind.as_str(), file = name, "reference file refused");
                     let rejected = dir.join("rejected");
@@ -84,5 +95,5 @@ pub fn import_drops(p: &mut Pipeline) -> Result<(usize, usize)> {
             )?;
         }
     }
-    Ok((applied, refused))
+    Ok(wait)
 }

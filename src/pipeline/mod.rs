@@ -9,21 +9,29 @@
 //! 2. **decide** ([`decide`]): every control against the state, then in one
 //!    transaction: verdict, anomalies, accepted lines, the outputs owed,
 //!    the e-mail notice queued, history (state `decided`).
-//! 3. **publish** ([`publish`]): each owed output rendered from the database
-//!    and written atomically, marked done one by one; the original moved to
-//!    `archive/` (state `done`). Rendering is deterministic, so writing an
-//!    output twice after a crash gives the same file under the same name.
-//! 4. **recover** ([`Pipeline::recover`]) at every start: clears temp files,
-//!    records files found in `work/` without a record, and finishes every
-//!    file left `received` or `decided`.
+//! 3. **publish** ([`publish`]): the payment chain's file delivered once, in
+//!    a commit of its own; the reports rendered from the database and
+//!    written atomically; the original moved to `archive/` (state `done`).
+//! 4. **recover** ([`Pipeline::recover`]) at every start and rescan: clears
+//!    temp files, records files found in `work/` without a record, and
+//!    finishes every file left `received` or `decided`.
+//!
+//! Every attempt to finish a file goes through [`Pipeline::attempt`]: an
+//! error or a panic is caught and counted, and a file that keeps failing is
+//! quarantined ([`quarantine`]) instead of being retried blindly.
 
 mod caisse;
 mod decide;
+pub mod progress;
 mod publish;
+pub mod quarantine;
+pub mod received;
+mod recover;
 pub mod rules;
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection};
@@ -34,11 +42,15 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::fsutil;
 use crate::history::{self, Entry};
+use crate::intake::{Readiness, Settle};
 use crate::spool::{is_safe_component, is_temp_name, Spool};
 
 pub use caisse::import_drops as import_caisse_drops;
 pub use decide::{decide, validate_path};
+pub use progress::Progress;
 pub use publish::publish;
+pub use quarantine::Attempt;
+pub use received::{FileState, OutputKind, ReceivedFile};
 
 /// How a file came in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +66,10 @@ impl Channel {
             Channel::Depot => "depot",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Channel> {
+        [Channel::Sftp, Channel::Depot].into_iter().find(|c| c.as_str() == s)
+    }
 }
 
 /// What a pass over the inbound folders did.
@@ -67,8 +83,12 @@ pub struct Summary {
     pub imports_applied: usize,
     pub imports_refused: usize,
     /// Files taken but not finished (an error was logged; retried at the
-    /// next pass).
+    /// next pass, or quarantined).
     pub failed: usize,
+    /// Of those, files quarantined by this pass.
+    pub quarantined: usize,
+    /// Files left in the drop folders because they were still being written.
+    pub still_written: usize,
 }
 
 impl Summary {
@@ -84,6 +104,17 @@ impl Summary {
             Verdict::Rejected => self.rejected += 1,
         }
     }
+
+    fn count_attempt(&mut self, a: &Attempt) {
+        match a {
+            Attempt::Finished(v) => self.count(*v),
+            Attempt::Failed(_) => self.failed += 1,
+            Attempt::Quarantined(_) => {
+                self.failed += 1;
+                self.quarantined += 1;
+            }
+        }
+    }
 }
 
 /// The pipeline with its state: one writer connection, used from one thread.
@@ -92,6 +123,8 @@ pub struct Pipeline {
     pub clock: Clock,
     pub spool: Spool,
     pub conn: Connection,
+    /// The heartbeat the watchdog reads (beaten at every step).
+    pub progress: Progress,
     /// Copies the WAL into the database off the writer's path (declared
     /// after `conn`: dropped last, its connection runs the final checkpoint).
     checkpointer: crate::store::Checkpointer,
@@ -119,8 +152,14 @@ impl Pipeline {
             clock,
             spool,
             conn,
+            progress: Progress::new(),
             checkpointer,
         })
+    }
+
+    /// The quiet period after which a dropped file is taken.
+    pub fn settle_period(&self) -> Duration {
+        Duration::from_millis(self.cfg.intake.settle_ms)
     }
 
     /// Files waiting in `inbound/<provider>/`, oldest first (name order for
@@ -128,18 +167,14 @@ impl Pipeline {
     pub fn waiting(&self) -> Result<Vec<PathBuf>> {
         let mut files = Vec::new();
         let inbound = self.spool.inbound();
-        let providers = match fs::read_dir(&inbound) {
-            Ok(r) => r,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).with_context(|| format!("cannot list {}", inbound.display())),
-        };
-        for p in providers {
-            let p = p.with_context(|| format!("cannot list {}", inbound.display()))?;
-            let pname = p.file_name().to_string_lossy().into_owned();
-            if !p.file_type().map(|t| t.is_dir()).unwrap_or(false) || !is_safe_component(&pname) {
+        for dir in subdirs(&inbound)? {
+            let safe = dir
+                .file_name()
+                .map(|n| is_safe_component(&n.to_string_lossy()))
+                .unwrap_or(false);
+            if !safe {
                 continue;
             }
-            let dir = p.path();
             for f in fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
                 let f = f.with_context(|| format!("cannot list {}", dir.display()))?;
                 let name = f.file_name().to_string_lossy().into_owned();
@@ -180,6 +215,7 @@ impl Pipeline {
         if !in_inbound || !regular {
             return Ok(None);
         }
+        self.progress.beat();
         let now = self.clock.now();
         let work_dir = self.spool.work_of(&provider);
         fsutil::create_dir_all(&work_dir)?;
@@ -222,8 +258,17 @@ impl Pipeline {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO received_files (provider, name, channel, sha256, size, received_at, work_path, state)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'received')",
-            params![provider, name, channel.as_str(), sha, size as i64, rfc3339(now), rel],
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                provider,
+                name,
+                channel.as_str(),
+                sha,
+                size as i64,
+                rfc3339(now),
+                rel,
+                FileState::Received
+            ],
         )?;
         let id = tx.last_insert_rowid();
         history::record(
@@ -243,151 +288,100 @@ impl Pipeline {
         Ok(id)
     }
 
-    /// Takes, decides and publishes one dropped file.
-    pub fn process_file(&mut self, path: &Path, channel: Channel) -> Result<Option<Verdict>> {
+    /// Takes a complete dropped file and finishes it. `None` when it was
+    /// not taken (gone, not a drop).
+    pub fn process_file(&mut self, path: &Path, channel: Channel) -> Result<Option<Attempt>> {
         let Some(id) = self.take(path, channel)? else {
             return Ok(None);
         };
-        self.finish(id).map(Some)
+        Ok(Some(self.attempt(id)))
     }
 
-    /// Decides (if not yet) and publishes received file `id`.
-    pub fn finish(&mut self, id: i64) -> Result<Verdict> {
-        let verdict = decide(self, id)?;
+    /// Decides (if not yet) and publishes received file `id`. Callers go
+    /// through [`Pipeline::attempt`], which counts failures.
+    fn finish(&mut self, id: i64) -> Result<Verdict> {
+        let f = ReceivedFile::get(&self.conn, id)?;
+        self.progress.beat();
+        let verdict = decide(self, &f)?;
         // The decision's pages are copied into the database while the outputs are written.
         self.checkpointer.request();
         publish(self, id)?;
+        self.progress.beat();
         Ok(verdict)
     }
 
-    /// Step 4: brings every file in flight to its end. Run at every start,
-    /// before taking new files.
-    /// Returns (files finished, files that failed and stay in flight).
-    pub fn recover(&mut self) -> Result<(usize, usize)> {
-        let root = self.spool.root().to_path_buf();
-        for top in ["outbox", "outbound"] {
-            for dir in subdirs(&root.join(top))? {
-                fsutil::remove_stale_temps(&dir)?;
-                for sub in subdirs(&dir)? {
-                    fsutil::remove_stale_temps(&sub)?;
-                }
-            }
-        }
-        remove_stale_mail_temps(&self.spool.mail())?;
-        // Files moved into work/ by a taker killed before it recorded them.
-        let mut orphans = Vec::new();
-        for dir in subdirs(&root.join("work"))? {
-            let provider = dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            for f in fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
-                let path = f.with_context(|| format!("cannot list {}", dir.display()))?.path();
-                let Some(rel) = self.spool.rel(&path) else { continue };
-                let known: bool = self.conn.query_row(
-                    "SELECT COUNT(*) FROM received_files WHERE work_path = ?1",
-                    [&rel],
-                    |r| r.get::<_, i64>(0),
-                )? > 0;
-                if !known {
-                    orphans.push((provider.clone(), path));
-                }
-            }
-        }
-        for (provider, path) in orphans {
-            let fname = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            // work names are `<unique>-<name>`.
-            let name = fname.split_once('-').map(|(_, n)| n.to_string()).unwrap_or(fname);
-            let now = self.clock.now();
-            self.record(&provider, &name, &path, Channel::Depot, now)?;
-        }
-        let pending: Vec<i64> = self
-            .conn
-            .prepare("SELECT id FROM received_files WHERE state != 'done' ORDER BY id")?
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        // One file that cannot be finished (its work copy deleted by hand,
-        // a disk error) must not keep every other file waiting: it is
-        // logged, counted for `status`, and retried at the next pass.
-        let mut done = 0;
-        for &id in &pending {
-            match self.finish(id) {
-                Ok(_) => done += 1,
-                Err(e) => self.fail(id, &e),
-            }
-        }
-        if !pending.is_empty() {
-            tracing::info!(
-                files = done,
-                failed = pending.len() - done,
-                "files in flight brought to their end"
-            );
-        }
-        Ok((done, pending.len() - done))
-    }
-
     /// One pass: recovery, the caisse's reference data, then every waiting
-    /// billing file.
+    /// billing file that is complete, oldest first. Files not yet quiet for
+    /// the settle period are looked at once more after it; those still
+    /// changing then are left for the next pass.
     pub fn process_once(&mut self) -> Result<Summary> {
-        let (recovered, failed) = self.recover()?;
+        let (recovered, failed) = self.recover(true)?;
         let mut s = Summary {
             recovered,
             failed,
             ..Summary::default()
         };
-        let (applied, refused) = caisse::import_drops(self)?;
-        s.imports_applied = applied;
-        s.imports_refused = refused;
+        let mut settle = Settle::new(self.settle_period());
+        let mut caisse_wait = caisse::import_drops(self, &mut settle, &mut s)?;
         self.checkpointer.request();
-        for path in self.waiting()? {
-            // Being written in place right now: the next pass takes it.
-            if open_for_writing(&path) {
-                tracing::info!(file = %path.display(), "file still being written: left for the next pass");
-                continue;
+        let listed = self.waiting()?;
+        let mut wait = caisse_wait.unwrap_or_default();
+        for path in &listed {
+            if let Readiness::Wait(w) = settle.check(path) {
+                wait = wait.max(w);
             }
-            let Some(id) = self.take(&path, Channel::Depot)? else {
-                continue;
-            };
-            match self.finish(id) {
-                Ok(v) => s.count(v),
-                Err(e) => {
-                    self.fail(id, &e);
-                    s.failed += 1;
+        }
+        if !wait.is_zero() {
+            // At most one settle period (and a margin for the clock's grain).
+            std::thread::sleep(wait.min(self.settle_period()) + Duration::from_millis(20));
+            if caisse_wait.is_some() {
+                caisse_wait = caisse::import_drops(self, &mut settle, &mut s)?;
+            }
+        }
+        // In listing order, so that a replay processes them in the same order.
+        for path in listed {
+            match settle.check(&path) {
+                Readiness::Gone => {}
+                Readiness::Wait(_) => {
+                    tracing::info!(file = %path.display(), "file still being written: left for the next pass");
+                    s.still_written += 1;
+                }
+                Readiness::Ready => {
+                    if let Some(id) = self.take(&path, Channel::Depot)? {
+                        let a = self.attempt(id);
+                        s.count_attempt(&a);
+                    }
                 }
             }
+        }
+        if caisse_wait.is_some() {
+            s.still_written += 1;
+            tracing::info!("a caisse file still being written: left for the next pass");
         }
         Ok(s)
     }
 
-    /// A received file that could not be finished: logged with its cause,
-    /// noted for `status`; it stays in flight for the next recovery.
-    fn fail(&self, id: i64, e: &anyhow::Error) {
-        tracing::error!(
-            id,
-            error = format!("{e:#}"),
-            "received file not finished; retried at the next pass"
-        );
-        self.note_error("pipeline", &format!("received file {id}: {e:#}"));
-    }
-
     /// Records an error met by a worker, for `status`.
     pub fn note_error(&self, worker: &str, message: &str) {
-        let _ = self.conn.execute(
-            "INSERT INTO errors (at, worker, message) VALUES (?1, ?2, ?3)",
-            params![rfc3339(self.clock.now()), worker, message],
-        );
+        note_error(&self.conn, &self.clock, worker, message);
     }
 }
 
+/// Records an error met by a worker in `errors`, for `status` (best effort:
+/// the error is in the log in any case).
+pub fn note_error(conn: &Connection, clock: &Clock, worker: &str, message: &str) {
+    let _ = conn.execute(
+        "INSERT INTO errors (at, worker, message) VALUES (?1, ?2, ?3)",
+        params![rfc3339(clock.now()), worker, message],
+    );
+}
+
 /// Whether some process holds `path` open for writing, so that a drop
-/// folder never takes a file still being written in place (spec §2: taken
-/// when closed after writing or renamed in). Linux refuses a read lease on
-/// a file open for writing by anyone (EAGAIN): an exact answer at the cost
-/// of two system calls. Where no lease can be taken (a file of another
-/// owner without CAP_LEASE, NFS), `false`: the caller's other rules decide.
+/// folder never takes a file still being written in place. Linux refuses a
+/// read lease on a file open for writing by anyone (EAGAIN): an exact answer
+/// at the cost of two system calls. Where no lease can be taken (a file of
+/// another owner without CAP_LEASE, NFS), `false`: the quiet period of
+/// [`Settle`] decides alone.
 pub fn open_for_writing(path: &Path) -> bool {
     use std::os::fd::AsRawFd;
     let Ok(f) = fs::File::open(path) else { return false };
@@ -399,33 +393,6 @@ pub fn open_for_writing(path: &Path) -> bool {
         return false;
     }
     std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN)
-}
-
-/// Temp files a dead process left in the mail folder. In `serve` the mail
-/// worker writes there while the processor recovers (at every rescan): the
-/// temp files of this process belong to a write in progress, not to a crash.
-fn remove_stale_mail_temps(dir: &Path) -> Result<usize> {
-    let own = format!("{}{}-", fsutil::TEMP_PREFIX, std::process::id());
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
-    };
-    let mut n = 0;
-    for entry in entries {
-        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(fsutil::TEMP_PREFIX) && !name.starts_with(&own) {
-            let p = entry.path();
-            match fs::remove_file(&p) {
-                Ok(()) => n += 1,
-                // Renamed into place meanwhile by its writer.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e).with_context(|| format!("cannot remove {}", p.display())),
-            }
-        }
-    }
-    Ok(n)
 }
 
 /// Sub-folders of `dir` (none when it does not exist).
@@ -456,183 +423,40 @@ pub struct SpoolLock(#[allow(dead_code)] fs::File);
 
 impl SpoolLock {
     pub fn acquire(cfg: &Config) -> Result<SpoolLock> {
-        use std::os::fd::AsRawFd;
         let dir = cfg.paths.spool.join("state");
         fsutil::create_dir_all(&dir)?;
-        let path = dir.join("gateway.lock");
+        SpoolLock::try_acquire(&dir.join("gateway.lock"))?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "another ppas-gateway instance is processing this spool (lock {} is held)",
+                dir.join("gateway.lock").display()
+            )
+        })
+    }
+
+    /// The lock at `path` if nobody holds it (`None` when held).
+    pub fn try_acquire(path: &Path) -> Result<Option<SpoolLock>> {
+        use std::os::fd::AsRawFd;
         let f = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(&path)
+            .open(path)
             .with_context(|| format!("cannot open {}", path.display()))?;
         // SAFETY: flock on a file descriptor we own; no memory is involved.
         let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            anyhow::bail!(
-                "another ppas-gateway instance is processing this spool (lock {} is held)",
-                path.display()
-            );
+        Ok((rc == 0).then_some(SpoolLock(f)))
+    }
+
+    /// Whether a processing instance holds the lock of the spool of `cfg`
+    /// (without creating anything when the spool does not exist).
+    pub fn is_held(cfg: &Config) -> bool {
+        let path = cfg.paths.spool.join("state/gateway.lock");
+        if !path.exists() {
+            return false;
         }
-        Ok(SpoolLock(f))
+        matches!(SpoolLock::try_acquire(&path), Ok(None))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pipeline(dir: &Path) -> Pipeline {
-        let mut cfg = Config::default();
-        cfg.paths.spool = dir.join("spool");
-        cfg.paths.database = dir.join("spool/state/gateway.db");
-        Pipeline::open(cfg, Clock::Fixed(chrono::Utc::now())).unwrap()
-    }
-
-    #[test]
-    fn a_file_open_for_writing_is_seen_as_such() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("a.xml");
-        let w = fs::File::create(&p).unwrap();
-        assert!(open_for_writing(&p));
-        drop(w);
-        assert!(!open_for_writing(&p));
-        let _r = fs::File::open(&p).unwrap();
-        assert!(!open_for_writing(&p), "a reader is not a writer");
-        assert!(!open_for_writing(&d.path().join("absent.xml")));
-    }
-
-    fn at(t: &str) -> Clock {
-        Clock::Fixed(
-            chrono::DateTime::parse_from_rfc3339(t)
-                .unwrap()
-                .with_timezone(&chrono::Utc),
-        )
-    }
-
-    fn drop_fixture(p: &Pipeline, provider: &str, name: &str) -> PathBuf {
-        let dir = p.spool.inbound().join(provider);
-        fs::create_dir_all(&dir).unwrap();
-        let to = dir.join(name);
-        let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/billing/03_150521_100_21999000.xml");
-        fs::copy(from, &to).unwrap();
-        to
-    }
-
-    fn codes(p: &Pipeline, id: i64) -> Vec<String> {
-        p.conn
-            .prepare("SELECT code FROM anomalies WHERE file_id = ?1 ORDER BY seq")
-            .unwrap()
-            .query_map([id], |r| r.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap()
-    }
-
-    #[test]
-    fn l03_compares_with_the_day_of_receipt_not_of_the_decision() {
-        // Codes of the fixture received at `received`, decided at `decided`.
-        let codes_when = |received: &str, decided: &str| {
-            let d = tempfile::tempdir().unwrap();
-            let mut p = pipeline(d.path());
-            let path = drop_fixture(&p, "saad1", "03_150521_100_21999000.xml");
-            p.clock = at(received);
-            let id = p.take(&path, Channel::Depot).unwrap().unwrap();
-            p.clock = at(decided);
-            p.finish(id).unwrap();
-            codes(&p, id)
-        };
-        // The fixture's last line ends on 2021-04-30. Received on the 29th
-        // (Paris), decided after a restart on 1 May: still after receipt.
-        let c = codes_when("2021-04-29T23:30:00+02:00", "2021-05-01T10:00:00+02:00");
-        assert!(c.iter().any(|c| c == "L03"), "{c:?}");
-        // Received on 30 April itself: the same line is not late.
-        let c = codes_when("2021-04-30T00:30:00+02:00", "2021-04-28T10:00:00+02:00");
-        assert!(!c.iter().any(|c| c == "L03"), "{c:?}");
-    }
-
-    #[test]
-    fn only_regular_files_of_a_provider_folder_are_taken() {
-        let d = tempfile::tempdir().unwrap();
-        let mut p = pipeline(d.path());
-        let inbound = p.spool.inbound();
-        let provider_dir = inbound.join("saad1");
-        fs::create_dir_all(provider_dir.join("nested")).unwrap();
-        fs::write(provider_dir.join("nested/a.xml"), b"x").unwrap();
-        let elsewhere = d.path().join("secret.xml");
-        fs::write(&elsewhere, b"x").unwrap();
-        std::os::unix::fs::symlink(&elsewhere, provider_dir.join("link.xml")).unwrap();
-        for path in [
-            provider_dir.join("nested"),
-            provider_dir.clone(),
-            provider_dir.join("link.xml"),
-            provider_dir.join("nested/a.xml"),
-        ] {
-            assert_eq!(p.take(&path, Channel::Depot).unwrap(), None, "{}", path.display());
-        }
-        assert!(
-            provider_dir.join("nested/a.xml").exists() && provider_dir.join("link.xml").exists() && elsewhere.exists()
-        );
-        let n: i64 = p
-            .conn
-            .query_row("SELECT COUNT(*) FROM received_files", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(n, 0);
-        // The same folder named another way is still the inbound folder.
-        let dotted = d.path().join("spool/./inbound/saad1/03_150521_100_21999000.xml");
-        drop_fixture(&p, "saad1", "03_150521_100_21999000.xml");
-        assert!(p.take(&dotted, Channel::Depot).unwrap().is_some());
-    }
-
-    #[test]
-    fn a_file_that_cannot_be_finished_does_not_hold_up_the_others() {
-        let d = tempfile::tempdir().unwrap();
-        let mut p = pipeline(d.path());
-        p.clock = at("2021-05-20T10:00:00+02:00");
-        let first = drop_fixture(&p, "saad1", "03_150521_100_21999000.xml");
-        let id = p.take(&first, Channel::Depot).unwrap().unwrap();
-        // Its work copy deleted by hand before the decision.
-        let work: String = p
-            .conn
-            .query_row("SELECT work_path FROM received_files WHERE id = ?1", [id], |r| r.get(0))
-            .unwrap();
-        fs::remove_file(p.spool.abs(&work)).unwrap();
-        drop_fixture(&p, "saad2", "03_150521_100_21999000.xml");
-        let s = p.process_once().unwrap();
-        assert_eq!((s.processed, s.failed), (1, 1), "{s:?}");
-        assert!(!s.all_accepted());
-        let errors: i64 = p
-            .conn
-            .query_row("SELECT COUNT(*) FROM errors", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(errors, 1);
-        let states: Vec<String> = p
-            .conn
-            .prepare("SELECT state FROM received_files ORDER BY id")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        assert_eq!(states, ["received", "done"]);
-    }
-
-    #[test]
-    fn recovery_keeps_the_mail_temp_files_of_this_process() {
-        let d = tempfile::tempdir().unwrap();
-        let mut p = pipeline(d.path());
-        let mail = p.spool.mail();
-        // A write in progress by this process's mail worker, and one left by a dead process.
-        let mine = mail.join(format!(
-            "{}{}-7-00000001-ab.eml",
-            fsutil::TEMP_PREFIX,
-            std::process::id()
-        ));
-        let dead = mail.join(format!("{}{}-7-00000002-cd.eml", fsutil::TEMP_PREFIX, u32::MAX));
-        fs::write(&mine, b"half").unwrap();
-        fs::write(&dead, b"half").unwrap();
-        p.recover().unwrap();
-        assert!(mine.exists(), "the live writer's temp file was removed");
-        assert!(!dead.exists(), "a dead writer's temp file was kept");
-    }
-}
+mod tests;

@@ -1,18 +1,31 @@
 //! Step 3 of the pipeline: writes the outputs a decided file owes, from the
-//! database, each atomically (temp file, fsync, rename); flushes each folder
-//! once; archives the original; then marks the outputs done, with their
-//! history entries, and the file done, in one transaction.
+//! database, then archives the original and marks the file done.
 //!
-//! A crash anywhere before that commit leaves the file in flight: recovery
-//! publishes it again, which rewrites the same bytes under the same names
-//! and finds the original already archived. Nothing is doubled.
+//! The payment chain's file comes first and is **delivered once**
+//! ([`deliver_outbox`]): the payment chain consumes `outbox/<id-cram>/` by
+//! moving files away, so a file written twice is paid twice. Its content is
+//! written to a hidden temporary file, flushed with its folder, and that
+//! temporary name is committed (`outputs.staged_path`); then it is renamed
+//! into place, the folder flushed, and the delivery committed at once, in
+//! its own transaction, before anything else can fail. Whatever happens
+//! afterwards (a report folder that cannot be written, a kill), recovery
+//! never writes it again: an output recorded as done is never pending, and
+//! a staged file whose temporary name is gone was renamed before the
+//! interruption.
+//!
+//! The reports follow, each atomically (temp file, fsync, rename), every
+//! folder flushed once; then the original is moved to `archive/`, and one
+//! transaction marks the reports done, with their history entries, and the
+//! file done. A crash before that commit only means the same report bytes
+//! are written again under the same names.
 
-use std::io::{self, Write};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
+use super::received::{pending_outputs, FileState, Output, OutputKind, ReceivedFile};
 use super::{rfc3339, Pipeline};
 use crate::billing::{Anomaly, Code, FileVerdict, Footer, Header, Verdict};
 use crate::fsutil;
@@ -22,20 +35,25 @@ use crate::store::reference::from_hundredths;
 
 /// The verdict of a decided file, rebuilt from the database.
 pub fn load_verdict(conn: &Connection, id: i64) -> Result<FileVerdict> {
-    #[allow(clippy::type_complexity)]
-    let (name, verdict, lines, accepted, hours, h): (String, String, i64, i64, i64, Header) = conn.query_row(
+    let (name, verdict, lines, accepted, hours, header) = conn.query_row(
         "SELECT name, verdict, lines, accepted_lines, accepted_hours,
                 COALESCE(rf_borfact,''), COALESCE(log_fact,''), COALESCE(id_cram,''), COALESCE(id_site,''), COALESCE(rf_prstpap,'')
          FROM received_files WHERE id = ?1",
         [id],
         |r| {
             Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                Header { rf_borfact: r.get(5)?, log_fact: r.get(6)?, id_cram: r.get(7)?, id_site: r.get(8)?, rf_prstpap: r.get(9)? },
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                Header {
+                    rf_borfact: r.get(5)?,
+                    log_fact: r.get(6)?,
+                    id_cram: r.get(7)?,
+                    id_site: r.get(8)?,
+                    rf_prstpap: r.get(9)?,
+                },
             ))
         },
     )?;
@@ -45,7 +63,7 @@ pub fn load_verdict(conn: &Connection, id: i64) -> Result<FileVerdict> {
         .query_map([id], |r| {
             let code: String = r.get(0)?;
             Ok(Anomaly {
-                code: parse_code(&code),
+                code: Code::parse(&code).unwrap_or(Code::F01),
                 line: r.get::<_, Option<i64>>(1)?.map(|l| l as u32),
                 xml_line: r.get::<_, Option<i64>>(2)?.map(|l| l as u64),
                 field: r.get(3)?,
@@ -55,108 +73,46 @@ pub fn load_verdict(conn: &Connection, id: i64) -> Result<FileVerdict> {
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(FileVerdict {
         file: name,
-        verdict: match verdict.as_str() {
-            "accepted" => Verdict::Accepted,
-            "partial" => Verdict::Partial,
-            _ => Verdict::Rejected,
-        },
+        verdict: Verdict::parse(&verdict).unwrap_or(Verdict::Rejected),
         lines: lines as u32,
         accepted_lines: accepted as u32,
         accepted_hours: from_hundredths(hours),
-        header: h,
+        header,
         footer: Footer::default(),
         anomalies,
     })
 }
 
-fn parse_code(s: &str) -> Code {
-    use Code::*;
-    const ALL: [Code; 25] = [
-        F01, F02, F03, F04, F05, F06, F07, F08, F09, F10, F11, F12, F13, L01, L02, L03, L04, L05, L06, L07, L08, L09,
-        L10, L11, L12,
-    ];
-    ALL.into_iter().find(|c| c.as_str() == s).unwrap_or(F01)
-}
-
 /// Writes what file `id` still owes, then archives it. Idempotent.
 pub fn publish(p: &mut Pipeline, id: i64) -> Result<()> {
-    let (provider, name, channel, sha, received_at, work_path, state, archive_path): (
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        Option<String>,
-    ) = p.conn.query_row(
-        "SELECT provider, name, channel, sha256, received_at, work_path, state, archive_path FROM received_files WHERE id = ?1",
-        [id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?)),
-    )?;
-    if state == "done" {
+    let f = ReceivedFile::get(&p.conn, id)?;
+    if f.state == FileState::Done {
         return Ok(());
     }
-    let pending: Vec<(i64, String, String)> = p
-        .conn
-        .prepare("SELECT id, kind, path FROM outputs WHERE file_id = ?1 AND done_at IS NULL ORDER BY id")?
-        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let (id_cram, id_site): (Option<String>, Option<String>) =
-        p.conn
-            .query_row("SELECT id_cram, id_site FROM received_files WHERE id = ?1", [id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?;
-    let id_cram = id_cram.filter(|c| !c.is_empty());
-    let convention = match (&id_cram, &id_site) {
-        (Some(c), Some(s)) => super::decide::convention_of(&p.conn, &provider, c, s)?,
+    let pending = pending_outputs(&p.conn, id)?;
+    let convention = match (&f.id_cram, &f.id_site) {
+        (Some(c), Some(s)) => super::decide::convention_of(&p.conn, &f.provider, c, s)?,
         _ => None,
     };
-    let mut rendered: Option<report::Rendered> = None;
-    let mut dirs: Vec<std::path::PathBuf> = Vec::new();
-    for (_, kind, rel) in &pending {
-        let path = p.spool.abs(rel);
-        if let Some(dir) = path.parent() {
-            if !dirs.iter().any(|d| d == dir) {
-                dirs.push(dir.to_path_buf());
+    for o in pending.iter().filter(|o| o.kind == OutputKind::Outbox) {
+        deliver_outbox(p, &f, o, convention.as_deref())?;
+        p.progress.beat();
+    }
+    let reports: Vec<&Output> = pending.iter().filter(|o| o.kind.is_report()).collect();
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if !reports.is_empty() {
+        let rendered = render_reports(p, &f)?;
+        for o in &reports {
+            let path = p.spool.abs(&o.path);
+            if let Some(dir) = path.parent() {
+                if !dirs.iter().any(|d| d == dir) {
+                    dirs.push(dir.to_path_buf());
+                }
             }
-        }
-        if kind == "outbox" {
-            let conn = &p.conn;
-            fsutil::write_atomic_unsynced(&path, |w| crate::outbox::render(conn, id, w).map_err(io::Error::other))?;
-        } else {
-            if rendered.is_none() {
-                let v = load_verdict(&p.conn, id)?;
-                let received: DateTime<Utc> = DateTime::parse_from_rfc3339(&received_at)
-                    .map(|t| t.with_timezone(&Utc))
-                    .with_context(|| format!("received_at of file {id}"))?;
-                let decided_at: Option<String> = p
-                    .conn
-                    .query_row("SELECT decided_at FROM received_files WHERE id = ?1", [id], |r| {
-                        r.get(0)
-                    })
-                    .optional()?
-                    .flatten();
-                let processed = decided_at
-                    .and_then(|d| DateTime::parse_from_rfc3339(&d).ok())
-                    .map(|t| t.with_timezone(&Utc))
-                    .unwrap_or(received);
-                let caisse = p.cfg.billing.caisses.get(&v.header.id_cram).cloned();
-                let meta = ReportMeta {
-                    provider: &provider,
-                    received_at: received,
-                    processed_at: processed,
-                    channel: if channel == "sftp" { "sftp" } else { "dépôt" },
-                    sha256: &sha,
-                    caisse_name: caisse.as_deref(),
-                };
-                rendered = Some(report::render_all(&v, &meta)?);
-            }
-            let r = rendered.as_ref().expect("rendered above");
-            let bytes = match kind.as_str() {
-                "report-xml" => &r.xml,
-                "report-csv" => &r.csv,
-                _ => &r.pdf,
+            let bytes = match o.kind {
+                OutputKind::ReportXml => &rendered.xml,
+                OutputKind::ReportCsv => &rendered.csv,
+                _ => &rendered.pdf,
             };
             fsutil::write_atomic_unsynced(&path, |w| w.write_all(bytes))?;
         }
@@ -166,11 +122,72 @@ pub fn publish(p: &mut Pipeline, id: i64) -> Result<()> {
     for dir in &dirs {
         fsutil::sync_dir(dir)?;
     }
-    // Archive the original: archive/<provider>/<YYYY-MM>/<id>-<name>.
-    let month = received_at.get(..7).unwrap_or("0000-00");
-    let rel_archive = archive_path.unwrap_or_else(|| format!("archive/{provider}/{month}/{id}-{name}"));
-    let work = p.spool.abs(&work_path);
-    let archive = p.spool.abs(&rel_archive);
+    p.progress.beat();
+    let rel_archive = archive(p, &f)?;
+    let now = p.clock.now();
+    let tx = p.conn.transaction()?;
+    for o in &reports {
+        tx.execute(
+            "UPDATE outputs SET done_at = ?2 WHERE id = ?1",
+            params![o.id, rfc3339(now)],
+        )?;
+        history::record(
+            &tx,
+            now,
+            &Entry {
+                kind: "chargement",
+                id_cram: f.id_cram.as_deref(),
+                application: "aide-a-domicile",
+                interface: "facturation",
+                provider: Some(&f.provider),
+                convention: convention.as_deref(),
+                comment: format!(
+                    "compte rendu du fichier {} publié : {}",
+                    f.name,
+                    o.path.rsplit('/').next().unwrap_or(&o.path)
+                ),
+                ..Default::default()
+            },
+        )?;
+    }
+    tx.execute(
+        "UPDATE received_files SET state = ?2, done_at = ?3, archive_path = ?4 WHERE id = ?1",
+        params![id, FileState::Done, rfc3339(now), rel_archive],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Renders the three forms of the processing report of file `f`.
+fn render_reports(p: &Pipeline, f: &ReceivedFile) -> Result<report::Rendered> {
+    let v = load_verdict(&p.conn, f.id)?;
+    let caisse = p.cfg.billing.caisses.get(&v.header.id_cram).cloned();
+    let meta = ReportMeta {
+        provider: &f.provider,
+        received_at: f.received_at,
+        processed_at: f.decided_at.unwrap_or(f.received_at),
+        channel: if f.channel == super::Channel::Sftp {
+            "sftp"
+        } else {
+            "dépôt"
+        },
+        sha256: &f.sha256,
+        caisse_name: caisse.as_deref(),
+    };
+    report::render_all(&v, &meta).with_context(|| format!("rendering the report of {}", f.name))
+}
+
+/// Moves the original into `archive/<provider>/<YYYY-MM>/<id>-<name>`
+/// (unless an earlier attempt did); returns its spool-relative path.
+fn archive(p: &Pipeline, f: &ReceivedFile) -> Result<String> {
+    let month = rfc3339(f.received_at);
+    let month = month.get(..7).unwrap_or("0000-00");
+    let rel = f
+        .archive_path
+        .clone()
+        .unwrap_or_else(|| format!("archive/{}/{month}/{}-{}", f.provider, f.id, f.name));
+    let work = p.spool.abs(&f.work_path);
+    let archive = p.spool.abs(&rel);
     if work.exists() {
         let dir = archive.parent().expect("archive path has a folder");
         fsutil::create_dir_all(dir)?;
@@ -178,48 +195,76 @@ pub fn publish(p: &mut Pipeline, id: i64) -> Result<()> {
             .with_context(|| format!("cannot move {} to {}", work.display(), archive.display()))?;
         fsutil::sync_dir(dir)?;
     }
+    Ok(rel)
+}
+
+/// Delivers the payment chain's file of `f` once (see the module header).
+fn deliver_outbox(p: &mut Pipeline, f: &ReceivedFile, o: &Output, convention: Option<&str>) -> Result<()> {
+    let dest = p.spool.abs(&o.path);
+    let dir = dest
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let staged = match &o.staged_path {
+        Some(rel) => p.spool.abs(rel),
+        None => {
+            let conn = &p.conn;
+            let tmp = fsutil::write_temp(&dest, |w| {
+                crate::outbox::render(conn, f.id, w).map_err(std::io::Error::other)
+            })?;
+            // The temporary file must outlive a power loss before its name is
+            // committed: recovery reads a missing staged file as "renamed".
+            fsutil::sync_dir(&dir)?;
+            let rel = p
+                .spool
+                .rel(&tmp)
+                .with_context(|| format!("{} is outside the spool", tmp.display()))?;
+            p.conn
+                .execute("UPDATE outputs SET staged_path = ?2 WHERE id = ?1", params![o.id, rel])?;
+            tmp
+        }
+    };
+    match std::fs::rename(&staged, &dest) {
+        Ok(()) => fsutil::sync_dir(&dir)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && o.staged_path.is_some() => {
+            // Renamed before an interruption (and maybe already taken by the
+            // payment chain): delivered, never written again.
+            tracing::warn!(
+                file = f.name,
+                outbox = o.path,
+                "outbox file was renamed into place before an interruption: recorded as delivered, not written again"
+            );
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot rename {} to {}", staged.display(), dest.display()));
+        }
+    }
     let now = p.clock.now();
     let tx = p.conn.transaction()?;
-    for (out_id, kind, rel) in &pending {
-        tx.execute(
-            "UPDATE outputs SET done_at = ?2 WHERE id = ?1",
-            params![out_id, rfc3339(now)],
-        )?;
-        let (hkind, interface, comment) = if kind == "outbox" {
-            (
-                "outbox",
-                "chaine-de-paiement",
-                format!("lignes acceptées du fichier {name} déposées dans {rel}"),
-            )
-        } else {
-            (
-                "chargement",
-                "facturation",
-                format!(
-                    "compte rendu du fichier {name} publié : {}",
-                    rel.rsplit('/').next().unwrap_or(rel)
-                ),
-            )
-        };
-        history::record(
-            &tx,
-            now,
-            &Entry {
-                kind: hkind,
-                id_cram: id_cram.as_deref(),
-                application: "aide-a-domicile",
-                interface,
-                provider: Some(&provider),
-                convention: convention.as_deref(),
-                comment,
-                ..Default::default()
-            },
-        )?;
-    }
     tx.execute(
-        "UPDATE received_files SET state = 'done', done_at = ?2, archive_path = ?3 WHERE id = ?1",
-        params![id, rfc3339(now), rel_archive],
+        "UPDATE outputs SET done_at = ?2, staged_path = NULL WHERE id = ?1",
+        params![o.id, rfc3339(now)],
+    )?;
+    history::record(
+        &tx,
+        now,
+        &Entry {
+            kind: "outbox",
+            id_cram: f.id_cram.as_deref(),
+            application: "aide-a-domicile",
+            interface: "chaine-de-paiement",
+            provider: Some(&f.provider),
+            convention,
+            comment: format!("lignes acceptées du fichier {} déposées dans {}", f.name, o.path),
+            ..Default::default()
+        },
     )?;
     tx.commit()?;
+    tracing::info!(
+        file = f.name,
+        provider = f.provider,
+        outbox = o.path,
+        "outbox file delivered"
+    );
     Ok(())
 }

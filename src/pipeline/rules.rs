@@ -25,7 +25,7 @@ use rusqlite::{params, Connection, OptionalExtension, Statement};
 use rust_decimal::Decimal;
 
 use crate::billing::check::LineRules;
-use crate::billing::{Anomaly, Code, Header, Line, Verdict};
+use crate::billing::{Anomaly, Code, Header, Line};
 use crate::config::Config;
 use crate::store::dates;
 use crate::store::raw::{Prepared, Value};
@@ -557,24 +557,6 @@ impl LineRules for StateRules<'_> {
             self.error = Some(e);
         }
     }
-}
-
-/// F09 by content: the same bytes were already received (an earlier file).
-pub fn duplicate_of(conn: &Connection, sha256: &str, before_id: Option<i64>) -> Result<Option<String>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT name FROM received_files WHERE sha256 = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id LIMIT 1",
-        )?
-        .query_row(params![sha256, before_id], |r| r.get(0))
-        .optional()?)
-}
-
-/// Makes a verdict rejected by a file anomaly found outside the reader.
-pub fn reject_with(v: &mut crate::billing::FileVerdict, a: Anomaly) {
-    v.anomalies.insert(0, a);
-    v.verdict = Verdict::Rejected;
-    v.accepted_lines = 0;
-    v.accepted_hours = Decimal::ZERO;
 }
 
 #[cfg(test)]

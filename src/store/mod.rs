@@ -73,6 +73,40 @@ pub fn open(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Opens the database of a read-only command (`status`, `validate`,
+/// `history`, …): it must exist, and is neither created nor migrated (a
+/// daemon of another version may be running on it). The error says where
+/// it looked and what creates it.
+pub fn open_existing(path: &Path) -> Result<Connection> {
+    tune_sqlite();
+    if !path.is_file() {
+        bail!(
+            "no database at {} ([paths] database): `serve`, `process --once`, `import` or `user add` create it",
+            path.display()
+        );
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("cannot open database {}", path.display()))?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version != SCHEMA_VERSION {
+        let what = if version < SCHEMA_VERSION {
+            "older than this binary's: start `serve` or run `process --once` once to upgrade it"
+        } else {
+            "newer than this binary's: use the newer binary"
+        };
+        bail!(
+            "database {} has schema version {version}, {what} ({SCHEMA_VERSION})",
+            path.display()
+        );
+    }
+    Ok(conn)
+}
+
 /// An in-memory database at the newest schema (tests).
 pub fn open_in_memory() -> Result<Connection> {
     let mut conn = Connection::open_in_memory()?;
@@ -172,6 +206,23 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_only_open_never_creates_a_database() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state/g.db");
+        let e = open_existing(&p).unwrap_err();
+        assert!(format!("{e:#}").contains(&p.display().to_string()), "{e:#}");
+        assert!(!d.path().join("state").exists(), "a folder was created");
+        drop(open(&p).unwrap());
+        open_existing(&p).unwrap();
+        Connection::open(&p)
+            .unwrap()
+            .pragma_update(None, "user_version", 1)
+            .unwrap();
+        let e = open_existing(&p).unwrap_err();
+        assert!(format!("{e:#}").contains("older"), "{e:#}");
+    }
 
     #[test]
     fn migrations_apply_once_and_reopen() {

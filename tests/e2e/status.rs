@@ -16,17 +16,50 @@ fn status_json(g: &Gateway) -> serde_json::Value {
     serde_json::from_str(&t).expect("JSON")
 }
 
+/// Creates the spool and the database the way an operator does: a first
+/// pass of `process --once` (read-only commands never create them).
+pub fn first_pass(g: &Gateway) {
+    let out = g.run(&["process", "--once"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
 #[test]
-fn works_on_a_fresh_spool_and_creates_the_database() {
+fn read_only_commands_never_create_state_and_say_where_they_looked() {
     let g = Gateway::new();
-    assert!(!g.db_path().exists());
+    let db = g.db_path().display().to_string();
+    let bill = g.dir.path().join("03_150521_100_21999000.xml");
+    fs::write(&bill, b"<factbord/>").unwrap();
+    for args in [
+        vec!["status"],
+        vec!["status", "--json"],
+        vec!["validate", bill.to_str().unwrap()],
+        vec!["history", "--from", "2026-11-01", "--to", "2026-11-30"],
+        vec!["retry", "--all"],
+    ] {
+        let out = g.run(&args, None);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(&db),
+            "{args:?} does not say where it looked: {}",
+            text(&out.stderr)
+        );
+        assert!(!g.db_path().exists(), "{args:?} created the database");
+        assert!(!g.dir.path().join("spool").exists(), "{args:?} created the spool");
+    }
+}
+
+#[test]
+fn works_once_the_state_exists() {
+    let g = Gateway::new();
+    first_pass(&g);
     let out = g.run(&["status"], None);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(g.db_path().exists(), "the database is created");
     let t = text(&out.stdout);
     let db = g.db_path().display().to_string();
     for needle in [
-        format!("database        {db} (schema version 6, this binary knows 6)"),
+        format!("database        {db} (schema version 7, this binary knows 7)"),
+        "daemon          not running on this spool".into(),
+        "quarantined     0".into(),
         "inbound waiting 0".into(),
         "in flight       0 (0 received, 0 decided)".into(),
         "outputs owed    0".into(),
@@ -166,8 +199,7 @@ fn gateway_with_three_attempts() -> Gateway {
     let mut cfg = fs::read_to_string(&g.config).unwrap();
     cfg.push_str("\n[mail]\nmax_attempts = 3\n");
     fs::write(&g.config, cfg).unwrap();
-    let out = g.run(&["status"], None);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    first_pass(&g);
     g
 }
 

@@ -1,0 +1,216 @@
+//! The processor: one OS thread, the only writer of billing state.
+//!
+//! In: [`Work`] from the watcher, the SFTP server and the signal handler.
+//! Out: files taken and finished through the pipeline. It recovers first,
+//! then loops: every dropped file is looked at when an event names it, at
+//! every rescan and whenever a file still being written is due for another
+//! look ([`Settle`], [`Recheck`]); SFTP uploads, which the gateway's own
+//! server completed, are taken at once. Nothing that happens to one file —
+//! an error, a panic — stops the loop: the pipeline counts it (and
+//! quarantines a file that keeps failing), and this loop catches what is
+//! left around the pipeline.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::{arriving_key, Arriving, Work};
+use crate::intake::{self, Readiness, Recheck, Settle};
+use crate::pipeline::{Channel, Pipeline};
+
+pub struct Processor {
+    p: Pipeline,
+    rx: mpsc::Receiver<Work>,
+    arriving: Arriving,
+    settle: Settle,
+    later: Recheck,
+    /// When the caisse folders are due for another look (a file there was
+    /// still being written).
+    caisse_due: Option<Instant>,
+    last_scan: Option<Instant>,
+}
+
+impl Processor {
+    pub fn new(p: Pipeline, rx: mpsc::Receiver<Work>, arriving: Arriving) -> Processor {
+        let settle = Settle::new(p.settle_period());
+        Processor {
+            p,
+            rx,
+            arriving,
+            settle,
+            later: Recheck::default(),
+            caisse_due: None,
+            last_scan: None,
+        }
+    }
+
+    fn rescan_every(&self) -> Duration {
+        Duration::from_secs(self.p.cfg.intake.rescan_secs)
+    }
+
+    /// Runs until [`Work::Shutdown`] (or every sender is gone).
+    pub fn run(mut self) {
+        self.guarded("recovery", |me| {
+            match me.p.recover(true) {
+                Ok((n, failed)) if n + failed > 0 => {
+                    tracing::info!(files = n, failed, "recovery: files in flight finished")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "recovery failed; will retry at next rescan");
+                    me.p.note_error("processor", &format!("recovery: {e:#}"));
+                }
+            }
+            // The files present at start are listed by the first rescan, now.
+        });
+        loop {
+            let rescan = self.rescan_every();
+            if self.last_scan.is_none_or(|t| t.elapsed() >= rescan) {
+                self.last_scan = Some(Instant::now());
+                self.guarded("rescan", Processor::rescan);
+                continue;
+            }
+            for path in self.later.take_due() {
+                self.consider(path);
+            }
+            if self.caisse_due.is_some_and(|t| t <= Instant::now()) {
+                self.guarded("caisse drops", Processor::caisse);
+            }
+            let until_scan = rescan.saturating_sub(self.last_scan.map_or(Duration::ZERO, |t| t.elapsed()));
+            let timeout = [
+                Some(until_scan),
+                self.later.next_in(),
+                self.caisse_due.map(|t| t.saturating_duration_since(Instant::now())),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(until_scan);
+            let work = match self.rx.recv_timeout(timeout) {
+                Ok(w) => w,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            match work {
+                Work::Shutdown => break,
+                Work::Reload(cfg) => {
+                    self.settle.set_quiet(Duration::from_millis(cfg.intake.settle_ms));
+                    self.p.cfg = *cfg;
+                }
+                Work::File(path, Channel::Sftp) => self.take(&path, Channel::Sftp),
+                Work::File(path, Channel::Depot) => self.consider(path),
+                Work::Renamed(path) => {
+                    if crate::pipeline::open_for_writing(&path) {
+                        self.consider(path);
+                    } else {
+                        self.take(&path, Channel::Depot);
+                    }
+                }
+                Work::Folder(dir) => {
+                    for path in intake::files_in(&dir) {
+                        self.consider(path);
+                    }
+                }
+                Work::Caisse => self.guarded("caisse drops", Processor::caisse),
+                Work::Rescan => self.last_scan = None,
+            }
+        }
+        tracing::info!("processor: stopping");
+    }
+
+    /// Runs one piece of work, marking the processor busy; a panic around
+    /// the pipeline is logged and noted, never fatal to the loop.
+    fn guarded(&mut self, what: &str, f: impl FnOnce(&mut Processor)) {
+        self.p.progress.set_busy(true);
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(self))) {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(what, error = msg, "internal error (panic); the processor goes on");
+            self.p
+                .note_error("processor", &format!("{what}: internal error (panic): {msg}"));
+        }
+        self.p.progress.set_busy(false);
+    }
+
+    /// Recovery, the caisse drops, then every dropped file.
+    fn rescan(&mut self) {
+        if let Err(e) = self.p.recover(false) {
+            tracing::error!(error = format!("{e:#}"), "rescan: recovery failed");
+            self.p.note_error("processor", &format!("rescan: {e:#}"));
+        }
+        self.caisse();
+        match self.p.waiting() {
+            Ok(files) => {
+                self.settle.retain(&files);
+                for path in files {
+                    self.consider(path);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "rescan failed");
+                self.p.note_error("processor", &format!("rescan: {e:#}"));
+            }
+        }
+    }
+
+    /// The caisse's reference-data drops that are complete.
+    fn caisse(&mut self) {
+        self.caisse_due = None;
+        let mut summary = crate::pipeline::Summary::default();
+        match crate::pipeline::import_caisse_drops(&mut self.p, &mut self.settle, &mut summary) {
+            Ok(wait) => self.caisse_due = wait.map(|w| Instant::now() + w),
+            Err(e) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "caisse drops not imported; retried at next rescan"
+                );
+                self.p.note_error("processor", &format!("caisse drops: {e:#}"));
+            }
+        }
+    }
+
+    /// A dropped file: taken when complete, looked at again later when not.
+    /// A file the SFTP server is renaming in is complete by construction.
+    fn consider(&mut self, path: PathBuf) {
+        let by_sftp = self
+            .arriving
+            .lock()
+            .map(|s| s.contains(&arriving_key(&path)))
+            .unwrap_or(false);
+        if by_sftp {
+            self.take(&path, Channel::Sftp);
+            return;
+        }
+        match self.settle.check(&path) {
+            Readiness::Ready => self.take(&path, Channel::Depot),
+            Readiness::Wait(w) => self.later.after(path, w),
+            Readiness::Gone => {}
+        }
+    }
+
+    /// Takes and finishes one file; an error taking it is logged and noted
+    /// (the file stays where it is, and the next rescan sees it again).
+    fn take(&mut self, path: &Path, channel: Channel) {
+        let by_sftp = self
+            .arriving
+            .lock()
+            .map(|mut s| s.remove(&arriving_key(path)))
+            .unwrap_or(false);
+        let channel = if by_sftp { Channel::Sftp } else { channel };
+        self.settle.forget(path);
+        let mut failed = None;
+        self.guarded("file", |me| {
+            if let Err(e) = me.p.process_file(path, channel) {
+                failed = Some(format!("{e:#}"));
+            }
+        });
+        if let Some(msg) = failed {
+            tracing::error!(file = %path.display(), error = msg, "file not taken; retried at next rescan");
+            self.p.note_error("processor", &format!("{}: {msg}", path.display()));
+        }
+    }
+}
