@@ -202,6 +202,7 @@ impl Processor {
             .unwrap_or(false);
         let channel = if by_sftp { Channel::Sftp } else { channel };
         self.settle.forget(path);
+        tracing::debug!(file = %path.display(), channel = channel.as_str(), "file complete: taking it");
         let mut failed = None;
         self.guarded("file", |me| {
             if let Err(e) = me.p.process_file(path, channel) {

@@ -8,10 +8,14 @@
 //!
 //! What counts as an attempt: an error or a panic while finishing the file
 //! (caught here, whoever calls: start-up recovery, rescans, new files,
-//! `process --once`), and a start-up that finds the file still in flight
-//! (the previous process died while handling it: a file that kills the
-//! process at every try — an abort, the watchdog — is quarantined too).
-//! An anomaly of the file is not a failure: it is a verdict.
+//! `process --once`), and a process that died while handling it (a file
+//! that kills the process at every try — an abort, the watchdog — is
+//! quarantined too). The file in hand is named in `state/in-hand` for the
+//! length of each attempt (a plain write, no flush: it only has to outlive
+//! the process, not the machine); the next start counts an attempt for the
+//! file it names, and only for that one, so that kills landing elsewhere
+//! never push an innocent file towards quarantine. An anomaly of the file
+//! is not a failure: it is a verdict.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -49,6 +53,7 @@ impl Pipeline {
     /// it has failed `[intake] max_attempts` times.
     pub fn attempt(&mut self, id: i64) -> Attempt {
         self.progress.set_busy(true);
+        self.in_hand(Some(id));
         let r = catch_unwind(AssertUnwindSafe(|| {
             self.resume_from_quarantine(id)?;
             self.finish(id)
@@ -58,8 +63,21 @@ impl Pipeline {
             Ok(Err(e)) => self.failed(id, &format!("{e:#}")),
             Err(payload) => self.failed(id, &format!("internal error (panic): {}", panic_text(payload.as_ref()))),
         };
+        self.in_hand(None);
         self.progress.beat();
         a
+    }
+
+    fn in_hand_path(&self) -> std::path::PathBuf {
+        self.spool.root().join("state/in-hand")
+    }
+
+    /// Names the file in hand (or none) in `state/in-hand`.
+    fn in_hand(&self, id: Option<i64>) {
+        let text = id.map(|i| i.to_string()).unwrap_or_default();
+        if let Err(e) = std::fs::write(self.in_hand_path(), text) {
+            tracing::warn!(error = %e, "cannot note the file in hand; a crash while handling it would not be counted");
+        }
     }
 
     /// Counts a failed attempt; quarantines the file at the limit.
@@ -170,23 +188,33 @@ impl Pipeline {
         Ok(())
     }
 
-    /// At start-up: a file still in flight was being handled when the
-    /// previous process died; that counts as an attempt. Files at the limit
-    /// are quarantined before anything else is tried. Returns how many.
+    /// At start-up: the file the previous process had in hand when it died
+    /// (named in `state/in-hand`) counts an attempt; at the limit it is
+    /// quarantined before anything else is tried. Returns how many files
+    /// were quarantined.
     pub(super) fn count_interrupted(&mut self) -> Result<usize> {
+        let text = std::fs::read_to_string(self.in_hand_path()).unwrap_or_default();
+        self.in_hand(None);
+        let Ok(id) = text.trim().parse::<i64>() else {
+            return Ok(0);
+        };
         let n = self.conn.execute(
             "UPDATE received_files SET attempts = attempts + 1,
-                    last_error = COALESCE(last_error, 'interrupted: the process stopped while handling it')
-             WHERE state != 'done' AND quarantined_at IS NULL",
-            [],
+                    last_error = 'interrupted: the process stopped while handling it'
+             WHERE id = ?1 AND state != 'done' AND quarantined_at IS NULL",
+            [id],
         )?;
         if n == 0 {
             return Ok(0);
         }
+        tracing::warn!(
+            id,
+            "the previous process stopped while handling this received file: counted as an attempt"
+        );
         let max = self.cfg.intake.max_attempts;
         let over = ReceivedFile::select(
             &self.conn,
-            &format!("state != 'done' AND quarantined_at IS NULL AND attempts >= {max}"),
+            &format!("id = {id} AND state != 'done' AND quarantined_at IS NULL AND attempts >= {max}"),
         )?;
         for f in &over {
             self.quarantine(f.id)?;

@@ -331,19 +331,37 @@ fn a_start_finding_a_file_in_flight_counts_an_interrupted_attempt() {
     let blocked = block_reports(&p, "saad1");
     let path = drop_fixture(&p, "saad1", NAME);
     let id = p.take(&path, Channel::Depot).unwrap().unwrap();
-    // Two starts that die while handling it (the attempt never returns).
+    let other = drop_fixture(&p, "saad1", "03_160521_100_21999000.xml");
+    let other = p.take(&other, Channel::Depot).unwrap().unwrap();
+    // Two processes that die while handling it (the attempt never returns).
+    let in_hand = p.spool.root().join("state/in-hand");
+    fs::write(&in_hand, id.to_string()).unwrap();
     p.count_interrupted().unwrap();
     assert_eq!(ReceivedFile::get(&p.conn, id).unwrap().attempts, 1);
+    assert_eq!(fs::read_to_string(&in_hand).unwrap(), "", "read once");
     p.count_interrupted().unwrap();
+    assert_eq!(
+        ReceivedFile::get(&p.conn, id).unwrap().attempts,
+        1,
+        "a start with nothing in hand counts nothing"
+    );
+    fs::write(&in_hand, id.to_string()).unwrap();
+    p.count_interrupted().unwrap();
+    assert_eq!(
+        ReceivedFile::get(&p.conn, other).unwrap().attempts,
+        0,
+        "only the file in hand is counted"
+    );
     let f = ReceivedFile::get(&p.conn, id).unwrap();
     assert!(f.quarantined(), "{f:?}");
     assert!(f.last_error.unwrap().contains("interrupted"));
     fs::remove_file(&blocked).unwrap();
-    assert_eq!(
-        p.recover(true).unwrap(),
-        (0, 0),
-        "a quarantined file is not retried at start either"
+    assert_eq!(p.recover(true).unwrap(), (1, 0), "only the other file is finished");
+    assert!(
+        ReceivedFile::get(&p.conn, id).unwrap().quarantined(),
+        "a quarantined file is not retried at start"
     );
+    assert_eq!(ReceivedFile::get(&p.conn, other).unwrap().state, FileState::Done);
 }
 
 #[test]

@@ -474,8 +474,8 @@ fn a_query_never_writes() {
     let before = state_files(&g);
     assert_eq!(
         before.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(),
-        ["gateway.db", "gateway.lock"],
-        "only the database file (and the spool lock of the first pass)"
+        ["gateway.db", "gateway.lock", "in-hand"],
+        "only the database file (and the spool lock and the in-hand note of the first pass)"
     );
     for format in ["table", "json", "csv"] {
         let out = g.run(

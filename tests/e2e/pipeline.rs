@@ -13,7 +13,12 @@ use crate::pipeline_support::*;
 
 mod controls;
 mod drops;
+mod outbox_once;
+mod quarantine;
+mod reload;
 mod serve;
+mod watchdog;
+mod writers;
 
 /// `process --once`, asserting its exit code; returns stderr (the logs).
 fn process(g: &Gw, code: i32) -> String {

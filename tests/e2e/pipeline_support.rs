@@ -409,13 +409,21 @@ pub struct Gw {
 }
 
 impl Gw {
-    /// Empty state; `extra` is appended to the configuration.
+    /// Empty state; `extra` is appended to the configuration. Dropped files
+    /// are taken once quiet for 300 ms (tests about that rule set their own
+    /// period with [`Gw::new_intake`]).
     pub fn new_with(extra: &str) -> Gw {
+        Gw::new_intake("settle_ms = 300\n", extra)
+    }
+
+    /// Empty state; `intake` holds the `[intake]` keys besides
+    /// `rescan_secs = 1`, `extra` is appended to the configuration.
+    pub fn new_intake(intake: &str, extra: &str) -> Gw {
         let dir = tempfile::tempdir().expect("temp dir");
         let spool = dir.path().join("spool");
         let config = dir.path().join("ppas-gateway.toml");
         let text = format!(
-            "[paths]\nspool = {:?}\ndatabase = {:?}\n\n[sftp]\nenabled = false\n\n[intake]\nrescan_secs = 1\n\n[mail]\npoll_secs = 1\n{extra}",
+            "[paths]\nspool = {:?}\ndatabase = {:?}\n\n[sftp]\nenabled = false\n\n[intake]\nrescan_secs = 1\n{intake}\n[mail]\npoll_secs = 1\n{extra}",
             spool.display().to_string(),
             spool.join("state/gateway.db").display().to_string()
         );
