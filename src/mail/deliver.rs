@@ -113,13 +113,7 @@ enum Attempt {
 pub fn run_once(conn: &mut Connection, cfg: &Config, clock: &Clock) -> Result<DeliverySummary> {
     let sink = match &cfg.mail.smtp_url {
         None => Sink::Eml(eml_dir(cfg)),
-        Some(url) => {
-            let t = lettre::SmtpTransport::from_url(url)
-                .with_context(|| format!("[mail] smtp_url {:?}", redact(url)))?
-                .timeout(Some(SMTP_TIMEOUT))
-                .build();
-            Sink::Smtp(Box::new(t))
-        }
+        Some(url) => Sink::Smtp(Box::new(url.transport(SMTP_TIMEOUT)?)),
     };
     let max = cfg.mail.max_attempts.max(1);
     let mut sum = DeliverySummary::default();
@@ -366,14 +360,6 @@ fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
         None => s,
-    }
-}
-
-/// The smtp URL without its password, for error messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
     }
 }
 

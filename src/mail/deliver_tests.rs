@@ -229,5 +229,4 @@ fn history_application_follows_the_cause() {
     assert_eq!(application_for("relance:C04-2026-000123"), "habitat");
     assert_eq!(application_for("Attestation/77"), "habitat");
     assert_eq!(application_for(""), "aide-a-domicile");
-    assert_eq!(redact("smtp://user:secret@relay:25"), "smtp://…@relay:25");
 }

@@ -6,10 +6,14 @@
 //! - [`deliver`]: the worker — one pass over the due messages, SMTP or `.eml`.
 //! - [`compose`]: a queued row as an RFC 5322 message, its id and file name.
 //! - [`queue`]: counts and errors for `status`; requeueing abandoned messages.
+//! - [`smtp_url`]: `[mail] smtp_url`, a URL whose password never shows.
 
 pub mod compose;
 pub mod deliver;
 pub mod queue;
+pub mod smtp_url;
+
+pub use smtp_url::SmtpUrl;
 
 use anyhow::Result;
 use chrono::{DateTime, SecondsFormat, Utc};

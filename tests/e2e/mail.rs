@@ -85,7 +85,7 @@ fn setup(smtp_port: Option<u16>) -> (tempfile::TempDir, Config, Connection) {
     cfg.paths.spool = d.path().join("spool");
     cfg.paths.database = d.path().join("spool/state/gateway.db");
     cfg.mail.from = "ppas-gateway@carsat-exemple.fr".into();
-    cfg.mail.smtp_url = smtp_port.map(|p| format!("smtp://127.0.0.1:{p}"));
+    cfg.mail.smtp_url = smtp_port.map(|p| ppas_gateway::mail::SmtpUrl::new(format!("smtp://127.0.0.1:{p}")));
     let conn = ppas_gateway::store::open(&cfg.paths.database).unwrap();
     (d, cfg, conn)
 }
