@@ -29,10 +29,20 @@
 //!
 //! A failed attempt increments `attempts`, stores `last_error` and sets
 //! `next_attempt_at` to now + 1 min, doubling at each attempt, capped at 1 h
-//! ([`backoff`]). After `[mail] max_attempts` attempts the message is left
-//! unsent and no longer tried: "abandoned", which [`super::queue::status`]
-//! reports and [`super::queue::requeue_abandoned`] undoes. A message that
-//! can never be built (an invalid address) is abandoned at once.
+//! ([`backoff`]). When the attempt that fails is the `[mail] max_attempts`-th,
+//! the message is marked **failed**: `failed_at` set, kept with its last
+//! error, no longer tried. Marking it is one transaction with a row in the
+//! `errors` table (worker `mail`: the message's id, subject, cause and
+//! error; never its body nor its recipients), and one error line in the log:
+//! a message is never given up silently, and never reported twice.
+//! [`super::queue::status`] lists the failed messages;
+//! [`super::queue::retry`] (`ppas-gateway mail retry`) queues them again.
+//! A message that can never be built (an invalid address) fails at once.
+//!
+//! A message left unsent with `attempts` already at the limit but not marked
+//! (a database from before `failed_at` existed, or `max_attempts` lowered
+//! since) is marked failed, the same way, at the start of the next pass,
+//! without another attempt.
 //!
 //! When the relay cannot be reached at all (connection refused, TLS,
 //! timeout), the pass stops after charging the message it was trying: the
@@ -69,7 +79,8 @@ pub struct DeliverySummary {
     pub sent: usize,
     /// Failed attempts rescheduled with back-off.
     pub retried: usize,
-    /// Messages that reached `max_attempts` (or cannot be built) in this pass.
+    /// Messages marked failed in this pass (their last attempt failed, they
+    /// cannot be built, or they were found at the limit).
     pub abandoned: usize,
     /// Due messages left for a later pass (relay unreachable, or taken by
     /// another worker).
@@ -116,7 +127,10 @@ pub fn run_once(conn: &mut Connection, cfg: &Config, clock: &Clock) -> Result<De
         Some(url) => Sink::Smtp(Box::new(url.transport(SMTP_TIMEOUT)?)),
     };
     let max = cfg.mail.max_attempts.max(1);
-    let mut sum = DeliverySummary::default();
+    let mut sum = DeliverySummary {
+        abandoned: fail_exhausted(conn, clock.now(), max)?,
+        ..Default::default()
+    };
     // Rows this pass already handled (or skipped): never twice in one pass.
     let mut after_id = 0i64;
     'pass: loop {
@@ -214,7 +228,7 @@ fn due(conn: &Connection, now: DateTime<Utc>, max: u32, after_id: i64) -> Result
     let mut st = conn.prepare_cached(
         "SELECT id, dedup_key, created_at, recipients, subject, body, attempts, next_attempt_at
          FROM mail_queue
-         WHERE sent_at IS NULL AND attempts < ?1 AND next_attempt_at <= ?2 AND id > ?3
+         WHERE sent_at IS NULL AND failed_at IS NULL AND attempts < ?1 AND next_attempt_at <= ?2 AND id > ?3
          ORDER BY id LIMIT ?4",
     )?;
     let rows = st
@@ -238,7 +252,7 @@ fn due(conn: &Connection, now: DateTime<Utc>, max: u32, after_id: i64) -> Result
 fn count_due(conn: &Connection, now: DateTime<Utc>, max: u32, after_id: i64) -> Result<usize> {
     let n: i64 = conn.query_row(
         "SELECT COUNT(*) FROM mail_queue
-         WHERE sent_at IS NULL AND attempts < ?1 AND next_attempt_at <= ?2 AND id > ?3",
+         WHERE sent_at IS NULL AND failed_at IS NULL AND attempts < ?1 AND next_attempt_at <= ?2 AND id > ?3",
         params![max, ts(now), after_id],
         |r| r.get(0),
     )?;
@@ -251,7 +265,7 @@ fn claim(conn: &mut Connection, q: &Queued, now: DateTime<Utc>) -> Result<bool> 
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let n = tx.execute(
         "UPDATE mail_queue SET next_attempt_at = ?1
-         WHERE id = ?2 AND sent_at IS NULL AND attempts = ?3 AND next_attempt_at = ?4",
+         WHERE id = ?2 AND sent_at IS NULL AND failed_at IS NULL AND attempts = ?3 AND next_attempt_at = ?4",
         params![ts(now + LEASE), q.id, q.attempts, q.next_attempt_at],
     )?;
     tx.commit()?;
@@ -305,7 +319,7 @@ fn write_eml(dir: &Path, q: &Queued, msg: &lettre::Message) -> Result<()> {
 fn mark_sent(conn: &mut Connection, q: &Queued, now: DateTime<Utc>) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute(
-        "UPDATE mail_queue SET sent_at = ?1, last_error = NULL WHERE id = ?2",
+        "UPDATE mail_queue SET sent_at = ?1, last_error = NULL, failed_at = NULL WHERE id = ?2",
         params![ts(now), q.id],
     )?;
     let recipients = q.recipient_list();
@@ -332,28 +346,96 @@ fn mark_sent(conn: &mut Connection, q: &Queued, now: DateTime<Utc>) -> Result<()
     Ok(())
 }
 
-/// Records a failed attempt; returns whether the message is now abandoned.
+/// Records a failed attempt; returns whether the message is now failed
+/// (its last attempt, or `give_up`: it can never be built).
 fn fail(conn: &mut Connection, q: &Queued, now: DateTime<Utc>, err: &str, max: u32, give_up: bool) -> Result<bool> {
-    let attempts = if give_up {
-        max.max(q.attempts + 1)
-    } else {
-        q.attempts + 1
-    };
-    let abandoned = attempts >= max;
+    let attempts = q.attempts + 1;
+    if give_up || attempts >= max {
+        return mark_failed(conn, q.id, &q.dedup_key, &q.subject, attempts, now, err);
+    }
     let next = now + backoff(attempts);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute(
         "UPDATE mail_queue SET attempts = ?1, last_error = ?2, next_attempt_at = ?3
-         WHERE id = ?4 AND sent_at IS NULL",
+         WHERE id = ?4 AND sent_at IS NULL AND failed_at IS NULL",
         params![attempts, truncate(err, 2000), ts(next), q.id],
     )?;
     tx.commit()?;
-    if abandoned {
-        tracing::error!(id = q.id, key = %q.dedup_key, attempts, error = %err, "e-mail abandoned");
-    } else {
-        tracing::warn!(id = q.id, key = %q.dedup_key, attempts, next = %ts(next), error = %err, "e-mail not delivered; will retry");
+    tracing::warn!(id = q.id, key = %q.dedup_key, attempts, next = %ts(next), error = %err, "e-mail not delivered; will retry");
+    Ok(false)
+}
+
+/// Marks a message failed with its last error, and reports it once: in the
+/// same transaction a row in `errors` (what `status` shows), then one error
+/// line in the log. Nothing happens (false) when the message was meanwhile
+/// sent or already marked.
+fn mark_failed(
+    conn: &mut Connection,
+    id: i64,
+    dedup_key: &str,
+    subject: &str,
+    attempts: u32,
+    now: DateTime<Utc>,
+    err: &str,
+) -> Result<bool> {
+    let err = truncate(err, 2000);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let n = tx.execute(
+        "UPDATE mail_queue SET attempts = ?1, last_error = ?2, failed_at = ?3, next_attempt_at = ?3
+         WHERE id = ?4 AND sent_at IS NULL AND failed_at IS NULL",
+        params![attempts, err, ts(now), id],
+    )?;
+    if n == 1 {
+        tx.execute(
+            "INSERT INTO errors (at, worker, message) VALUES (?1, 'mail', ?2)",
+            params![ts(now), failure_note(id, dedup_key, subject, attempts, err)],
+        )?;
     }
-    Ok(abandoned)
+    tx.commit()?;
+    if n == 1 {
+        tracing::error!(
+            id,
+            key = %dedup_key,
+            attempts,
+            error = %err,
+            "e-mail failed: no further attempt until `ppas-gateway mail retry`"
+        );
+    }
+    Ok(n == 1)
+}
+
+/// The `errors` line of a failed message: what it was (id, subject, cause)
+/// and why it failed; never its body.
+fn failure_note(id: i64, dedup_key: &str, subject: &str, attempts: u32, err: &str) -> String {
+    format!(
+        "e-mail {id} \"{}\" ({dedup_key}) failed after {attempts} attempt{}; \
+         `ppas-gateway mail retry {id}` queues it again: {}",
+        truncate(subject, 200),
+        if attempts > 1 { "s" } else { "" },
+        truncate(err, 500)
+    )
+}
+
+/// Marks failed, without another attempt, the unsent messages already at
+/// the limit but not marked (a database from before `failed_at`, or a
+/// lowered `max_attempts`). Returns how many.
+fn fail_exhausted(conn: &mut Connection, now: DateTime<Utc>, max: u32) -> Result<usize> {
+    let rows: Vec<(i64, String, String, u32, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT id, dedup_key, subject, attempts, last_error FROM mail_queue
+             WHERE sent_at IS NULL AND failed_at IS NULL AND attempts >= ?1 ORDER BY id",
+        )?
+        .query_map([max], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+        .collect::<rusqlite::Result<_>>()
+        .context("cannot read the mail queue")?;
+    let mut n = 0;
+    for (id, key, subject, attempts, err) in rows {
+        let err = err.unwrap_or_else(|| format!("no attempt left ([mail] max_attempts = {max})"));
+        if mark_failed(conn, id, &key, &subject, attempts, now, &err)? {
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -398,22 +480,27 @@ pub fn application_for(dedup_key: &str) -> &'static str {
 /// Where one message stands.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct MailState {
+    pub id: i64,
     pub sent_at: Option<String>,
     pub attempts: u32,
     pub last_error: Option<String>,
+    /// Set when the message failed for good (see [`super::queue::retry`]).
+    pub failed_at: Option<String>,
 }
 
 /// Looks a message up by its dedup key.
 pub fn state_of(conn: &Connection, dedup_key: &str) -> Result<Option<MailState>> {
     Ok(conn
         .query_row(
-            "SELECT sent_at, attempts, last_error FROM mail_queue WHERE dedup_key = ?1",
+            "SELECT id, sent_at, attempts, last_error, failed_at FROM mail_queue WHERE dedup_key = ?1",
             [dedup_key],
             |r| {
                 Ok(MailState {
-                    sent_at: r.get(0)?,
-                    attempts: r.get(1)?,
-                    last_error: r.get(2)?,
+                    id: r.get(0)?,
+                    sent_at: r.get(1)?,
+                    attempts: r.get(2)?,
+                    last_error: r.get(3)?,
+                    failed_at: r.get(4)?,
                 })
             },
         )

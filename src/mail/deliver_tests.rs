@@ -75,6 +75,7 @@ fn eml_mode_writes_each_message_once() {
         sent_at,
         attempts,
         last_error: err,
+        ..
     } = state_of(&conn, "report:1").unwrap().unwrap();
     assert_eq!(
         (sent_at.as_deref(), attempts, err),
@@ -137,6 +138,7 @@ fn failures_back_off_then_abandon_then_requeue() {
         sent_at: sent,
         attempts,
         last_error: err,
+        ..
     } = state_of(&conn, "report:1").unwrap().unwrap();
     assert_eq!((sent, attempts), (None, 1));
     assert!(err.unwrap().contains("mail"));
@@ -160,26 +162,156 @@ fn failures_back_off_then_abandon_then_requeue() {
     );
     let s = run_once(&mut conn, &cfg, &Clock::Fixed(at("2026-11-25T09:03:00Z"))).unwrap();
     assert_eq!(s.abandoned, 1, "{s:?}");
-    assert_eq!(state_of(&conn, "report:1").unwrap().unwrap().attempts, 3);
+    let st1 = state_of(&conn, "report:1").unwrap().unwrap();
+    assert_eq!(st1.attempts, 3);
+    assert_eq!(
+        st1.failed_at.as_deref(),
+        Some("2026-11-25T09:03:00Z"),
+        "failed is recorded"
+    );
+    assert_eq!(mail_errors(&conn).len(), 1);
 
-    // Abandoned: never tried again, visible in the status.
+    // Failed: never tried again, even with a higher limit; visible in the status.
     let later = at("2026-11-26T09:00:00Z");
     std::fs::remove_file(eml_dir(&cfg)).unwrap();
-    let s = run_once(&mut conn, &cfg, &Clock::Fixed(later)).unwrap();
-    assert_eq!(s.sent, 1, "report:2 (2 attempts) goes out, report:1 stays abandoned");
+    let mut raised = cfg.clone();
+    raised.mail.max_attempts = 10;
+    let s = run_once(&mut conn, &raised, &Clock::Fixed(later)).unwrap();
+    assert_eq!(s.sent, 1, "report:2 (2 attempts) goes out, report:1 stays failed");
     assert_eq!(eml_files(&cfg).len(), 1);
     let st = queue::status(&conn, &cfg, later).unwrap();
-    assert_eq!((st.pending, st.abandoned, st.sent), (0, 1, 1));
-    assert_eq!(st.failures.len(), 1);
-    assert!(st.failures[0].abandoned && st.failures[0].dedup_key == "report:1");
+    assert_eq!((st.pending, st.failed, st.abandoned, st.sent), (0, 1, 1, 1));
+    assert!(st.retrying.is_empty());
+    let f = &st.failed_messages[..];
+    assert_eq!(f.len(), 1);
+    assert_eq!(
+        (f[0].id, f[0].dedup_key.as_str(), f[0].attempts),
+        (st1.id, "report:1", 3)
+    );
+    assert_eq!(
+        (f[0].failed_at.as_deref(), f[0].next_attempt_at.as_deref()),
+        (Some("2026-11-25T09:03:00Z"), None)
+    );
+    assert!(f[0].last_error.contains("mail"), "{f:?}");
+    assert_eq!(f[0].subject, "Compte rendu : fichier rejeté");
 
     // The operator fixed the cause: requeue, and it goes out.
-    assert_eq!(queue::requeue_abandoned(&conn, &cfg, later).unwrap(), 1);
+    assert_eq!(queue::retry(&mut conn, &cfg, later, queue::Retry::All).unwrap(), 1);
+    let st = queue::status(&conn, &cfg, later).unwrap();
+    assert_eq!((st.pending, st.due, st.failed), (1, 1, 0));
     let s = run_once(&mut conn, &cfg, &Clock::Fixed(later)).unwrap();
     assert_eq!(s.sent, 1);
     assert_eq!(eml_files(&cfg).len(), 2);
     assert_eq!(history_count(&conn), 2);
+    assert_eq!(mail_errors(&conn).len(), 1, "reported once");
     drop(d);
+}
+
+/// `errors` rows of the mail worker.
+fn mail_errors(conn: &Connection) -> Vec<String> {
+    conn.prepare("SELECT message FROM errors WHERE worker = 'mail' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+}
+
+#[test]
+fn a_failed_message_is_reported_once_with_its_cause_and_never_its_body() {
+    let (_d, mut conn, cfg) = setup();
+    let t0 = at("2026-11-25T09:00:00Z");
+    let mut m = msg("user:alice:password", "alice@example.org");
+    m.subject = "Votre mot de passe".into();
+    m.body = "Mot de passe : Zq8-very-secret\n".into();
+    m.secret = true;
+    enqueue(&conn, t0, &m).unwrap();
+    std::fs::create_dir_all(&cfg.paths.spool).unwrap();
+    std::fs::write(eml_dir(&cfg), b"").unwrap();
+    for minutes in [0, 1, 3, 7, 60, 600] {
+        run_once(&mut conn, &cfg, &Clock::Fixed(t0 + chrono::Duration::minutes(minutes))).unwrap();
+    }
+    let st = state_of(&conn, "user:alice:password").unwrap().unwrap();
+    assert_eq!(
+        (st.attempts, st.failed_at.as_deref()),
+        (3, Some("2026-11-25T09:03:00Z"))
+    );
+    let errors = mail_errors(&conn);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let e = &errors[0];
+    assert!(
+        e.starts_with(&format!(
+            "e-mail {} \"Votre mot de passe\" (user:alice:password) failed after 3 attempts",
+            st.id
+        )),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!("mail retry {}", st.id)) && e.contains("mail"),
+        "{e}"
+    );
+    assert!(!e.contains("Zq8-very-secret"), "{e}");
+}
+
+#[test]
+fn messages_left_at_the_limit_are_marked_failed_without_another_attempt() {
+    let (_d, mut conn, cfg) = setup();
+    let t0 = at("2026-11-25T09:00:00Z");
+    enqueue(&conn, t0, &msg("report:1", "a@example.org")).unwrap();
+    enqueue(&conn, t0, &msg("report:2", "b@example.org")).unwrap();
+    // As a database from before `failed_at` left them (limit 3 here).
+    conn.execute("UPDATE mail_queue SET attempts = 5, last_error = 'relay said no'", [])
+        .unwrap();
+    conn.execute(
+        "UPDATE mail_queue SET last_error = NULL WHERE dedup_key = 'report:2'",
+        [],
+    )
+    .unwrap();
+    // Counted failed at once; marked by the next pass.
+    let st = queue::status(&conn, &cfg, t0).unwrap();
+    assert_eq!((st.pending, st.failed), (0, 2));
+    assert!(st.failed_messages.iter().all(|f| f.failed_at.is_none()));
+    let s = run_once(&mut conn, &cfg, &Clock::Fixed(t0)).unwrap();
+    assert_eq!(
+        s,
+        DeliverySummary {
+            abandoned: 2,
+            ..Default::default()
+        }
+    );
+    assert!(eml_files(&cfg).is_empty(), "no attempt");
+    let st = queue::status(&conn, &cfg, t0).unwrap();
+    assert!(st.failed_messages.iter().all(|f| f.failed_at.is_some()));
+    assert_eq!(st.failed_messages[1].last_error, "relay said no");
+    assert!(st.failed_messages[0].last_error.contains("max_attempts = 3"));
+    run_once(&mut conn, &cfg, &Clock::Fixed(t0)).unwrap();
+    assert_eq!(mail_errors(&conn).len(), 2);
+}
+
+#[test]
+fn retry_of_one_message_says_why_it_cannot() {
+    let (_d, mut conn, cfg) = setup();
+    let t0 = at("2026-11-25T09:00:00Z");
+    enqueue(&conn, t0, &msg("report:1", "not an address")).unwrap();
+    enqueue(&conn, t0, &msg("report:2", "ok@example.org")).unwrap();
+    enqueue(
+        &conn,
+        t0 + chrono::Duration::hours(1),
+        &msg("report:3", "ok@example.org"),
+    )
+    .unwrap();
+    run_once(&mut conn, &cfg, &Clock::Fixed(t0)).unwrap();
+    let id = |k: &str| state_of(&conn, k).unwrap().unwrap().id;
+    let (failed, sent, pending) = (id("report:1"), id("report:2"), id("report:3"));
+    let err = |conn: &mut Connection, which| format!("{:#}", queue::retry(conn, &cfg, t0, which).unwrap_err());
+    assert!(err(&mut conn, queue::Retry::One(999)).contains("no e-mail 999"));
+    assert!(err(&mut conn, queue::Retry::One(sent)).contains("was sent at 2026-11-25T09:00:00Z"));
+    assert!(err(&mut conn, queue::Retry::One(pending)).contains("has not failed"));
+    assert_eq!(queue::retry(&mut conn, &cfg, t0, queue::Retry::One(failed)).unwrap(), 1);
+    let st = state_of(&conn, "report:1").unwrap().unwrap();
+    assert_eq!((st.attempts, st.failed_at), (0, None));
+    assert!(err(&mut conn, queue::Retry::One(failed)).contains("has not failed"));
+    assert_eq!(queue::retry(&mut conn, &cfg, t0, queue::Retry::All).unwrap(), 0);
 }
 
 #[test]
@@ -201,9 +333,15 @@ fn an_unbuildable_message_is_abandoned_at_once() {
         sent_at: sent,
         attempts,
         last_error: err,
+        failed_at,
+        ..
     } = state_of(&conn, "report:1").unwrap().unwrap();
-    assert_eq!((sent, attempts), (None, 3));
+    assert_eq!(
+        (sent, attempts, failed_at.as_deref()),
+        (None, 1, Some("2026-11-25T09:00:00Z"))
+    );
     assert!(err.unwrap().contains("not an address"));
+    assert_eq!(mail_errors(&conn).len(), 1);
 }
 
 #[test]
