@@ -28,6 +28,8 @@ pub struct Queued {
     pub body: String,
     pub attempts: u32,
     pub next_attempt_at: String,
+    /// The body holds a secret (a password): wiped once delivered.
+    pub secret: bool,
 }
 
 impl Queued {
@@ -115,6 +117,7 @@ mod tests {
             body: "Bonjour,\nvotre fichier a été rejeté.\n".into(),
             attempts: 0,
             next_attempt_at: "2026-11-25T09:00:00Z".into(),
+            secret: false,
         }
     }
 

@@ -44,6 +44,20 @@
 //! since) is marked failed, the same way, at the start of the next pass,
 //! without another attempt.
 //!
+//! # Secrets
+//!
+//! A message whose body holds a password (`secret`, spec §5 and §9) keeps it
+//! only until delivered: the transaction that marks it sent replaces the
+//! body by [`WIPED_BODY`]. Every connection runs with `secure_delete`
+//! (see [`crate::store`]), so the old bytes are overwritten in the page, not
+//! left in free space; then the pass empties the WAL (a TRUNCATE checkpoint,
+//! see [`WalScrub`]) so that the page versions that held the clear text do
+//! not stay in the `-wal` file either. That checkpoint waits at most
+//! [`SCRUB_WAIT`] for readers and writers: when the database is busy it is
+//! tried again at the next pass, never holding the pass up. An `.eml` file
+//! (the delivery itself when no relay is set) is written mode 0600,
+//! readable by the service's user only.
+//!
 //! When the relay cannot be reached at all (connection refused, TLS,
 //! timeout), the pass stops after charging the message it was trying: the
 //! others were not attempted, so they are not charged, and the next pass
@@ -71,6 +85,13 @@ pub const SMTP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Rows read per batch (a pass loops until nothing is due).
 const BATCH: i64 = 200;
+
+/// What the body of a delivered secret message becomes.
+pub const WIPED_BODY: &str = "[contenu effacé après envoi : il contenait un mot de passe]";
+
+/// Longest wait of the WAL checkpoint that follows a wipe for readers and
+/// writers to let go; busy beyond it, it is tried again at the next pass.
+pub const SCRUB_WAIT: Duration = Duration::from_millis(100);
 
 /// What one pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -120,13 +141,26 @@ enum Attempt {
 }
 
 /// One pass over the due messages (`sent_at` unset, `next_attempt_at` ≤ now,
-/// fewer than `max_attempts` attempts), oldest first.
+/// fewer than `max_attempts` attempts), oldest first; then the WAL is
+/// emptied if a secret was ever wiped (see [`WalScrub`]).
 pub fn run_once(conn: &mut Connection, cfg: &Config, clock: &Clock) -> Result<DeliverySummary> {
+    pass(conn, cfg, clock, &mut WalScrub::default())
+}
+
+/// [`run_once`] for a worker that keeps its [`WalScrub`] across passes.
+fn pass(conn: &mut Connection, cfg: &Config, clock: &Clock, scrub: &mut WalScrub) -> Result<DeliverySummary> {
+    let sum = deliver_due(conn, cfg, clock)?;
+    scrub.after_pass(conn)?;
+    Ok(sum)
+}
+
+fn deliver_due(conn: &mut Connection, cfg: &Config, clock: &Clock) -> Result<DeliverySummary> {
     let sink = match &cfg.mail.smtp_url {
         None => Sink::Eml(eml_dir(cfg)),
         Some(url) => Sink::Smtp(Box::new(url.transport(SMTP_TIMEOUT)?)),
     };
     let max = cfg.mail.max_attempts.max(1);
+    wipe_delivered_secrets(conn)?;
     let mut sum = DeliverySummary {
         abandoned: fail_exhausted(conn, clock.now(), max)?,
         ..Default::default()
@@ -226,7 +260,7 @@ pub async fn worker(cfg: Arc<Config>, clock: Clock, every: Duration, mut shutdow
 
 fn due(conn: &Connection, now: DateTime<Utc>, max: u32, after_id: i64) -> Result<Vec<Queued>> {
     let mut st = conn.prepare_cached(
-        "SELECT id, dedup_key, created_at, recipients, subject, body, attempts, next_attempt_at
+        "SELECT id, dedup_key, created_at, recipients, subject, body, attempts, next_attempt_at, secret
          FROM mail_queue
          WHERE sent_at IS NULL AND failed_at IS NULL AND attempts < ?1 AND next_attempt_at <= ?2 AND id > ?3
          ORDER BY id LIMIT ?4",
@@ -242,6 +276,7 @@ fn due(conn: &Connection, now: DateTime<Utc>, max: u32, after_id: i64) -> Result
                 body: r.get(5)?,
                 attempts: r.get(6)?,
                 next_attempt_at: r.get(7)?,
+                secret: r.get(8)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()
@@ -313,14 +348,65 @@ fn write_eml(dir: &Path, q: &Queued, msg: &lettre::Message) -> Result<()> {
     {
         return Ok(());
     }
-    crate::fsutil::write_atomic(&path, &msg.formatted())
+    write_private(&path, &msg.formatted())
 }
 
+/// Like [`crate::fsutil::write_atomic`] (same temporary names, which the
+/// recovery knows), but the file is mode 0600 whatever the umask: a notice
+/// may carry a one-time password.
+fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    crate::fsutil::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} has no file name", path.display()))?;
+    let tmp = dir.join(format!(
+        "{}{}-m{}-{}",
+        crate::fsutil::TEMP_PREFIX,
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        name.to_string_lossy()
+    ));
+    let result = (|| -> Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        // The umask only takes bits away; set exactly 0600 all the same.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot set the mode of {}", tmp.display()))?;
+        f.write_all(data)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.sync_all()
+            .with_context(|| format!("cannot flush {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result?;
+    crate::fsutil::sync_dir(dir)
+}
+
+/// Marks the message sent, with its history entry; a secret body is wiped
+/// in the same transaction.
 fn mark_sent(conn: &mut Connection, q: &Queued, now: DateTime<Utc>) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute(
-        "UPDATE mail_queue SET sent_at = ?1, last_error = NULL, failed_at = NULL WHERE id = ?2",
-        params![ts(now), q.id],
+        "UPDATE mail_queue SET sent_at = ?1, last_error = NULL, failed_at = NULL,
+             body = CASE WHEN secret THEN ?3 ELSE body END
+         WHERE id = ?2",
+        params![ts(now), q.id, WIPED_BODY],
     )?;
     let recipients = q.recipient_list();
     crate::history::record(
@@ -344,6 +430,84 @@ fn mark_sent(conn: &mut Connection, q: &Queued, now: DateTime<Utc>) -> Result<()
     )?;
     tx.commit()?;
     Ok(())
+}
+
+/// Wipes the body of every delivered secret message still holding it (one
+/// sent by a version that did not wipe). Returns how many.
+fn wipe_delivered_secrets(conn: &Connection) -> Result<usize> {
+    // Read first: a pass with nothing to wipe takes no write lock.
+    let left: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM mail_queue WHERE secret AND sent_at IS NOT NULL AND body <> ?1",
+        [WIPED_BODY],
+        |r| r.get(0),
+    )?;
+    if left == 0 {
+        return Ok(0);
+    }
+    let n = conn.execute(
+        "UPDATE mail_queue SET body = ?1 WHERE secret AND sent_at IS NOT NULL AND body <> ?1",
+        [WIPED_BODY],
+    )?;
+    if n > 0 {
+        tracing::info!(messages = n, "bodies of delivered e-mails holding a password wiped");
+    }
+    Ok(n)
+}
+
+/// Empties the WAL once secret bodies were wiped, so that the page versions
+/// that held them leave the `-wal` file (the database file itself was
+/// cleaned by `secure_delete` and the checkpoint's copy).
+///
+/// It remembers how many delivered secret messages the database held when
+/// the WAL was last emptied: a new one, wiped by this worker or by another
+/// process (`run mail`, `process --once`), calls for another checkpoint.
+/// A fresh one (each [`run_once`]) empties the WAL if any was ever wiped.
+#[derive(Debug, Default)]
+pub struct WalScrub {
+    clean_at: Option<i64>,
+}
+
+impl WalScrub {
+    fn after_pass(&mut self, conn: &Connection) -> Result<()> {
+        let wiped: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM mail_queue WHERE secret AND sent_at IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )?;
+        if wiped == 0 || self.clean_at == Some(wiped) {
+            return Ok(());
+        }
+        match truncate_wal(conn) {
+            Ok(true) => self.clean_at = Some(wiped),
+            Ok(false) => tracing::debug!("database busy: the WAL is emptied at a later pass"),
+            Err(e) => tracing::warn!(
+                error = format!("{e:#}"),
+                "WAL checkpoint failed; tried again at the next pass"
+            ),
+        }
+        Ok(())
+    }
+}
+
+/// `PRAGMA wal_checkpoint(TRUNCATE)` on a connection of its own that waits
+/// at most [`SCRUB_WAIT`]: copies every WAL frame into the database and
+/// truncates the WAL to zero bytes. Returns false when readers or a writer
+/// kept it from finishing.
+fn truncate_wal(conn: &Connection) -> Result<bool> {
+    let Some(path) = conn.path().filter(|p| !p.is_empty()) else {
+        return Ok(true);
+    };
+    let c = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("cannot open database {path}"))?;
+    c.busy_timeout(SCRUB_WAIT)?;
+    match c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)) {
+        Ok(busy) => Ok(busy == 0),
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DatabaseBusy => Ok(false),
+        Err(e) => Err(e).context("WAL checkpoint"),
+    }
 }
 
 /// Records a failed attempt; returns whether the message is now failed

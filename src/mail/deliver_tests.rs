@@ -368,3 +368,114 @@ fn history_application_follows_the_cause() {
     assert_eq!(application_for("Attestation/77"), "habitat");
     assert_eq!(application_for(""), "aide-a-domicile");
 }
+
+/// Files of the database (itself, `-wal`, `-shm`) whose raw bytes hold `needle`.
+fn files_holding(db: &std::path::Path, needle: &str) -> Vec<String> {
+    ["", "-wal", "-shm"]
+        .iter()
+        .filter_map(|suffix| {
+            let p = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+            let bytes = std::fs::read(&p).ok()?;
+            bytes
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+                .then(|| p.display().to_string())
+        })
+        .collect()
+}
+
+const PASSWORD: &str = "Mdp-Tr4ce-9xQ";
+
+fn secret_msg(key: &str, body: String) -> Message {
+    Message {
+        dedup_key: key.into(),
+        recipients: vec!["alice@example.org".into()],
+        subject: "Votre mot de passe provisoire".into(),
+        body,
+        secret: true,
+    }
+}
+
+#[test]
+fn a_delivered_secret_leaves_no_trace_in_the_database_files() {
+    let (d, conn, cfg) = setup();
+    let db = d.path().join("state/g.db");
+    let t0 = at("2026-11-25T09:00:00Z");
+    enqueue(&conn, t0, &secret_msg("user:a", format!("Mot de passe : {PASSWORD}\n"))).unwrap();
+    // Large enough for overflow pages.
+    let long = format!("{}\nMot de passe : {PASSWORD}-long\n", "Bonjour. ".repeat(2000));
+    enqueue(&conn, t0, &secret_msg("user:b", long)).unwrap();
+    enqueue(&conn, t0, &msg("report:1", "a@example.org")).unwrap();
+    // Closed: the clear text is checkpointed into the database file itself.
+    drop(conn);
+    assert_eq!(files_holding(&db, PASSWORD), [db.display().to_string()]);
+
+    // The daemon holds connections open: the WAL is not removed at close.
+    let mut conn = crate::store::open(&db).unwrap();
+    let other = crate::store::open(&db).unwrap();
+    let s = run_once(&mut conn, &cfg, &Clock::Fixed(t0)).unwrap();
+    assert_eq!(s.sent, 3);
+    assert!(
+        files_holding(&db, PASSWORD).is_empty(),
+        "{:?}",
+        files_holding(&db, PASSWORD)
+    );
+    let body = |k: &str| -> String {
+        other
+            .query_row("SELECT body FROM mail_queue WHERE dedup_key = ?1", [k], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(body("user:a"), WIPED_BODY);
+    assert_eq!(body("user:b"), WIPED_BODY);
+    assert_eq!(
+        body("report:1"),
+        "Bonjour,\nvotre fichier a été rejeté.\n",
+        "only secrets are wiped"
+    );
+    // The delivery itself (the .eml file) holds it, readable by its owner only.
+    use std::os::unix::fs::PermissionsExt;
+    for f in eml_files(&cfg) {
+        let meta = std::fs::metadata(eml_dir(&cfg).join(f)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn a_busy_database_delays_the_wal_scrub_to_a_later_pass() {
+    let (d, mut conn, cfg) = setup();
+    let db = d.path().join("state/g.db");
+    let t0 = at("2026-11-25T09:00:00Z");
+    enqueue(&conn, t0, &secret_msg("user:a", format!("Mot de passe : {PASSWORD}\n"))).unwrap();
+    // A reader in the middle of a long transaction.
+    let mut reader = crate::store::open(&db).unwrap();
+    let tx = reader.transaction().unwrap();
+    let _: i64 = tx
+        .query_row("SELECT COUNT(*) FROM mail_queue", [], |r| r.get(0))
+        .unwrap();
+    let mut scrub = WalScrub::default();
+    let s = pass(&mut conn, &cfg, &Clock::Fixed(t0), &mut scrub).unwrap();
+    assert_eq!(s.sent, 1, "the pass is not held up");
+    assert!(
+        !files_holding(&db, PASSWORD).is_empty(),
+        "not yet emptied: the reader holds the WAL"
+    );
+    tx.finish().unwrap();
+    // The next pass, with nothing to send, empties it.
+    let s = pass(&mut conn, &cfg, &Clock::Fixed(t0), &mut scrub).unwrap();
+    assert_eq!(s, DeliverySummary::default());
+    assert!(files_holding(&db, PASSWORD).is_empty());
+    assert_eq!(std::fs::metadata(format!("{}-wal", db.display())).unwrap().len(), 0);
+}
+
+#[test]
+fn a_secret_delivered_by_an_older_version_is_wiped_at_the_next_pass() {
+    let (d, mut conn, cfg) = setup();
+    let db = d.path().join("state/g.db");
+    let t0 = at("2026-11-25T09:00:00Z");
+    enqueue(&conn, t0, &secret_msg("user:a", format!("Mot de passe : {PASSWORD}\n"))).unwrap();
+    conn.execute("UPDATE mail_queue SET sent_at = '2026-11-25T09:00:00Z'", [])
+        .unwrap();
+    let _other = crate::store::open(&db).unwrap();
+    run_once(&mut conn, &cfg, &Clock::Fixed(t0)).unwrap();
+    assert!(files_holding(&db, PASSWORD).is_empty());
+}

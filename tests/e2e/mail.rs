@@ -16,12 +16,12 @@ use serde_json::Value;
 
 use crate::support::repo;
 
-fn at(s: &str) -> DateTime<Utc> {
+pub(crate) fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
 /// A port with nothing listening on it (yet).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -30,13 +30,13 @@ fn free_port() -> u16 {
 }
 
 /// The SMTP sink, stopped when dropped.
-struct Sink {
+pub(crate) struct Sink {
     child: Child,
     dir: PathBuf,
 }
 
 impl Sink {
-    fn start(port: u16, dir: &Path) -> Sink {
+    pub(crate) fn start(port: u16, dir: &Path) -> Sink {
         let mut child = Command::new("/usr/bin/python3")
             .arg(repo().join("scripts/smtp_sink.py"))
             .arg(port.to_string())
@@ -56,7 +56,7 @@ impl Sink {
     }
 
     /// Decoded records of the messages received, in arrival order.
-    fn received(&self) -> Vec<Value> {
+    pub(crate) fn received(&self) -> Vec<Value> {
         let mut names: Vec<PathBuf> = std::fs::read_dir(&self.dir)
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -79,7 +79,7 @@ impl Drop for Sink {
     }
 }
 
-fn setup(smtp_port: Option<u16>) -> (tempfile::TempDir, Config, Connection) {
+pub(crate) fn setup(smtp_port: Option<u16>) -> (tempfile::TempDir, Config, Connection) {
     let d = tempfile::tempdir().unwrap();
     let mut cfg = Config::default();
     cfg.paths.spool = d.path().join("spool");
@@ -365,7 +365,7 @@ fn the_async_entry_point_runs_off_the_runtime() {
 }
 
 /// Runs the binary with a configuration file and the clock at `now`.
-fn gateway(config: &Path, now: DateTime<Utc>, args: &[&str]) -> std::process::Output {
+pub(crate) fn gateway(config: &Path, now: DateTime<Utc>, args: &[&str]) -> std::process::Output {
     Command::new(crate::support::bin())
         .arg("--config")
         .arg(config)
@@ -376,12 +376,12 @@ fn gateway(config: &Path, now: DateTime<Utc>, args: &[&str]) -> std::process::Ou
         .expect("run ppas-gateway")
 }
 
-fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
 /// A configuration file for `cfg` (paths, sender, relay, attempts).
-fn config_file(dir: &Path, cfg: &Config) -> PathBuf {
+pub(crate) fn config_file(dir: &Path, cfg: &Config) -> PathBuf {
     let path = dir.join("ppas-gateway.toml");
     let mut t = format!(
         "[paths]\nspool = {:?}\ndatabase = {:?}\n[mail]\nfrom = {:?}\nmax_attempts = {}\n",
