@@ -226,8 +226,12 @@ fn deliver_due(conn: &mut Connection, cfg: &Config, clock: &Clock) -> Result<Del
 
 /// Opens the database of `cfg` and runs one pass: what `run mail` does.
 pub fn run_job(cfg: &Config, clock: &Clock) -> Result<DeliverySummary> {
+    run_job_scrubbing(cfg, clock, &mut WalScrub::default())
+}
+
+fn run_job_scrubbing(cfg: &Config, clock: &Clock, scrub: &mut WalScrub) -> Result<DeliverySummary> {
     let mut conn = crate::store::open(&cfg.paths.database)?;
-    run_once(&mut conn, cfg, clock)
+    pass(&mut conn, cfg, clock, scrub)
 }
 
 /// [`run_job`] off the async loop (SMTP and SQLite block), for the daemon.
@@ -237,18 +241,62 @@ pub async fn run_job_async(cfg: Arc<Config>, clock: Clock) -> Result<DeliverySum
         .context("mail worker task")?
 }
 
-/// The daemon's mail loop: a pass every `every` until `shutdown` turns true.
-/// A failed pass is logged and retried at the next tick.
-pub async fn worker(cfg: Arc<Config>, clock: Clock, every: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// The daemon's mail loop: a pass, then a wait of `[mail] poll_secs`, until
+/// `shutdown` turns true. A failed pass is logged and retried after the wait.
+///
+/// Each pass reads the latest configuration `cfg` holds (the daemon sends
+/// the reloaded one on SIGHUP): `[mail] smtp_url`, `from` and `max_attempts`
+/// apply from the next pass on, a new `poll_secs` after the wait in progress.
+/// `[paths]` stay those the worker started with: the daemon applies them
+/// only at a restart, and the queue must not move to another database
+/// behind its back.
+pub async fn worker(
+    cfg: tokio::sync::watch::Receiver<Arc<Config>>,
+    clock: Clock,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    worker_with(cfg, clock, shutdown, tokio::time::sleep).await
+}
+
+/// [`worker`] with its wait given (tests drive it without a clock).
+async fn worker_with<W, F>(
+    mut cfg: tokio::sync::watch::Receiver<Arc<Config>>,
+    clock: Clock,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut wait: W,
+) where
+    W: FnMut(Duration) -> F,
+    F: std::future::Future<Output = ()>,
+{
+    let paths = cfg.borrow().paths.clone();
+    let mut current: Arc<Config> = cfg.borrow_and_update().clone();
+    let mut scrub = WalScrub::default();
     loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                if let Err(e) = run_job_async(cfg.clone(), clock).await {
+        if cfg.has_changed().unwrap_or(false) {
+            let mut next = (**cfg.borrow_and_update()).clone();
+            next.paths = paths.clone();
+            current = Arc::new(next);
+            tracing::info!("mail worker: configuration reloaded");
+        }
+        let job = current.clone();
+        let taken = std::mem::take(&mut scrub);
+        let outcome = tokio::task::spawn_blocking(move || {
+            let mut scrub = taken;
+            let r = run_job_scrubbing(&job, &clock, &mut scrub);
+            (r, scrub)
+        })
+        .await;
+        match outcome {
+            Ok((r, kept)) => {
+                scrub = kept;
+                if let Err(e) = r {
                     tracing::error!(error = format!("{e:#}"), "mail pass failed");
                 }
             }
+            Err(e) => tracing::error!(error = %e, "mail pass failed"),
+        }
+        tokio::select! {
+            _ = wait(Duration::from_secs(current.mail.poll_secs)) => {}
             changed = shutdown.changed() => {
                 if changed.is_err() || *shutdown.borrow() {
                     return;

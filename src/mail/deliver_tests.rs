@@ -479,3 +479,95 @@ fn a_secret_delivered_by_an_older_version_is_wiped_at_the_next_pass() {
     run_once(&mut conn, &cfg, &Clock::Fixed(t0)).unwrap();
     assert!(files_holding(&db, PASSWORD).is_empty());
 }
+
+/// `From:` header of the `.eml` file of message `id`.
+fn eml_from(cfg: &Config, id: i64) -> Option<String> {
+    let name = eml_files(cfg)
+        .into_iter()
+        .find(|n| n.starts_with(&format!("{id:08}-")))?;
+    let text = std::fs::read_to_string(eml_dir(cfg).join(name)).unwrap();
+    text.lines().find_map(|l| l.strip_prefix("From: ")).map(str::to_owned)
+}
+
+#[test]
+fn the_worker_takes_a_new_configuration_at_its_next_pass() {
+    let (d, conn, mut cfg) = setup();
+    cfg.paths.database = d.path().join("state/g.db");
+    cfg.mail.from = "premier@caisse.fr".into();
+    let t0 = at("2026-11-25T09:00:00Z");
+    let id = |conn: &Connection, key: &str| state_of(conn, key).unwrap().unwrap().id;
+    enqueue(&conn, t0, &msg("report:1", "a@example.org")).unwrap();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (cfg_tx, cfg_rx) = tokio::sync::watch::channel(Arc::new(cfg.clone()));
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        // The worker's waits: reported here, ended when the test says so.
+        let (waits_tx, mut waits) = tokio::sync::mpsc::unbounded_channel::<Duration>();
+        let go = Arc::new(tokio::sync::Notify::new());
+        let wait = {
+            let go = go.clone();
+            move |d: Duration| {
+                let (waits_tx, go) = (waits_tx.clone(), go.clone());
+                async move {
+                    let _ = waits_tx.send(d);
+                    go.notified().await;
+                }
+            }
+        };
+        let w = tokio::spawn(worker_with(cfg_rx, Clock::Fixed(t0), stop_rx, wait));
+
+        // First pass at start, with the first configuration.
+        assert_eq!(waits.recv().await, Some(Duration::from_secs(10)));
+        assert_eq!(
+            eml_from(&cfg, id(&conn, "report:1")).as_deref(),
+            Some("premier@caisse.fr")
+        );
+
+        // Reloaded during the wait: another sender, another interval.
+        let mut second = cfg.clone();
+        second.mail.from = "second@caisse.fr".into();
+        second.mail.poll_secs = 30;
+        cfg_tx.send(Arc::new(second.clone())).unwrap();
+        enqueue(&conn, t0, &msg("report:2", "b@example.org")).unwrap();
+        go.notify_one();
+        assert_eq!(waits.recv().await, Some(Duration::from_secs(30)), "the new interval");
+        assert_eq!(
+            eml_from(&cfg, id(&conn, "report:2")).as_deref(),
+            Some("second@caisse.fr")
+        );
+
+        // A relay now (down here): the next message goes to it, not to a file.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut third = second.clone();
+        third.mail.smtp_url = Some(crate::mail::SmtpUrl::new(format!("smtp://127.0.0.1:{port}")));
+        // [paths] are not reloaded: the queue stays where it is.
+        third.paths.database = d.path().join("elsewhere/g.db");
+        third.paths.spool = d.path().join("elsewhere");
+        cfg_tx.send(Arc::new(third)).unwrap();
+        enqueue(&conn, t0, &msg("report:3", "c@example.org")).unwrap();
+        go.notify_one();
+        waits.recv().await.unwrap();
+        let st = state_of(&conn, "report:3").unwrap().unwrap();
+        assert_eq!((st.sent_at, st.attempts), (None, 1));
+        assert!(
+            st.last_error.unwrap().to_lowercase().contains("connection refused"),
+            "tried on the relay"
+        );
+        assert_eq!(eml_files(&cfg).len(), 2);
+        assert!(!d.path().join("elsewhere").exists());
+
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(30), w)
+            .await
+            .expect("the worker stops")
+            .unwrap();
+    });
+}

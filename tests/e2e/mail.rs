@@ -349,12 +349,8 @@ fn the_async_entry_point_runs_off_the_runtime() {
     // The periodic worker stops when told to.
     let (tx, rx) = tokio::sync::watch::channel(false);
     rt.block_on(async {
-        let w = tokio::spawn(deliver::worker(
-            cfg.clone(),
-            Clock::Fixed(t0),
-            std::time::Duration::from_secs(3600),
-            rx,
-        ));
+        let (_cfg_tx, cfg_rx) = tokio::sync::watch::channel(cfg.clone());
+        let w = tokio::spawn(deliver::worker(cfg_rx, Clock::Fixed(t0), rx));
         tokio::task::yield_now().await;
         tx.send(true).unwrap();
         tokio::time::timeout(std::time::Duration::from_secs(30), w)
