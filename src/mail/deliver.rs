@@ -149,20 +149,23 @@ pub fn run_once(conn: &mut Connection, cfg: &Config, clock: &Clock) -> Result<De
 
 /// [`run_once`] for a worker that keeps its [`WalScrub`] across passes.
 fn pass(conn: &mut Connection, cfg: &Config, clock: &Clock, scrub: &mut WalScrub) -> Result<DeliverySummary> {
-    let sum = deliver_due(conn, cfg, clock)?;
+    let max = cfg.mail.max_attempts.max(1);
+    wipe_delivered_secrets(conn)?;
+    let marked = fail_exhausted(conn, clock.now(), max)?;
+    // Whatever became of the delivery (a relay URL refused, a disk error),
+    // the WAL is emptied of wiped secrets.
+    let sum = deliver_due(conn, cfg, clock, max, marked);
     scrub.after_pass(conn)?;
-    Ok(sum)
+    sum
 }
 
-fn deliver_due(conn: &mut Connection, cfg: &Config, clock: &Clock) -> Result<DeliverySummary> {
+fn deliver_due(conn: &mut Connection, cfg: &Config, clock: &Clock, max: u32, marked: usize) -> Result<DeliverySummary> {
     let sink = match &cfg.mail.smtp_url {
         None => Sink::Eml(eml_dir(cfg)),
         Some(url) => Sink::Smtp(Box::new(url.transport(SMTP_TIMEOUT)?)),
     };
-    let max = cfg.mail.max_attempts.max(1);
-    wipe_delivered_secrets(conn)?;
     let mut sum = DeliverySummary {
-        abandoned: fail_exhausted(conn, clock.now(), max)?,
+        abandoned: marked,
         ..Default::default()
     };
     // Rows this pass already handled (or skipped): never twice in one pass.

@@ -476,7 +476,11 @@ fn a_secret_delivered_by_an_older_version_is_wiped_at_the_next_pass() {
     conn.execute("UPDATE mail_queue SET sent_at = '2026-11-25T09:00:00Z'", [])
         .unwrap();
     let _other = crate::store::open(&db).unwrap();
-    run_once(&mut conn, &cfg, &Clock::Fixed(t0)).unwrap();
+    // Even in a pass that cannot deliver (the relay's password is the mask).
+    let mut masked = cfg.clone();
+    masked.mail.smtp_url = Some(crate::mail::SmtpUrl::new("smtp://gw:***@127.0.0.1:25"));
+    let e = run_once(&mut conn, &masked, &Clock::Fixed(t0)).unwrap_err();
+    assert!(format!("{e:#}").contains("mask"), "{e:#}");
     assert!(files_holding(&db, PASSWORD).is_empty());
 }
 

@@ -5,7 +5,7 @@
 //! - [`enqueue`] (here): queue a message, once per cause.
 //! - [`deliver`]: the worker — one pass over the due messages, SMTP or `.eml`.
 //! - [`compose`]: a queued row as an RFC 5322 message, its id and file name.
-//! - [`queue`]: counts and errors for `status`; requeueing abandoned messages.
+//! - [`queue`]: counts and failed messages for `status`; `mail retry`.
 //! - [`smtp_url`]: `[mail] smtp_url`, a URL whose password never shows.
 
 pub mod compose;
