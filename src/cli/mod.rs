@@ -197,9 +197,10 @@ pub enum ConfigCommand {
 #[derive(Subcommand, Debug)]
 pub enum MailCommand {
     /// Queue again e-mails that failed after their last attempt (`status` lists them).
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["all", "id"])))]
     Retry {
         /// Every failed e-mail.
-        #[arg(long, conflicts_with = "id", required_unless_present = "id")]
+        #[arg(long)]
         all: bool,
         /// The id of one failed e-mail.
         #[arg(value_name = "ID")]
