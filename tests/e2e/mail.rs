@@ -406,6 +406,7 @@ fn a_message_failed_after_its_last_attempt_is_shown_then_retried_by_hand_and_sen
     drop(conn);
 
     // The relay is down for the three attempts (at +0, +1 and +3 min).
+    let mut logs = String::new();
     for (minutes, summary) in [
         (0, "1 à réessayer, 0 abandonné(s)"),
         (1, "1 à réessayer, 0 abandonné(s)"),
@@ -420,7 +421,11 @@ fn a_message_failed_after_its_last_attempt_is_shown_then_retried_by_hand_and_sen
             "+{minutes} min: {}",
             text(&out.stdout)
         );
+        logs.push_str(&text(&out.stderr));
     }
+    let failed_lines: Vec<&str> = logs.lines().filter(|l| l.contains("e-mail failed")).collect();
+    assert_eq!(failed_lines.len(), 1, "logged once:\n{logs}");
+    assert!(failed_lines[0].contains("ERROR"), "at error level: {}", failed_lines[0]);
 
     // `status` counts it failed and shows why, once.
     let out = gateway(&config, t0 + Duration::hours(2), &["status", "--json"]);
