@@ -16,8 +16,9 @@ use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::Mailbox;
 use sha2::{Digest, Sha256};
 
-/// One row of `mail_queue`, as the worker reads it.
-#[derive(Debug, Clone)]
+/// One row of `mail_queue`, as the worker reads it. Its `Debug` leaves out
+/// a secret body.
+#[derive(Clone)]
 pub struct Queued {
     pub id: i64,
     pub dedup_key: String,
@@ -30,6 +31,22 @@ pub struct Queued {
     pub next_attempt_at: String,
     /// The body holds a secret (a password): wiped once delivered.
     pub secret: bool,
+}
+
+impl std::fmt::Debug for Queued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queued")
+            .field("id", &self.id)
+            .field("dedup_key", &self.dedup_key)
+            .field("created_at", &self.created_at)
+            .field("recipients", &self.recipients)
+            .field("subject", &self.subject)
+            .field("body", &super::body_for_debug(&self.body, self.secret))
+            .field("attempts", &self.attempts)
+            .field("next_attempt_at", &self.next_attempt_at)
+            .field("secret", &self.secret)
+            .finish()
+    }
 }
 
 impl Queued {
