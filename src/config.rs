@@ -112,8 +112,10 @@ impl Default for Sftp {
 pub struct Mail {
     /// Sender address of every notice.
     pub from: String,
-    /// SMTP relay (`smtp://host:port`, `smtps://…`); absent: `.eml` files under `spool/mail/`.
-    pub smtp_url: Option<String>,
+    /// SMTP relay (`smtp://host:port`, `smtps://…`, credentials as
+    /// `smtp://user:password@host:587?tls=required`); absent: `.eml` files
+    /// under `spool/mail/`. Shown everywhere with its password masked.
+    pub smtp_url: Option<crate::mail::SmtpUrl>,
     /// Attempts before a message is marked failed (it stays in the queue).
     pub max_attempts: u32,
     /// Seconds between two passes of the daemon's mail worker.
@@ -271,7 +273,9 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config> {
-        let cfg: Config = toml::from_str(text)?;
+        // A TOML error quotes the offending line: mask a relay password in it.
+        let cfg: Config =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!(crate::mail::smtp_url::mask_in_text(&e.to_string())))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -291,9 +295,7 @@ impl Config {
             bail!("[mail] from: {:?} is not an e-mail address", self.mail.from);
         }
         if let Some(url) = &self.mail.smtp_url {
-            if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
-                bail!("[mail] smtp_url: {url:?} must start with smtp:// or smtps://");
-            }
+            url.validate()?;
         }
         if self.limits.max_file_size == 0 {
             bail!("[limits] max_file_size must be positive");
@@ -349,7 +351,8 @@ impl Config {
         Ok(())
     }
 
-    /// The effective configuration as TOML (what `config check` prints).
+    /// The effective configuration as TOML (what `config check` prints),
+    /// secrets masked (the password of `[mail] smtp_url`).
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print: {e}"))
     }

@@ -17,6 +17,7 @@ mod check;
 mod config_cmd;
 mod history;
 mod import;
+mod mail;
 mod process;
 mod retry;
 mod serve;
@@ -79,6 +80,9 @@ pub enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The e-mail queue.
+    #[command(subcommand)]
+    Mail(MailCommand),
 }
 
 #[derive(Args, Debug)]
@@ -204,6 +208,20 @@ pub enum ConfigCommand {
     Check,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum MailCommand {
+    /// Queue again e-mails that failed after their last attempt (`status` lists them).
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["all", "id"])))]
+    Retry {
+        /// Every failed e-mail.
+        #[arg(long)]
+        all: bool,
+        /// The id of one failed e-mail.
+        #[arg(value_name = "ID")]
+        id: Option<i64>,
+    },
+}
+
 /// What every command gets: the validated configuration and the clock.
 pub struct Ctx {
     pub cfg: Config,
@@ -243,6 +261,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Config(ConfigCommand::Check) => config_cmd::run(&ctx),
         Command::History(a) => history::run(&ctx, &a),
         Command::Import(a) => import::run(&ctx, &a),
+        Command::Mail(m) => mail::run(&ctx, m),
         Command::Status { json } => status::run(&ctx, json),
         Command::User(u) => user::run(&ctx, u),
         Command::Validate(a) => process::validate(&ctx, &a),

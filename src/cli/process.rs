@@ -65,8 +65,8 @@ pub fn run_job(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Outcome> {
         "mail" => {
             let s = crate::mail::deliver::run_job(&ctx.cfg, &ctx.clock)?;
             println!(
-                "e-mails : {} envoyé(s), {} à réessayer, {} abandonné(s), {} différé(s)",
-                s.sent, s.retried, s.abandoned, s.deferred
+                "e-mails : {} envoyé(s), {} à réessayer, {} en échec (voir `status`, puis `mail retry`), {} différé(s)",
+                s.sent, s.retried, s.failed, s.deferred
             );
             Ok(Outcome::Ok)
         }

@@ -171,9 +171,9 @@ pub fn gather(conn: &mut Connection, ctx: &Ctx) -> Result<Status> {
         in_flight_decided,
         outputs_owed,
         mail_pending: mail.pending,
-        mail_failed: mail.abandoned,
+        mail_failed: mail.failed,
         mail_next_attempt_at: mail.next_attempt_at.as_deref().map(paris),
-        mail_failures: mail.failures.into_iter().filter(|f| f.abandoned).collect(),
+        mail_failures: mail.failed_messages,
         quarantined,
         last_files,
         last_errors,
@@ -273,11 +273,13 @@ pub fn write_human(out: &mut impl Write, s: &Status) -> std::io::Result<()> {
     for m in &s.mail_failures {
         writeln!(
             out,
-            "  failed #{} after {} attempt(s): {} ({})",
+            "  failed #{} after {} attempt(s){}: {} ({}) — `ppas-gateway mail retry {}` queues it again",
             m.id,
             m.attempts,
+            m.failed_at.as_deref().map(|t| format!(", {}", paris(t))).unwrap_or_default(),
             clean(&m.subject),
-            clean(&m.last_error)
+            clean(&m.last_error),
+            m.id
         )?;
     }
     writeln!(out, "quarantined     {}", s.quarantined.len())?;

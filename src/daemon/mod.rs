@@ -153,13 +153,9 @@ async fn run(config_path: Option<PathBuf>, cfg: Config, clock: Clock, pipeline: 
     } else {
         None
     };
-    let shared_cfg = Arc::new(cfg.clone());
-    let mail = tokio::spawn(crate::mail::deliver::worker(
-        shared_cfg.clone(),
-        clock,
-        Duration::from_secs(cfg.mail.poll_secs),
-        shutdown_rx.clone(),
-    ));
+    // The mail worker reads the latest configuration at each pass.
+    let (_mail_cfg_tx, mail_cfg_rx) = tokio::sync::watch::channel(Arc::new(cfg.clone()));
+    let mail = tokio::spawn(crate::mail::deliver::worker(mail_cfg_rx, clock, shutdown_rx.clone()));
     let sftp = if cfg.sftp.enabled {
         Some(sftp_glue::start(&cfg, clock, work_tx.clone(), arriving.clone(), shutdown_rx.clone()).await?)
     } else {

@@ -16,8 +16,9 @@ use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::Mailbox;
 use sha2::{Digest, Sha256};
 
-/// One row of `mail_queue`, as the worker reads it.
-#[derive(Debug, Clone)]
+/// One row of `mail_queue`, as the worker reads it. Its `Debug` leaves out
+/// a secret body.
+#[derive(Clone)]
 pub struct Queued {
     pub id: i64,
     pub dedup_key: String,
@@ -28,6 +29,24 @@ pub struct Queued {
     pub body: String,
     pub attempts: u32,
     pub next_attempt_at: String,
+    /// The body holds a secret (a password): wiped once delivered.
+    pub secret: bool,
+}
+
+impl std::fmt::Debug for Queued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queued")
+            .field("id", &self.id)
+            .field("dedup_key", &self.dedup_key)
+            .field("created_at", &self.created_at)
+            .field("recipients", &self.recipients)
+            .field("subject", &self.subject)
+            .field("body", &super::body_for_debug(&self.body, self.secret))
+            .field("attempts", &self.attempts)
+            .field("next_attempt_at", &self.next_attempt_at)
+            .field("secret", &self.secret)
+            .finish()
+    }
 }
 
 impl Queued {
@@ -115,6 +134,7 @@ mod tests {
             body: "Bonjour,\nvotre fichier a été rejeté.\n".into(),
             attempts: 0,
             next_attempt_at: "2026-11-25T09:00:00Z".into(),
+            secret: false,
         }
     }
 

@@ -5,18 +5,22 @@
 //! - [`enqueue`] (here): queue a message, once per cause.
 //! - [`deliver`]: the worker — one pass over the due messages, SMTP or `.eml`.
 //! - [`compose`]: a queued row as an RFC 5322 message, its id and file name.
-//! - [`queue`]: counts and errors for `status`; requeueing abandoned messages.
+//! - [`queue`]: counts and failed messages for `status`; `mail retry`.
+//! - [`smtp_url`]: `[mail] smtp_url`, a URL whose password never shows.
 
 pub mod compose;
 pub mod deliver;
 pub mod queue;
+pub mod smtp_url;
+
+pub use smtp_url::SmtpUrl;
 
 use anyhow::Result;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{params, Connection};
 
-/// A message to queue.
-#[derive(Debug, Clone)]
+/// A message to queue. Its `Debug` leaves out a secret body.
+#[derive(Clone)]
 pub struct Message {
     /// Unique key of the cause (e.g. `report:<file-id>`): queued at most once.
     pub dedup_key: String,
@@ -25,6 +29,27 @@ pub struct Message {
     pub body: String,
     /// The body holds a secret (a password): wiped from the state once delivered.
     pub secret: bool,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("dedup_key", &self.dedup_key)
+            .field("recipients", &self.recipients)
+            .field("subject", &self.subject)
+            .field("body", &body_for_debug(&self.body, self.secret))
+            .field("secret", &self.secret)
+            .finish()
+    }
+}
+
+/// A body as `Debug` shows it: a secret one only by its length.
+pub(crate) fn body_for_debug(body: &str, secret: bool) -> std::borrow::Cow<'_, str> {
+    if secret {
+        format!("<secret, {} bytes>", body.len()).into()
+    } else {
+        body.into()
+    }
 }
 
 /// Queues a message; a second message with the same dedup key is ignored.
@@ -41,4 +66,39 @@ pub fn enqueue(conn: &Connection, now: DateTime<Utc>, m: &Message) -> Result<boo
         params![m.dedup_key, at, m.recipients.join(","), m.subject, m.body, m.secret],
     )?;
     Ok(n == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_leaves_a_secret_body_out() {
+        let mut m = Message {
+            dedup_key: "user:alice:password".into(),
+            recipients: vec!["alice@example.org".into()],
+            subject: "Votre mot de passe".into(),
+            body: "Mot de passe : Zq8-secret".into(),
+            secret: true,
+        };
+        let shown = format!("{m:?}");
+        assert!(
+            !shown.contains("Zq8-secret") && shown.contains("<secret, 25 bytes>"),
+            "{shown}"
+        );
+        m.secret = false;
+        assert!(format!("{m:?}").contains("Zq8-secret"));
+        let q = compose::Queued {
+            id: 1,
+            dedup_key: m.dedup_key.clone(),
+            created_at: String::new(),
+            recipients: String::new(),
+            subject: m.subject.clone(),
+            body: m.body.clone(),
+            attempts: 0,
+            next_attempt_at: String::new(),
+            secret: true,
+        };
+        assert!(!format!("{q:?}").contains("Zq8-secret"));
+    }
 }

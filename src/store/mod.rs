@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 
 pub mod dates;
 pub mod raw;
@@ -73,37 +73,57 @@ pub fn open(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-/// Opens the database of a read-only command (`status`, `validate`,
-/// `history`, …): it must exist, and is neither created nor migrated (a
-/// daemon of another version may be running on it). The error says where
-/// it looked and what creates it.
+/// Opens a database that must already exist, without creating nor migrating
+/// it: for the commands that never create a spool or a database (spec §8:
+/// `status`, `validate`, `history`, `config check`, `mail retry`).
+///
+/// Refused, with a message that says where it looked and what to do: a
+/// missing file (nothing is created, not even its folder), a file that is
+/// not a database, a schema older than this binary's (migrating is the job
+/// of `serve`, `process`, `import` and `user`), a schema newer than it.
 pub fn open_existing(path: &Path) -> Result<Connection> {
     tune_sqlite();
-    if !path.is_file() {
-        bail!(
-            "no database at {} ([paths] database): `serve`, `process --once`, `import` or `user add` create it",
-            path.display()
-        );
+    let shown = || match std::path::absolute(path) {
+        Ok(abs) if abs != path => format!("{} ({})", path.display(), abs.display()),
+        _ => path.display().to_string(),
+    };
+    match path.try_exists() {
+        Ok(true) => {}
+        Ok(false) => bail!(
+            "no database at {}: nothing was created; check [paths] database in the configuration \
+             (`serve`, `process --once`, `import` and `user` create it)",
+            shown()
+        ),
+        Err(e) => return Err(e).with_context(|| format!("cannot look for the database {}", shown())),
     }
+    // SQLITE_OPEN_CREATE left out: SQLite itself refuses to create the file
+    // should it disappear between the check above and this call.
     let conn = Connection::open_with_flags(
         path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .with_context(|| format!("cannot open database {}", path.display()))?;
-    conn.busy_timeout(Duration::from_secs(30))?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if version != SCHEMA_VERSION {
-        let what = if version < SCHEMA_VERSION {
-            "older than this binary's: start `serve` or run `process --once` once to upgrade it"
-        } else {
-            "newer than this binary's: use the newer binary"
-        };
+    .with_context(|| format!("cannot open database {}", shown()))?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .with_context(|| format!("{} is not a readable SQLite database", shown()))?;
+    if version == 0 {
+        bail!("{} is not a ppas-gateway database (no schema)", shown());
+    }
+    if version < SCHEMA_VERSION {
         bail!(
-            "database {} has schema version {version}, {what} ({SCHEMA_VERSION})",
-            path.display()
+            "database {} has schema version {version}, this binary needs {SCHEMA_VERSION}: \
+             run `ppas-gateway process --once` (or start the service) once to migrate it",
+            shown()
         );
     }
+    if version > SCHEMA_VERSION {
+        bail!(
+            "database {} has schema version {version}, newer than this binary knows ({SCHEMA_VERSION}): \
+             upgrade the gateway",
+            shown()
+        );
+    }
+    configure(&conn).with_context(|| format!("database {}", shown()))?;
     Ok(conn)
 }
 
@@ -115,11 +135,18 @@ pub fn open_in_memory() -> Result<Connection> {
     Ok(conn)
 }
 
+/// The settings of every connection.
+///
+/// `secure_delete`: content deleted or overwritten (a mail body wiped once
+/// delivered because it held a password) is overwritten with zeros in its
+/// page instead of lingering in free space; a checkpoint then carries the
+/// cleaned page into the database file (see [`crate::mail::deliver`]).
 fn configure(conn: &Connection) -> Result<()> {
     conn.busy_timeout(Duration::from_secs(30))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "secure_delete", "ON")?;
     Ok(())
 }
 
@@ -221,7 +248,7 @@ mod tests {
             .pragma_update(None, "user_version", 1)
             .unwrap();
         let e = open_existing(&p).unwrap_err();
-        assert!(format!("{e:#}").contains("older"), "{e:#}");
+        assert!(format!("{e:#}").contains("needs 7"), "{e:#}");
     }
 
     #[test]
@@ -232,6 +259,56 @@ mod tests {
         let c = open(&p).unwrap();
         let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(v, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn every_connection_overwrites_deleted_content() {
+        let d = tempfile::tempdir().unwrap();
+        for c in [open(&d.path().join("g.db")).unwrap(), open_in_memory().unwrap()] {
+            let on: i64 = c.pragma_query_value(None, "secure_delete", |r| r.get(0)).unwrap();
+            assert_eq!(on, 1);
+        }
+    }
+
+    #[test]
+    fn open_existing_creates_nothing_and_refuses_other_schemas() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state/g.db");
+        let e = format!("{:#}", open_existing(&p).unwrap_err());
+        assert!(
+            e.contains("no database at") && e.contains(&p.display().to_string()),
+            "{e}"
+        );
+        assert!(!d.path().join("state").exists(), "nothing created");
+
+        drop(open(&p).unwrap());
+        let c = open_existing(&p).unwrap();
+        let on: i64 = c.pragma_query_value(None, "secure_delete", |r| r.get(0)).unwrap();
+        assert_eq!(on, 1);
+        c.pragma_update(None, "user_version", SCHEMA_VERSION - 1).unwrap();
+        drop(c);
+        let e = format!("{:#}", open_existing(&p).unwrap_err());
+        assert!(e.contains(&format!("schema version {}", SCHEMA_VERSION - 1)), "{e}");
+        let v: i64 = Connection::open(&p)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION - 1, "not migrated");
+
+        Connection::open(&p)
+            .unwrap()
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let e = format!("{:#}", open_existing(&p).unwrap_err());
+        assert!(e.contains("newer than this binary"), "{e}");
+
+        let empty = d.path().join("empty.db");
+        std::fs::write(&empty, b"").unwrap();
+        let e = format!("{:#}", open_existing(&empty).unwrap_err());
+        assert!(e.contains("not a ppas-gateway database"), "{e}");
+        let junk = d.path().join("junk.db");
+        std::fs::write(&junk, vec![b'x'; 4096]).unwrap();
+        assert!(open_existing(&junk).is_err());
     }
 
     #[test]

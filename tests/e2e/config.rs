@@ -101,6 +101,61 @@ fn config_check_prints_the_same_values_for_the_shipped_and_an_empty_file() {
     assert_eq!(a, run(&empty));
 }
 
+/// A relay password, recognisable wherever it would leak.
+const RELAY_PASSWORD: &str = "Tr3s-S3cret-Relais";
+
+#[test]
+fn config_check_masks_the_relay_password_and_its_output_reads_back() {
+    let g = Gateway::new();
+    let base = std::fs::read_to_string(&g.config).unwrap();
+    std::fs::write(
+        &g.config,
+        format!("{base}[mail]\nsmtp_url = \"smtp://gw-caisse:{RELAY_PASSWORD}@relay.caisse.fr:587?tls=required\"\n"),
+    )
+    .unwrap();
+    let out = g.run(&["config", "check"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(
+        printed.contains("smtp_url = \"smtp://gw-caisse:***@relay.caisse.fr:587?tls=required\""),
+        "{printed}"
+    );
+    assert!(!printed.contains(RELAY_PASSWORD) && !text(&out.stderr).contains(RELAY_PASSWORD));
+    assert!(text(&out.stderr).is_empty(), "{}", text(&out.stderr));
+
+    // The printout is a valid configuration...
+    let masked = Config::parse(&printed).expect("config check output parses");
+    assert!(masked.mail.smtp_url.as_ref().unwrap().has_masked_password());
+    std::fs::write(&g.config, &printed).unwrap();
+    let out = g.run(&["config", "check"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), printed, "the same effective values");
+    assert!(text(&out.stderr).contains("warning") && text(&out.stderr).contains("mask"));
+    // ... but the mask is never sent as the password.
+    let out = g.run(&["run", "mail"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(err.contains("the password is the mask"), "{err}");
+}
+
+#[test]
+fn a_refused_relay_url_is_quoted_masked() {
+    let g = Gateway::new();
+    let base = std::fs::read_to_string(&g.config).unwrap();
+    for bad in [
+        format!("smtp_url = \"smtp://gw-caisse:{RELAY_PASSWORD}@relay:25?tls=never\""),
+        format!("smtp_url = \"smtp://gw-caisse:{RELAY_PASSWORD}/x@relay:25\""),
+        format!("smtp_url = \"smtp://gw-caisse:{RELAY_PASSWORD}@relay:25\" trailing words\n"),
+    ] {
+        std::fs::write(&g.config, format!("{base}[mail]\n{bad}\n")).unwrap();
+        let out = g.run(&["config", "check"], None);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(!err.contains(RELAY_PASSWORD), "{err}");
+        assert!(err.contains("gw-caisse:***@"), "{err}");
+    }
+}
+
 /// `Key=value` lines of the unit (comments and sections left out).
 fn directives() -> Vec<(String, String)> {
     UNIT.lines()

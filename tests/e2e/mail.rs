@@ -16,12 +16,12 @@ use serde_json::Value;
 
 use crate::support::repo;
 
-fn at(s: &str) -> DateTime<Utc> {
+pub(crate) fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
 /// A port with nothing listening on it (yet).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -30,13 +30,13 @@ fn free_port() -> u16 {
 }
 
 /// The SMTP sink, stopped when dropped.
-struct Sink {
+pub(crate) struct Sink {
     child: Child,
     dir: PathBuf,
 }
 
 impl Sink {
-    fn start(port: u16, dir: &Path) -> Sink {
+    pub(crate) fn start(port: u16, dir: &Path) -> Sink {
         let mut child = Command::new("/usr/bin/python3")
             .arg(repo().join("scripts/smtp_sink.py"))
             .arg(port.to_string())
@@ -56,7 +56,7 @@ impl Sink {
     }
 
     /// Decoded records of the messages received, in arrival order.
-    fn received(&self) -> Vec<Value> {
+    pub(crate) fn received(&self) -> Vec<Value> {
         let mut names: Vec<PathBuf> = std::fs::read_dir(&self.dir)
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -79,13 +79,13 @@ impl Drop for Sink {
     }
 }
 
-fn setup(smtp_port: Option<u16>) -> (tempfile::TempDir, Config, Connection) {
+pub(crate) fn setup(smtp_port: Option<u16>) -> (tempfile::TempDir, Config, Connection) {
     let d = tempfile::tempdir().unwrap();
     let mut cfg = Config::default();
     cfg.paths.spool = d.path().join("spool");
     cfg.paths.database = d.path().join("spool/state/gateway.db");
     cfg.mail.from = "ppas-gateway@carsat-exemple.fr".into();
-    cfg.mail.smtp_url = smtp_port.map(|p| format!("smtp://127.0.0.1:{p}"));
+    cfg.mail.smtp_url = smtp_port.map(|p| ppas_gateway::mail::SmtpUrl::new(format!("smtp://127.0.0.1:{p}")));
     let conn = ppas_gateway::store::open(&cfg.paths.database).unwrap();
     (d, cfg, conn)
 }
@@ -140,12 +140,13 @@ fn relay_down_then_up_delivers_each_message_exactly_once() {
         sent_at: sent,
         attempts,
         last_error: err,
+        ..
     } = deliver::state_of(&conn, "report:1").unwrap().unwrap();
     assert_eq!((sent, attempts), (None, 1));
     assert!(!err.unwrap().is_empty());
     let st = queue::status(&conn, &cfg, t0).unwrap();
     assert_eq!((st.pending, st.sent), (2, 0));
-    assert_eq!(st.failures[0].dedup_key, "report:1");
+    assert_eq!(st.retrying[0].dedup_key, "report:1");
 
     // The relay comes back. 30 s later the first is still backing off (1 min);
     // the second, never attempted, goes out.
@@ -207,6 +208,7 @@ fn relay_down_then_up_delivers_each_message_exactly_once() {
         sent_at: sent,
         attempts,
         last_error: err,
+        ..
     } = deliver::state_of(&conn, "report:1").unwrap().unwrap();
     assert_eq!(
         (sent.as_deref(), attempts, err),
@@ -220,8 +222,8 @@ fn relay_down_then_up_delivers_each_message_exactly_once() {
         "{hist:?}"
     );
     let st = queue::status(&conn, &cfg, t0 + Duration::hours(48)).unwrap();
-    assert_eq!((st.pending, st.abandoned, st.sent), (0, 0, 2));
-    assert!(st.failures.is_empty());
+    assert_eq!((st.pending, st.failed, st.sent), (0, 0, 2));
+    assert!(st.retrying.is_empty() && st.failed_messages.is_empty());
 }
 
 #[test]
@@ -255,13 +257,15 @@ fn a_refused_message_backs_off_alone_and_is_abandoned_after_max_attempts() {
     let s = deliver::run_once(&mut conn, &cfg, &Clock::Fixed(t0 + Duration::minutes(1))).unwrap();
     assert_eq!(s.retried, 1);
     let s = deliver::run_once(&mut conn, &cfg, &Clock::Fixed(t0 + Duration::minutes(3))).unwrap();
-    assert_eq!(s.abandoned, 1);
+    assert_eq!(s.failed, 1);
     let s = deliver::run_once(&mut conn, &cfg, &Clock::Fixed(t0 + Duration::days(3))).unwrap();
     assert_eq!(s, DeliverySummary::default());
 
     let st = queue::status(&conn, &cfg, t0 + Duration::days(3)).unwrap();
-    assert_eq!((st.pending, st.abandoned, st.sent), (0, 1, 1));
-    assert!(st.failures[0].abandoned && st.failures[0].last_error.contains("550"));
+    assert_eq!((st.pending, st.failed, st.sent), (0, 1, 1));
+    let f = &st.failed_messages[0];
+    assert_eq!(f.failed_at.as_deref(), Some("2026-11-25T09:03:00Z"));
+    assert!(f.last_error.contains("550"), "{f:?}");
     assert_eq!(sink.received().len(), 1);
 }
 
@@ -345,12 +349,8 @@ fn the_async_entry_point_runs_off_the_runtime() {
     // The periodic worker stops when told to.
     let (tx, rx) = tokio::sync::watch::channel(false);
     rt.block_on(async {
-        let w = tokio::spawn(deliver::worker(
-            cfg.clone(),
-            Clock::Fixed(t0),
-            std::time::Duration::from_secs(3600),
-            rx,
-        ));
+        let (_cfg_tx, cfg_rx) = tokio::sync::watch::channel(cfg.clone());
+        let w = tokio::spawn(deliver::worker(cfg_rx, Clock::Fixed(t0), rx));
         tokio::task::yield_now().await;
         tx.send(true).unwrap();
         tokio::time::timeout(std::time::Duration::from_secs(30), w)
@@ -358,4 +358,163 @@ fn the_async_entry_point_runs_off_the_runtime() {
             .unwrap()
             .unwrap();
     });
+}
+
+/// Runs the binary with a configuration file and the clock at `now`.
+pub(crate) fn gateway(config: &Path, now: DateTime<Utc>, args: &[&str]) -> std::process::Output {
+    Command::new(crate::support::bin())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("PPAS_GATEWAY_NOW", now.to_rfc3339())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run ppas-gateway")
+}
+
+pub(crate) fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A configuration file for `cfg` (paths, sender, relay, attempts).
+pub(crate) fn config_file(dir: &Path, cfg: &Config) -> PathBuf {
+    let path = dir.join("ppas-gateway.toml");
+    let mut t = format!(
+        "[paths]\nspool = {:?}\ndatabase = {:?}\n[mail]\nfrom = {:?}\nmax_attempts = {}\n",
+        cfg.paths.spool.display().to_string(),
+        cfg.paths.database.display().to_string(),
+        cfg.mail.from,
+        cfg.mail.max_attempts
+    );
+    if let Some(u) = &cfg.mail.smtp_url {
+        // No password in these URLs: the masked form is the URL.
+        t.push_str(&format!("smtp_url = {:?}\n", u.to_string()));
+    }
+    std::fs::write(&path, t).unwrap();
+    path
+}
+
+#[test]
+fn a_message_failed_after_its_last_attempt_is_shown_then_retried_by_hand_and_sent_once() {
+    let port = free_port();
+    let (d, mut cfg, conn) = setup(Some(port));
+    cfg.mail.max_attempts = 3;
+    let config = config_file(d.path(), &cfg);
+    let t0 = at("2026-11-25T09:00:00Z");
+    enqueue(&conn, t0, &notice("report:1", &["gestion@saad-nord.fr"])).unwrap();
+    let id = deliver::state_of(&conn, "report:1").unwrap().unwrap().id;
+    drop(conn);
+
+    // The relay is down for the three attempts (at +0, +1 and +3 min).
+    let mut logs = String::new();
+    for (minutes, summary) in [
+        (0, "1 à réessayer, 0 abandonné(s)"),
+        (1, "1 à réessayer, 0 abandonné(s)"),
+        (2, "0 à réessayer, 0 abandonné(s)"),
+        (3, "0 à réessayer, 1 abandonné(s)"),
+        (60, "0 à réessayer, 0 abandonné(s)"),
+    ] {
+        let out = gateway(&config, t0 + Duration::minutes(minutes), &["run", "mail"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains(summary),
+            "+{minutes} min: {}",
+            text(&out.stdout)
+        );
+        logs.push_str(&text(&out.stderr));
+    }
+    let failed_lines: Vec<&str> = logs.lines().filter(|l| l.contains("e-mail failed")).collect();
+    assert_eq!(failed_lines.len(), 1, "logged once:\n{logs}");
+    assert!(failed_lines[0].contains("ERROR"), "at error level: {}", failed_lines[0]);
+
+    // `status` counts it failed and shows why, once.
+    let out = gateway(&config, t0 + Duration::hours(2), &["status", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["mail_pending"].as_u64(), v["mail_failed"].as_u64()),
+        (Some(0), Some(1)),
+        "{v}"
+    );
+    let errors: Vec<&Value> = v["last_errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["worker"] == "mail")
+        .collect();
+    assert_eq!(errors.len(), 1, "{v}");
+    let note = errors[0]["message"].as_str().unwrap();
+    assert!(
+        note.starts_with(&format!("e-mail {id} \"{SUBJECT}\" (report:1) failed after 3 attempts")),
+        "{note}"
+    );
+    assert!(note.to_lowercase().contains("connection refused"), "{note}");
+    assert!(!note.contains("a été traité"), "never the body: {note}");
+    // Each failed message with its error, for `status` to display.
+    let conn = ppas_gateway::store::open(&cfg.paths.database).unwrap();
+    let st = queue::status(&conn, &cfg, t0 + Duration::hours(2)).unwrap();
+    assert_eq!(st.failed_messages.len(), 1);
+    let f = &st.failed_messages[0];
+    assert_eq!(
+        (f.id, f.dedup_key.as_str(), f.subject.as_str(), f.attempts),
+        (id, "report:1", SUBJECT, 3)
+    );
+    assert_eq!(f.failed_at.as_deref(), Some("2026-11-25T09:03:00Z"));
+    assert!(f.last_error.to_lowercase().contains("connection refused"), "{f:?}");
+    drop(conn);
+
+    // The relay is back; the operator queues it again.
+    let sink = Sink::start(port, &d.path().join("received"));
+    let later = t0 + Duration::days(1);
+    for (args, code, needle) in [
+        (&["mail", "retry", "999"][..], 2, "no e-mail 999"),
+        (&["mail", "retry"][..], 2, "--all"),
+        (&["mail", "retry", "--all", "1"][..], 2, "cannot be used with"),
+    ] {
+        let out = gateway(&config, later, args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
+        assert!(text(&out.stderr).contains(needle), "{args:?}: {}", text(&out.stderr));
+    }
+    let out = gateway(&config, later, &["mail", "retry", "--all"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "1 failed e-mail queued again; it goes out at the next mail pass\n"
+    );
+    let out = gateway(&config, later, &["mail", "retry", &id.to_string()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("has not failed"), "{}", text(&out.stderr));
+
+    let out = gateway(&config, later, &["run", "mail"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("1 envoyé(s)"), "{}", text(&out.stdout));
+    let out = gateway(&config, later + Duration::hours(1), &["run", "mail"]);
+    assert!(text(&out.stdout).contains("0 envoyé(s)"), "{}", text(&out.stdout));
+    let got = sink.received();
+    assert_eq!(got.len(), 1, "delivered once: {got:#?}");
+    assert_eq!(got[0]["subject"], SUBJECT);
+    let out = gateway(&config, later + Duration::hours(1), &["status", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["mail_pending"].as_u64(), v["mail_failed"].as_u64()),
+        (Some(0), Some(0)),
+        "{v}"
+    );
+}
+
+#[test]
+fn mail_retry_never_creates_a_database() {
+    let d = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    cfg.paths.spool = d.path().join("spool");
+    cfg.paths.database = d.path().join("spool/state/gateway.db");
+    let config = config_file(d.path(), &cfg);
+    let out = gateway(&config, at("2026-11-25T09:00:00Z"), &["mail", "retry", "--all"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("no database at") && err.contains(&cfg.paths.database.display().to_string()),
+        "{err}"
+    );
+    assert!(!d.path().join("spool").exists(), "nothing created");
 }

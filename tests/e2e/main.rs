@@ -13,6 +13,7 @@ mod crash;
 mod history;
 mod import;
 mod mail;
+mod mail_secrets;
 mod pipeline;
 mod pipeline_support;
 mod report;
