@@ -222,3 +222,40 @@ async fn handles_are_limited_and_unknown_ones_refused() {
     assert!(f.ops.close("nope").await.is_err());
     assert!(f.ops.read(1, "nope", 0, 1).await.is_err());
 }
+
+/// Names of a folder's listing (one batch).
+async fn listed(ops: &mut Ops, path: &str) -> Vec<String> {
+    let h = ops.opendir(path).await.unwrap();
+    ops.readdir(&h).unwrap().into_iter().map(|e| e.filename).collect()
+}
+
+#[tokio::test]
+async fn the_gateway_temporary_files_are_not_part_of_the_tree() {
+    let mut f = fixture(1 << 20);
+    let reports = f.dir.path().join("outbound/saad1/reports");
+    fs::create_dir_all(&reports).unwrap();
+    fs::write(reports.join("a.report.pdf"), b"%PDF").unwrap();
+    fs::write(reports.join(".ppas-tmp-42-1-0001-b.report.pdf"), b"%PD").unwrap();
+    fs::create_dir_all(f.dir.path().join("outbound/saad1/.ppas-tmp-dir")).unwrap();
+    fs::write(f.inbound().join(".ppas-tmp-42-2-0002-c.xml"), b"<").unwrap();
+    fs::write(f.inbound().join(".sftp-0123456789abcdef"), b"<").unwrap();
+    fs::write(f.inbound().join("d.xml"), b"<d/>").unwrap();
+    assert_eq!(listed(&mut f.ops, "/out/reports").await, ["a.report.pdf"]);
+    assert_eq!(listed(&mut f.ops, "/out").await, ["reports"]);
+    assert_eq!(listed(&mut f.ops, "/in").await, ["d.xml"]);
+    for path in [
+        "/out/reports/.ppas-tmp-42-1-0001-b.report.pdf",
+        "/in/.ppas-tmp-42-2-0002-c.xml",
+    ] {
+        assert_eq!(
+            f.ops.stat(path).await.unwrap_err().code,
+            StatusCode::NoSuchFile,
+            "{path}"
+        );
+        let e = f.ops.open(path, OpenFlags::READ).await.unwrap_err();
+        assert_eq!(e.code, StatusCode::NoSuchFile, "{path}");
+    }
+    assert!(f.ops.opendir("/out/.ppas-tmp-dir").await.is_err());
+    // Nor can a provider make one.
+    assert!(f.ops.open("/in/.ppas-tmp-1-1-x.xml", WRITE_NEW).await.is_err());
+}
