@@ -1,6 +1,7 @@
 //! Wires the SFTP server to the rest of the daemon: accounts read from the
 //! state, completed uploads handed to the processor at once, downloads
-//! recorded in the history ("récupération").
+//! recorded in the history ("récupération"). [`start`] also hands back the
+//! server's [`Reload`] handle for SIGHUP.
 
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
@@ -13,7 +14,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::history::{self, Entry};
 use crate::pipeline::Channel;
-use crate::sftp::{AccountSource, SftpAccount, SftpEvents, SftpServer};
+use crate::sftp::{AccountSource, Reload, SftpAccount, SftpEvents, SftpServer};
 
 struct DbAccounts {
     conn: Mutex<Connection>,
@@ -74,14 +75,15 @@ impl SftpEvents for Events {
     }
 }
 
-/// Binds the SFTP server and runs it until `shutdown`.
+/// Binds the SFTP server and runs it until `shutdown`; returns its task and
+/// the handle that applies a reloaded configuration to it.
 pub async fn start(
     cfg: &Config,
     clock: Clock,
     work: mpsc::Sender<Work>,
     arriving: super::Arriving,
     shutdown: tokio::sync::watch::Receiver<bool>,
-) -> Result<tokio::task::JoinHandle<()>> {
+) -> Result<(tokio::task::JoinHandle<()>, Reload)> {
     let cfg = cfg.clone();
     let server = tokio::task::spawn_blocking(move || -> Result<SftpServer> {
         let accounts = Arc::new(DbAccounts {
@@ -97,9 +99,11 @@ pub async fn start(
     })
     .await
     .context("SFTP start-up task")??;
-    Ok(tokio::spawn(async move {
+    let reload = server.reload_handle();
+    let task = tokio::spawn(async move {
         if let Err(e) = server.run(shutdown).await {
             tracing::error!(error = format!("{e:#}"), "SFTP server stopped with an error");
         }
-    }))
+    });
+    Ok((task, reload))
 }

@@ -32,7 +32,7 @@ pub mod space;
 pub mod upload;
 pub mod vfs;
 
-pub use server::SftpServer;
+pub use server::{Reload, SftpServer};
 
 /// One SFTP login as the account store knows it.
 #[derive(Debug, Clone, Default)]

@@ -326,7 +326,7 @@ impl Ops {
                     }
                 }
             }
-            if space.fsync {
+            if space.limits.fsync() {
                 space.sync_inbound();
             }
             tracing::info!(login = %space.login, provider = %space.provider, %from, %to, "renamed by the provider");

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use russh_sftp::protocol::{OpenFlags, StatusCode};
 
 use super::Ops;
-use crate::sftp::space::{Space, SpaceConfig};
+use crate::sftp::space::{Space, SpaceConfig, UploadLimits};
 use crate::sftp::SftpEvents;
 
 #[derive(Default)]
@@ -31,6 +31,7 @@ struct Fixture {
     dir: tempfile::TempDir,
     events: Arc<Recorder>,
     closing: Arc<AtomicBool>,
+    limits: Arc<UploadLimits>,
     ops: Ops,
 }
 
@@ -38,11 +39,11 @@ fn fixture(max_file_size: u64) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let events = Arc::new(Recorder::default());
     let closing = Arc::new(AtomicBool::new(false));
+    let limits = Arc::new(UploadLimits::new(max_file_size, true));
     let space = Space::open(
         SpaceConfig {
             spool: dir.path(),
-            max_file_size,
-            fsync: true,
+            limits: limits.clone(),
             events: events.clone(),
             closing: closing.clone(),
         },
@@ -54,6 +55,7 @@ fn fixture(max_file_size: u64) -> Fixture {
         dir,
         events,
         closing,
+        limits,
         ops: Ops::new(Arc::new(space)),
     }
 }
@@ -258,4 +260,17 @@ async fn the_gateway_temporary_files_are_not_part_of_the_tree() {
     assert!(f.ops.opendir("/out/.ppas-tmp-dir").await.is_err());
     // Nor can a provider make one.
     assert!(f.ops.open("/in/.ppas-tmp-1-1-x.xml", WRITE_NEW).await.is_err());
+}
+
+#[tokio::test]
+async fn upload_limits_changed_apply_to_the_next_upload() {
+    let mut f = fixture(10);
+    let before = f.ops.open("/in/a.xml", WRITE_NEW).await.unwrap();
+    f.limits.set(4, false);
+    let after = f.ops.open("/in/b.xml", WRITE_NEW).await.unwrap();
+    f.ops.write(&before, 0, Bytes::from_static(b"12345678")).await.unwrap();
+    f.ops.close(&before).await.unwrap();
+    let e = f.ops.write(&after, 0, Bytes::from_static(b"12345")).await.unwrap_err();
+    assert!(e.msg.contains("the limit is 4 bytes"), "{e:?}");
+    assert_eq!(f.names(), vec!["a.xml"]);
 }

@@ -294,8 +294,7 @@ impl russh::server::Handler for Connection {
             Space::open(
                 SpaceConfig {
                     spool: &shared.spool,
-                    max_file_size: shared.max_file_size,
-                    fsync: shared.fsync,
+                    limits: shared.uploads.clone(),
                     events: shared.events.clone(),
                     closing: shared.closing.clone(),
                 },
@@ -321,7 +320,7 @@ impl russh::server::Handler for Connection {
         let (read, write) = channel.split();
         let guard = self.shared.track();
         let stop = self.shared.stop_rx();
-        let idle = self.shared.idle;
+        let idle = self.shared.limits().idle;
         let handle = session.handle();
         tokio::spawn(async move {
             let _guard = guard;

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ppas_gateway::config::Config;
-use ppas_gateway::sftp::{AccountSource, SftpAccount, SftpEvents, SftpServer};
+use ppas_gateway::sftp::{AccountSource, Reload, SftpAccount, SftpEvents, SftpServer};
 use serde_json::Value;
 
 use crate::support;
@@ -56,6 +56,8 @@ pub struct Gateway {
     pub events: Arc<Events>,
     pub addr: SocketAddr,
     pub fingerprint: String,
+    /// What the daemon calls on SIGHUP.
+    pub reload: Reload,
     rt: tokio::runtime::Runtime,
     stop: tokio::sync::watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -97,6 +99,7 @@ impl Gateway {
         let server = SftpServer::new(&cfg, accounts.clone(), events.clone()).expect("server starts");
         let addr = server.local_addr();
         let fingerprint = server.host_key_fingerprint().to_string();
+        let reload = server.reload_handle();
         let (stop, rx) = tokio::sync::watch::channel(false);
         let task = rt.spawn(server.run(rx));
         Gateway {
@@ -106,6 +109,7 @@ impl Gateway {
             events,
             addr,
             fingerprint,
+            reload,
             rt,
             stop,
             task: Some(task),
@@ -126,6 +130,7 @@ impl Gateway {
     pub fn restart(&mut self) {
         self.stop().unwrap();
         let server = SftpServer::new(&self.cfg, self.accounts.clone(), self.events.clone()).expect("server restarts");
+        self.reload = server.reload_handle();
         self.addr = server.local_addr();
         self.fingerprint = server.host_key_fingerprint().to_string();
         let (stop, rx) = tokio::sync::watch::channel(false);
