@@ -34,10 +34,22 @@ use super::defender::{Defender, Policy};
 use super::session::Connection;
 use super::space::UploadLimits;
 use super::{auth, hostkey, space, AccountSource, SftpEvents};
+use crate::clock::Clock;
 use crate::config::Config;
 
 /// How long shutdown waits for sessions to end before sweeping.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The authentication methods offered, in every answer.
+pub(crate) fn methods() -> MethodSet {
+    MethodSet::from(
+        &[
+            MethodKind::PublicKey,
+            MethodKind::KeyboardInteractive,
+            MethodKind::Password,
+        ][..],
+    )
+}
 
 /// The connection and session limits of `[sftp]` a reload may change
 /// (upload limits are in [`UploadLimits`], the throttle's in the defender).
@@ -68,6 +80,8 @@ pub(crate) struct Shared {
     pub events: Arc<dyn SftpEvents>,
     pub defender: Defender,
     pub spool: PathBuf,
+    /// The one clock: temporary passwords expire by it.
+    pub clock: Clock,
     pub uploads: Arc<UploadLimits>,
     limits: RwLock<Limits>,
     /// The russh settings for new connections (rebuilt by a reload).
@@ -220,8 +234,14 @@ struct StartedWith {
 
 impl SftpServer {
     /// Loads (or generates) the host key, removes temporary uploads a crash
-    /// left, binds `[sftp] listen`. Blocking: call it at start-up.
-    pub fn new(cfg: &Config, accounts: Arc<dyn AccountSource>, events: Arc<dyn SftpEvents>) -> Result<SftpServer> {
+    /// left, binds `[sftp] listen`. Blocking: call it at start-up. `clock`
+    /// is the one the expiry of temporary passwords is read on.
+    pub fn new(
+        cfg: &Config,
+        clock: Clock,
+        accounts: Arc<dyn AccountSource>,
+        events: Arc<dyn SftpEvents>,
+    ) -> Result<SftpServer> {
         let s = &cfg.sftp;
         let key = hostkey::load_or_create(&s.host_key)?;
         let fingerprint = hostkey::fingerprint(&key);
@@ -246,6 +266,7 @@ impl SftpServer {
             events,
             defender: Defender::new(Policy::from_config(s)),
             spool,
+            clock,
             uploads: Arc::new(UploadLimits::new(cfg.limits.max_file_size, s.fsync_uploads)),
             limits: RwLock::new(Limits::from_config(s)),
             ssh: RwLock::new(Arc::new(ssh_config(s, key.clone()))),
@@ -518,7 +539,7 @@ fn ssh_config(s: &crate::config::Sftp, key: russh::keys::PrivateKey) -> SshConfi
     };
     SshConfig {
         server_id: SshId::Standard(Cow::Borrowed("SSH-2.0-ppas-gateway")),
-        methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..]),
+        methods: methods(),
         auth_rejection_time: Duration::from_millis(s.failure_delay_ms),
         // OpenSSH clients open with a "none" probe: answering it at once
         // reveals nothing (every login gets the same method list).
@@ -564,7 +585,7 @@ mod tests {
     fn reload_applies_limits_to_what_starts_next_and_reports_restart_keys() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(dir.path(), "", "");
-        let server = SftpServer::new(&cfg, Arc::new(NoAccounts), Arc::new(NoEvents)).unwrap();
+        let server = SftpServer::new(&cfg, Clock::System, Arc::new(NoAccounts), Arc::new(NoEvents)).unwrap();
         let reload = server.reload_handle();
         let shared = server.shared.clone();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
