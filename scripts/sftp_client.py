@@ -7,6 +7,11 @@ and prints one JSON object per operation on stdout:
 With --no-auth N: handshake only, then wait up to N seconds for the server
 to close the connection. Authentication failures print {"op": "auth", "ok": false, "error": ..., "seconds": ...}
 and exit with status 3.
+With --interactive JSON (a list of rounds, each a list of answers):
+keyboard-interactive authentication; each round of prompts the server sends
+is answered with the next list (rounds past the last one with empty
+strings), and the auth line carries "rounds": [{"name", "instructions",
+"prompts": [[text, echo], ...]}, ...], what the server asked.
 
 Operations (each a JSON list: name then arguments):
   ["ls", path]                     names, sorted (listdir: needs EOF at the end)
@@ -142,11 +147,22 @@ def main():
     p.add_argument("--user", required=True)
     p.add_argument("--password")
     p.add_argument("--key")
+    p.add_argument("--interactive", metavar="JSON",
+                   help="keyboard-interactive: list of rounds, each a list of answers")
     p.add_argument("--no-auth", type=float, metavar="SECONDS",
                    help="complete the SSH handshake, never log in, report when the server closes")
     p.add_argument("ops", help="JSON list of operations")
     a = p.parse_args()
     ops = json.loads(a.ops)
+
+    rounds = []
+    answers = json.loads(a.interactive) if a.interactive is not None else []
+
+    def handler(title, instructions, prompts):
+        rounds.append({"name": title, "instructions": instructions,
+                       "prompts": [[text, bool(echo)] for text, echo in prompts]})
+        given = answers[len(rounds) - 1] if len(rounds) <= len(answers) else []
+        return [given[i] if i < len(given) else "" for i in range(len(prompts))]
 
     source = (a.source, 0) if a.source else None
     sock = socket.create_connection((a.host, a.port), timeout=30, source_address=source)
@@ -164,13 +180,15 @@ def main():
             return
         if a.key:
             transport.auth_publickey(a.user, load_key(a.key))
+        elif a.interactive is not None:
+            transport.auth_interactive(a.user, handler)
         else:
             transport.auth_password(a.user, a.password or "")
     except (paramiko.AuthenticationException, paramiko.SSHException, EOFError, OSError) as e:
         emit({"op": "auth", "ok": False, "error": "%s: %s" % (type(e).__name__, e),
-              "seconds": round(time.time() - started, 3)})
+              "seconds": round(time.time() - started, 3), "rounds": rounds})
         sys.exit(3)
-    emit({"op": "auth", "ok": True, "seconds": round(time.time() - started, 3)})
+    emit({"op": "auth", "ok": True, "seconds": round(time.time() - started, 3), "rounds": rounds})
 
     try:
         sftp = paramiko.SFTPClient.from_transport(transport)

@@ -25,6 +25,9 @@ pub struct NewUser<'a> {
     pub key: Option<&'a str>,
     /// Asked for administrator rights (the provider's first user gets them anyway).
     pub admin: bool,
+    /// Days the one-time password stays valid (`[accounts]
+    /// temporary_password_days`); 0: until it is changed.
+    pub temporary_days: u32,
 }
 
 /// What `user add` did.
@@ -41,12 +44,18 @@ pub struct Added {
 pub enum PasswordChange {
     /// Given by the operator (checked against the rules).
     Given(String),
-    /// Generated and e-mailed to the user.
-    Generate,
+    /// Generated and e-mailed to the user: a one-time password, valid
+    /// `temporary_days` days (0: until it is changed).
+    Generate { temporary_days: u32 },
 }
 
 fn stamp(now: DateTime<Utc>) -> String {
     now.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// When a one-time password made at `now` expires (`None`: it does not).
+fn expiry(now: DateTime<Utc>, days: u32) -> Option<DateTime<Utc>> {
+    (days > 0).then(|| now + chrono::Duration::days(i64::from(days)))
 }
 
 fn begin(conn: &mut Connection) -> Result<Transaction<'_>> {
@@ -116,7 +125,8 @@ fn account(tx: &Connection, login: &str) -> Result<(String, String, bool)> {
     .with_context(|| format!("no account with login {login}"))
 }
 
-/// Creates an account. Without a key, a one-time password is generated and
+/// Creates an account. Without a key, a one-time password is generated,
+/// stored as temporary (with its expiry when `temporary_days` > 0) and
 /// e-mailed (dedup key `user-created:<login>`); with a key, the e-mail only
 /// tells the login. The provider's first enabled user is made administrator.
 pub fn add_user(conn: &mut Connection, now: DateTime<Utc>, u: &NewUser<'_>) -> Result<Added> {
@@ -161,15 +171,19 @@ pub fn add_user(conn: &mut Connection, now: DateTime<Utc>, u: &NewUser<'_>) -> R
     )?;
     let admin = u.admin || has_admin == 0;
     let at = stamp(now);
+    let expires = generated.as_ref().and(expiry(now, u.temporary_days));
     tx.execute(
-        "INSERT INTO users (login, provider, email, admin, disabled, password_hash, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?6)",
+        "INSERT INTO users (login, provider, email, admin, disabled, password_hash, password_temporary,
+                            password_expires_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8, ?8)",
         params![
             login,
             u.provider,
             email,
             admin as i64,
             generated.as_ref().map(|g| &g.1),
+            generated.is_some() as i64,
+            expires.map(stamp),
             at
         ],
     )
@@ -178,7 +192,7 @@ pub fn add_user(conn: &mut Connection, now: DateTime<Utc>, u: &NewUser<'_>) -> R
         insert_key(&tx, now, &login, k)?;
     }
     let (subject, body) = match (&generated, &key) {
-        (Some((pw, _)), _) => mails::created_with_password(&login, pw),
+        (Some((pw, _)), _) => mails::created_with_password(&login, pw, expires),
         (None, k) => mails::created_with_key(&login, k.as_ref().map_or("", |k| k.fingerprint.as_str())),
     };
     mail::enqueue(
@@ -265,25 +279,27 @@ pub fn key_add(conn: &mut Connection, now: DateTime<Utc>, login: &str, key_text:
     Ok(k)
 }
 
-/// Sets an account's password: the given one (checked against the rules)
-/// or a generated one, e-mailed to the user.
+/// Sets an account's password: the given one (checked against the rules),
+/// permanent; or a generated one, one-time (temporary, with its expiry when
+/// `temporary_days` > 0), e-mailed to the user.
 pub fn passwd(conn: &mut Connection, now: DateTime<Utc>, login: &str, change: &PasswordChange) -> Result<()> {
-    let (pw, generated) = match change {
+    let (pw, generated, expires) = match change {
         PasswordChange::Given(pw) => {
             password::check_rules(pw)?;
-            (pw.clone(), false)
+            (pw.clone(), false, None)
         }
-        PasswordChange::Generate => (password::generate(), true),
+        PasswordChange::Generate { temporary_days } => (password::generate(), true, expiry(now, *temporary_days)),
     };
     let phc = password::hash(&pw)?;
     let tx = begin(conn)?;
     let (provider, email, _) = account(&tx, login)?;
     tx.execute(
-        "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE login = ?1",
-        params![login, phc, stamp(now)],
+        "UPDATE users SET password_hash = ?2, password_temporary = ?3, password_expires_at = ?4, updated_at = ?5
+         WHERE login = ?1",
+        params![login, phc, generated as i64, expires.map(stamp), stamp(now)],
     )?;
     let comment = if generated {
-        let (subject, body) = mails::new_password(login, &pw);
+        let (subject, body) = mails::new_password(login, &pw, expires);
         // Each generated password is its own cause: the salted hash tells them apart.
         use sha2::Digest;
         let tag = hex::encode(&sha2::Sha256::digest(phc.as_bytes())[..8]);
@@ -305,4 +321,37 @@ pub fn passwd(conn: &mut Connection, now: DateTime<Utc>, login: &str, change: &P
     record(&tx, now, &provider, comment)?;
     tx.commit().context("cannot commit the new password")?;
     Ok(())
+}
+
+/// Replaces a temporary password with the one its owner chose at the first
+/// login (SFTP keyboard-interactive): `new_phc` becomes the permanent
+/// password, with no expiry, and a history entry records the change (never
+/// the password). Only when the account, still enabled, still holds the
+/// temporary password `temporary_phc`: `Ok(false)` otherwise (the caisse
+/// set another one meanwhile, or another session already changed it).
+pub fn replace_temporary_password(
+    conn: &mut Connection,
+    now: DateTime<Utc>,
+    login: &str,
+    temporary_phc: &str,
+    new_phc: &str,
+) -> Result<bool> {
+    let tx = begin(conn)?;
+    let n = tx.execute(
+        "UPDATE users SET password_hash = ?3, password_temporary = 0, password_expires_at = NULL, updated_at = ?4
+         WHERE login = ?1 AND password_hash = ?2 AND password_temporary = 1 AND disabled = 0",
+        params![login, temporary_phc, new_phc, stamp(now)],
+    )?;
+    if n == 0 {
+        return Ok(false);
+    }
+    let (provider, _, _) = account(&tx, login)?;
+    record(
+        &tx,
+        now,
+        &provider,
+        format!("one-time password of account {login} replaced by its user at login (SFTP)"),
+    )?;
+    tx.commit().context("cannot commit the new password")?;
+    Ok(true)
 }

@@ -5,13 +5,17 @@
 //! server's and notices' look-ups. Out: `users` and `user_keys` rows, a
 //! history entry per change, and e-mails queued in the same transaction
 //! (a one-time password is only ever sent by e-mail, never printed or
-//! logged).
+//! logged). A one-time password is stored as temporary (and, with
+//! `[accounts] temporary_password_days`, with an expiry): the SFTP server
+//! makes its owner replace it at the first login
+//! ([`replace_temporary_password`]).
 //!
 //! Invariants kept here: logins are unique ASCII letters and digits;
 //! passwords are stored only as Argon2id PHC strings; every provider with
 //! users keeps at least one enabled administrator.
 
 use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
 pub mod keys;
@@ -19,7 +23,7 @@ mod mails;
 pub mod manage;
 pub mod password;
 
-pub use manage::{add_user, disable, key_add, passwd, NewUser, PasswordChange};
+pub use manage::{add_user, disable, key_add, passwd, replace_temporary_password, NewUser, PasswordChange};
 pub use password::verify_password;
 
 /// An account as the SFTP server needs it.
@@ -32,6 +36,11 @@ pub struct Account {
     pub disabled: bool,
     /// Argon2id PHC string; `None` for a key-only account.
     pub password_hash: Option<String>,
+    /// The password is a one-time one (made by the caisse): it must be
+    /// replaced at the first login, through keyboard-interactive.
+    pub password_temporary: bool,
+    /// When the password stops opening the account (a temporary one only).
+    pub password_expires_at: Option<DateTime<Utc>>,
     /// Authorised public keys, one OpenSSH line each (`<algorithm> <base64>`).
     pub keys: Vec<String>,
 }
@@ -40,7 +49,8 @@ pub struct Account {
 pub fn find_login(conn: &Connection, login: &str) -> Result<Option<Account>> {
     let acc = conn
         .query_row(
-            "SELECT login, provider, email, admin, disabled, password_hash FROM users WHERE login = ?1",
+            "SELECT login, provider, email, admin, disabled, password_hash, password_temporary, password_expires_at
+             FROM users WHERE login = ?1",
             [login],
             |r| {
                 Ok(Account {
@@ -50,6 +60,8 @@ pub fn find_login(conn: &Connection, login: &str) -> Result<Option<Account>> {
                     admin: r.get::<_, i64>(3)? != 0,
                     disabled: r.get::<_, i64>(4)? != 0,
                     password_hash: r.get(5)?,
+                    password_temporary: r.get::<_, i64>(6)? != 0,
+                    password_expires_at: r.get::<_, Option<String>>(7)?.map(|t| expiry(login, &t)),
                     keys: Vec::new(),
                 })
             },
@@ -63,6 +75,18 @@ pub fn find_login(conn: &Connection, login: &str) -> Result<Option<Account>> {
         .collect::<rusqlite::Result<_>>()
         .with_context(|| format!("reading keys of account {login}"))?;
     Ok(Some(acc))
+}
+
+/// A stored expiry date. One that cannot be read counts as already past:
+/// the password is refused, never valid for ever.
+fn expiry(login: &str, text: &str) -> DateTime<Utc> {
+    match DateTime::parse_from_rfc3339(text) {
+        Ok(t) => t.with_timezone(&Utc),
+        Err(e) => {
+            tracing::warn!(login, "unreadable password expiry date {text:?}: {e}");
+            DateTime::<Utc>::MIN_UTC
+        }
+    }
 }
 
 /// Who receives a provider's notices: the e-mails of its enabled users, or

@@ -14,23 +14,72 @@ use rand::Rng;
 pub const MIN_LEN: usize = 8;
 pub const MAX_LEN: usize = 12;
 
+/// The first rule a password breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Broken {
+    /// Fewer than [`MIN_LEN`] or more than [`MAX_LEN`] characters (how many it has).
+    Length(usize),
+    /// Something else than ASCII letters and digits.
+    Charset,
+    NoDigit,
+    NoLetter,
+}
+
+impl Broken {
+    /// The rule, in English (never the password itself).
+    pub fn english(self) -> String {
+        match self {
+            Broken::Length(n) => format!("the password must have {MIN_LEN} to {MAX_LEN} characters (it has {n})"),
+            Broken::Charset => {
+                "the password must contain only letters and digits (no accent, space or special character)".into()
+            }
+            Broken::NoDigit => "the password must contain at least one digit".into(),
+            Broken::NoLetter => "the password must contain at least one letter".into(),
+        }
+    }
+
+    /// The rule, in French, in plain ASCII (SSH clients escape other
+    /// characters in the texts a server sends).
+    pub fn french(self) -> String {
+        match self {
+            Broken::Length(n) => {
+                format!("le mot de passe doit avoir de {MIN_LEN} a {MAX_LEN} caracteres (il en a {n})")
+            }
+            Broken::Charset => {
+                "le mot de passe ne doit contenir que des lettres et des chiffres (ni accent, ni espace, ni signe)"
+                    .into()
+            }
+            Broken::NoDigit => "le mot de passe doit contenir au moins un chiffre".into(),
+            Broken::NoLetter => "le mot de passe doit contenir au moins une lettre".into(),
+        }
+    }
+}
+
+/// The first rule `pw` breaks, if any.
+pub fn broken_rule(pw: &str) -> Option<Broken> {
+    let n = pw.chars().count();
+    if !(MIN_LEN..=MAX_LEN).contains(&n) {
+        return Some(Broken::Length(n));
+    }
+    if !pw.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Some(Broken::Charset);
+    }
+    if !pw.bytes().any(|b| b.is_ascii_digit()) {
+        return Some(Broken::NoDigit);
+    }
+    if !pw.bytes().any(|b| b.is_ascii_alphabetic()) {
+        return Some(Broken::NoLetter);
+    }
+    None
+}
+
 /// Checks the password rules; the error says which one failed (never the
 /// password itself).
 pub fn check_rules(pw: &str) -> Result<()> {
-    let n = pw.chars().count();
-    if !(MIN_LEN..=MAX_LEN).contains(&n) {
-        bail!("the password must have {MIN_LEN} to {MAX_LEN} characters (it has {n})");
+    match broken_rule(pw) {
+        Some(b) => bail!("{}", b.english()),
+        None => Ok(()),
     }
-    if !pw.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        bail!("the password must contain only letters and digits (no accent, space or special character)");
-    }
-    if !pw.bytes().any(|b| b.is_ascii_digit()) {
-        bail!("the password must contain at least one digit");
-    }
-    if !pw.bytes().any(|b| b.is_ascii_alphabetic()) {
-        bail!("the password must contain at least one letter");
-    }
-    Ok(())
 }
 
 /// The Argon2id PHC string of a password (a fresh random salt each time).
@@ -80,6 +129,19 @@ mod tests {
         assert!(err("abcd efg1").contains("only letters and digits"));
         assert!(err("abcd-efg1").contains("only letters and digits"));
         assert!(!err("abcd-efg1").contains("abcd"), "the password is never repeated");
+    }
+
+    #[test]
+    fn broken_rules_are_told_in_both_languages_in_ascii() {
+        assert_eq!(broken_rule("abcdefg1"), None);
+        assert_eq!(broken_rule("abc1"), Some(Broken::Length(4)));
+        assert_eq!(broken_rule("abcdefg-1"), Some(Broken::Charset));
+        assert_eq!(broken_rule("abcdefgh"), Some(Broken::NoDigit));
+        assert_eq!(broken_rule("12345678"), Some(Broken::NoLetter));
+        for b in [Broken::Length(4), Broken::Charset, Broken::NoDigit, Broken::NoLetter] {
+            assert!(b.french().is_ascii() && b.english().is_ascii(), "{b:?}");
+        }
+        assert!(Broken::NoDigit.french().contains("au moins un chiffre"));
     }
 
     #[test]

@@ -46,6 +46,7 @@ fn add(
             email: &format!("{login}@example.org"),
             key,
             admin,
+            temporary_days: 0,
         },
     )
 }
@@ -152,6 +153,7 @@ fn add_refusals() {
             email: "carl",
             key: None,
             admin: false,
+            temporary_days: 0,
         },
     );
     assert!(e(bad_mail).contains("not an e-mail address"));
@@ -205,8 +207,8 @@ fn passwd_given_and_generated() {
     assert!(verify_password(&phc, "Secret123"));
 
     // Two generations at the same instant are two messages.
-    passwd(&mut c, now(), "alice", &PasswordChange::Generate).unwrap();
-    passwd(&mut c, now(), "alice", &PasswordChange::Generate).unwrap();
+    passwd(&mut c, now(), "alice", &PasswordChange::Generate { temporary_days: 0 }).unwrap();
+    passwd(&mut c, now(), "alice", &PasswordChange::Generate { temporary_days: 0 }).unwrap();
     let m = mails(&c);
     assert_eq!(m.len(), 3, "{m:?}");
     let pw = m[2]
@@ -217,10 +219,112 @@ fn passwd_given_and_generated() {
     let phc = find_login(&c, "alice").unwrap().unwrap().password_hash.unwrap();
     assert!(verify_password(&phc, pw));
     assert!(!verify_password(&phc, "Secret123"));
-    assert!(passwd(&mut c, now(), "nobody", &PasswordChange::Generate).is_err());
+    assert!(passwd(&mut c, now(), "nobody", &PasswordChange::Generate { temporary_days: 0 }).is_err());
 
     let rows = list(&c, Some("saad1")).unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].keys, rows[0].password, rows[0].admin), (1, true, true));
     assert!(list(&c, Some("ergo1")).unwrap().is_empty());
+}
+
+/// (temporary, expires_at) as stored.
+fn password_state(c: &Connection, login: &str) -> (i64, Option<String>) {
+    c.query_row(
+        "SELECT password_temporary, password_expires_at FROM users WHERE login = ?1",
+        [login],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn one_time_passwords_are_temporary_and_expire_when_configured() {
+    let mut c = db();
+    // Without a key: temporary; no expiry when temporary_days is 0.
+    add(&mut c, "saad1", "alice", None, false).unwrap();
+    assert_eq!(password_state(&c, "alice"), (1, None));
+    let acc = find_login(&c, "alice").unwrap().unwrap();
+    assert!(acc.password_temporary && acc.password_expires_at.is_none());
+    // With temporary_days: now + days, RFC 3339 UTC.
+    add_user(
+        &mut c,
+        now(),
+        &NewUser {
+            provider: "saad1",
+            login: "bob",
+            email: "bob@example.org",
+            key: None,
+            admin: false,
+            temporary_days: 3,
+        },
+    )
+    .unwrap();
+    assert_eq!(password_state(&c, "bob"), (1, Some("2026-11-05T09:00:00Z".into())));
+    let bob = find_login(&c, "bob").unwrap().unwrap();
+    assert_eq!(bob.password_expires_at, Some(now() + chrono::Duration::days(3)));
+    let body = &mails(&c)[1].2;
+    assert!(body.contains("05/11/2026 à 10:00 (heure de Paris)"), "{body}");
+    assert!(body.contains("provisoire"), "{body}");
+    // A key account has no password, so nothing temporary.
+    add(&mut c, "ergo1", "erin", Some(ED), false).unwrap();
+    assert_eq!(password_state(&c, "erin"), (0, None));
+
+    // A password given by the operator is permanent; a generated one is not.
+    passwd(&mut c, now(), "bob", &PasswordChange::Given("Secret123".into())).unwrap();
+    assert_eq!(password_state(&c, "bob"), (0, None));
+    passwd(&mut c, now(), "bob", &PasswordChange::Generate { temporary_days: 2 }).unwrap();
+    assert_eq!(password_state(&c, "bob"), (1, Some("2026-11-04T09:00:00Z".into())));
+    passwd(&mut c, now(), "bob", &PasswordChange::Generate { temporary_days: 0 }).unwrap();
+    assert_eq!(password_state(&c, "bob"), (1, None));
+}
+
+#[test]
+fn a_temporary_password_is_replaced_once_with_a_history_entry() {
+    let mut c = db();
+    add(&mut c, "saad1", "alice", None, false).unwrap();
+    passwd(&mut c, now(), "alice", &PasswordChange::Generate { temporary_days: 5 }).unwrap();
+    let temp = find_login(&c, "alice").unwrap().unwrap().password_hash.unwrap();
+    let chosen = password::hash("Chosen2026").unwrap();
+    let later = now() + chrono::Duration::hours(1);
+
+    // Not the stored hash: nothing changes.
+    assert!(!replace_temporary_password(&mut c, later, "alice", "$argon2id$other", &chosen).unwrap());
+    assert!(replace_temporary_password(&mut c, later, "alice", &temp, &chosen).unwrap());
+    let acc = find_login(&c, "alice").unwrap().unwrap();
+    assert_eq!(acc.password_hash.as_deref(), Some(chosen.as_str()));
+    assert_eq!(password_state(&c, "alice"), (0, None));
+    // Once only: the password is no longer temporary.
+    assert!(!replace_temporary_password(&mut c, later, "alice", &chosen, &chosen).unwrap());
+    assert!(!replace_temporary_password(&mut c, later, "nobody", &temp, &chosen).unwrap());
+
+    let comment: String = c
+        .query_row(
+            "SELECT comment FROM history WHERE kind='account' ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        comment,
+        "one-time password of account alice replaced by its user at login (SFTP)"
+    );
+
+    // A disabled account keeps its password.
+    add(&mut c, "saad1", "bob", None, true).unwrap();
+    let bob_temp = find_login(&c, "bob").unwrap().unwrap().password_hash.unwrap();
+    disable(&mut c, now(), "bob").unwrap();
+    assert!(!replace_temporary_password(&mut c, later, "bob", &bob_temp, &chosen).unwrap());
+}
+
+#[test]
+fn an_unreadable_expiry_counts_as_past() {
+    let mut c = db();
+    add(&mut c, "saad1", "alice", None, false).unwrap();
+    c.execute(
+        "UPDATE users SET password_expires_at = 'someday' WHERE login = 'alice'",
+        [],
+    )
+    .unwrap();
+    let acc = find_login(&c, "alice").unwrap().unwrap();
+    assert!(acc.password_expires_at.unwrap() < now());
 }

@@ -2,7 +2,9 @@
 //! operator's terminal.
 //!
 //! A generated password is never printed nor logged: it only leaves in the
-//! e-mail queued for the user. `passwd` reads a chosen password from
+//! e-mail queued for the user. It is a one-time password (valid `[accounts]
+//! temporary_password_days` days when that is set): the user replaces it at
+//! the first SFTP login. A password given on standard input is permanent. `passwd` reads a chosen password from
 //! standard input (one line), without echo when it is a terminal.
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -39,6 +41,7 @@ pub fn run(ctx: &Ctx, cmd: UserCommand) -> Result<Outcome> {
                     email: &email,
                     key: key_text.as_deref(),
                     admin,
+                    temporary_days: ctx.cfg.accounts.temporary_password_days,
                 },
             )?;
             let role = if added.admin { "administrator" } else { "user" };
@@ -69,7 +72,8 @@ pub fn run(ctx: &Ctx, cmd: UserCommand) -> Result<Outcome> {
         }
         UserCommand::Passwd { login, generate } => {
             if generate {
-                accounts::passwd(&mut conn, now, &login, &PasswordChange::Generate)?;
+                let temporary_days = ctx.cfg.accounts.temporary_password_days;
+                accounts::passwd(&mut conn, now, &login, &PasswordChange::Generate { temporary_days })?;
                 println!("a new password for {login} is queued for e-mail");
             } else {
                 let pw = read_password(&login)?;

@@ -161,6 +161,7 @@ async fn run(config_path: Option<PathBuf>, cfg: Config, clock: Clock, pipeline: 
     } else {
         None
     };
+    let (sftp, _sftp_reload) = sftp.unzip();
 
     tracing::info!("phase 4/4: ready");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("prêt")]);

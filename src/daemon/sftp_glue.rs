@@ -1,6 +1,8 @@
 //! Wires the SFTP server to the rest of the daemon: accounts read from the
-//! state, completed uploads handed to the processor at once, downloads
-//! recorded in the history ("récupération").
+//! state (and a temporary password replaced there by its user at login),
+//! completed uploads handed to the processor at once, downloads recorded in
+//! the history ("récupération"). [`start`] also hands back the server's
+//! [`Reload`] handle for SIGHUP.
 
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
@@ -13,10 +15,11 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::history::{self, Entry};
 use crate::pipeline::Channel;
-use crate::sftp::{AccountSource, SftpAccount, SftpEvents, SftpServer};
+use crate::sftp::{AccountSource, Reload, SftpAccount, SftpEvents, SftpServer};
 
 struct DbAccounts {
     conn: Mutex<Connection>,
+    clock: Clock,
 }
 
 impl AccountSource for DbAccounts {
@@ -30,8 +33,18 @@ impl AccountSource for DbAccounts {
             provider: a.provider,
             disabled: a.disabled,
             password_hash: a.password_hash,
+            password_temporary: a.password_temporary,
+            password_expires_at: a.password_expires_at,
             keys: a.keys,
         }))
+    }
+
+    fn replace_temporary_password(&self, login: &str, temporary_hash: &str, new_hash: &str) -> Result<bool> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| anyhow::anyhow!("account store poisoned"))?;
+        crate::accounts::replace_temporary_password(&mut conn, self.clock.now(), login, temporary_hash, new_hash)
     }
 }
 
@@ -74,18 +87,20 @@ impl SftpEvents for Events {
     }
 }
 
-/// Binds the SFTP server and runs it until `shutdown`.
+/// Binds the SFTP server and runs it until `shutdown`; returns its task and
+/// the handle that applies a reloaded configuration to it.
 pub async fn start(
     cfg: &Config,
     clock: Clock,
     work: mpsc::Sender<Work>,
     arriving: super::Arriving,
     shutdown: tokio::sync::watch::Receiver<bool>,
-) -> Result<tokio::task::JoinHandle<()>> {
+) -> Result<(tokio::task::JoinHandle<()>, Reload)> {
     let cfg = cfg.clone();
     let server = tokio::task::spawn_blocking(move || -> Result<SftpServer> {
         let accounts = Arc::new(DbAccounts {
             conn: Mutex::new(crate::store::open(&cfg.paths.database)?),
+            clock,
         });
         let events = Arc::new(Events {
             work,
@@ -93,13 +108,15 @@ pub async fn start(
             conn: Mutex::new(crate::store::open(&cfg.paths.database)?),
             clock,
         });
-        SftpServer::new(&cfg, accounts, events)
+        SftpServer::new(&cfg, clock, accounts, events)
     })
     .await
     .context("SFTP start-up task")??;
-    Ok(tokio::spawn(async move {
+    let reload = server.reload_handle();
+    let task = tokio::spawn(async move {
         if let Err(e) = server.run(shutdown).await {
             tracing::error!(error = format!("{e:#}"), "SFTP server stopped with an error");
         }
-    }))
+    });
+    Ok((task, reload))
 }

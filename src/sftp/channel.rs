@@ -416,8 +416,7 @@ mod tests {
         let space = crate::sftp::space::Space::open(
             crate::sftp::space::SpaceConfig {
                 spool: &dir.path().join("spool"),
-                max_file_size: 1 << 20,
-                fsync: false,
+                limits: Arc::new(crate::sftp::space::UploadLimits::new(1 << 20, false)),
                 events: Arc::new(Quiet),
                 closing: Arc::new(AtomicBool::new(false)),
             },

@@ -15,11 +15,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// Settings, from `[sftp]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     pub lock_after: u32,
     pub window: Duration,
@@ -59,7 +59,7 @@ const PRUNE_ABOVE: usize = 4096;
 
 #[derive(Debug)]
 pub struct Defender {
-    policy: Policy,
+    policy: RwLock<Policy>,
     sources: Mutex<HashMap<IpAddr, Source>>,
     next_id: AtomicU64,
 }
@@ -67,10 +67,34 @@ pub struct Defender {
 impl Defender {
     pub fn new(policy: Policy) -> Defender {
         Defender {
-            policy,
+            policy: RwLock::new(policy),
             sources: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
         }
+    }
+
+    fn policy(&self) -> Policy {
+        self.policy.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the settings (a configuration reload). Failures already
+    /// counted stay, judged by the new window and threshold from the next
+    /// failure on; a lock already set runs to its end. Returns the `[sftp]`
+    /// keys whose value changed (`sftp.lockout_secs`, …).
+    pub fn set_policy(&self, new: Policy) -> Vec<String> {
+        let mut p = self.policy.write().unwrap_or_else(|p| p.into_inner());
+        let changed = [
+            ("lockout_after_failures", p.lock_after != new.lock_after),
+            ("failure_window_secs", p.window != new.window),
+            ("lockout_secs", p.lockout != new.lockout),
+            ("failure_delay_ms", p.base_delay != new.base_delay),
+        ]
+        .into_iter()
+        .filter(|(_, differs)| *differs)
+        .map(|(name, _)| format!("sftp.{name}"))
+        .collect();
+        *p = new;
+        changed
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut HashMap<IpAddr, Source>) -> R) -> R {
@@ -89,6 +113,7 @@ impl Defender {
     /// How long to wait before answering a refused login from `ip`.
     pub fn delay(&self, ip: IpAddr) -> Duration {
         let now = Instant::now();
+        let policy = self.policy();
         let recent = self.with(|m| {
             m.get(&ip).map_or(0, |s| {
                 if s.locked_until.is_some_and(|u| u > now) {
@@ -97,18 +122,18 @@ impl Defender {
                 }
                 s.failures
                     .iter()
-                    .filter(|(t, _)| now.duration_since(*t) < self.policy.window)
+                    .filter(|(t, _)| now.duration_since(*t) < policy.window)
                     .count()
             })
         });
-        self.policy.base_delay * (1u32 << recent.min(4))
+        policy.base_delay * (1u32 << recent.min(4))
     }
 
     /// Records one failure.
     pub fn record_failure(&self, ip: IpAddr) -> Recorded {
         let now = Instant::now();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let p = &self.policy;
+        let p = &self.policy();
         self.with(|m| {
             if m.len() > PRUNE_ABOVE {
                 m.retain(|_, s| {
@@ -218,5 +243,28 @@ mod tests {
             d.record_failure(ip);
         }
         assert_eq!(d.delay(ip), Duration::from_millis(160));
+    }
+
+    #[test]
+    fn a_new_policy_applies_to_the_next_failures() {
+        let d = Defender::new(policy(60_000));
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        d.record_failure(ip);
+        assert_eq!(d.set_policy(policy(60_000)), Vec::<String>::new(), "nothing changed");
+        let changed = d.set_policy(Policy {
+            lock_after: 2,
+            base_delay: Duration::from_millis(100),
+            ..policy(60_000)
+        });
+        assert_eq!(changed, ["sftp.lockout_after_failures", "sftp.failure_delay_ms"]);
+        assert_eq!(
+            d.delay(ip),
+            Duration::from_millis(200),
+            "the new base delay, doubled once"
+        );
+        assert!(
+            d.record_failure(ip).locked,
+            "the second failure locks under the new threshold"
+        );
     }
 }

@@ -13,6 +13,8 @@
 //! - [`server`]: listener, connection limits, shutdown;
 //! - [`session`]: one SSH connection (authentication, channels);
 //! - [`auth`], [`defender`]: credential checks and the failed-login throttle;
+//! - [`first_login`]: the prompts and checks of a temporary password's
+//!   replacement (keyboard-interactive);
 //! - [`hostkey`]: the Ed25519 host key, generated once;
 //! - [`channel`]: the SFTP byte stream of one channel (framing, dispatch);
 //! - [`ops`], [`upload`]: the SFTP operations on the provider's two folders;
@@ -24,6 +26,7 @@ use std::path::Path;
 pub mod auth;
 pub mod channel;
 pub mod defender;
+pub mod first_login;
 pub mod hostkey;
 pub mod ops;
 pub mod server;
@@ -32,7 +35,9 @@ pub mod space;
 pub mod upload;
 pub mod vfs;
 
-pub use server::SftpServer;
+pub use server::{Reload, SftpServer};
+
+use chrono::{DateTime, Utc};
 
 /// One SFTP login as the account store knows it.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +50,11 @@ pub struct SftpAccount {
     pub disabled: bool,
     /// Argon2id PHC string, when the account may log in with a password.
     pub password_hash: Option<String>,
+    /// A one-time password: refused by plain `password` authentication;
+    /// `keyboard-interactive` has it replaced before letting the user in.
+    pub password_temporary: bool,
+    /// From this instant on the password opens nothing (by any method).
+    pub password_expires_at: Option<DateTime<Utc>>,
     /// Authorised public keys, one OpenSSH line each (`ssh-ed25519 AAAA… comment`).
     pub keys: Vec<String>,
 }
@@ -53,6 +63,17 @@ pub struct SftpAccount {
 pub trait AccountSource: Send + Sync + 'static {
     /// `Ok(None)`: unknown login. Called off the async loop (it may hit SQLite).
     fn lookup(&self, login: &str) -> anyhow::Result<Option<SftpAccount>>;
+
+    /// The user of `login` replaced a temporary password at login:
+    /// `new_hash` (an Argon2id PHC string) becomes the account's permanent
+    /// password, with no expiry. Only if the account still holds the
+    /// temporary password `temporary_hash`; `Ok(false)` otherwise (changed
+    /// meanwhile). Called off the async loop. The default refuses: a store
+    /// that cannot write has no temporary passwords to replace.
+    fn replace_temporary_password(&self, login: &str, temporary_hash: &str, new_hash: &str) -> anyhow::Result<bool> {
+        let _ = (temporary_hash, new_hash);
+        anyhow::bail!("this account store cannot change the password of {login}")
+    }
 }
 
 /// What the server reports to the rest of the daemon. Both calls run on a

@@ -20,7 +20,7 @@ use russh_sftp::protocol::{File, FileAttributes, OpenFlags};
 
 use super::space::{blocking, Fail, Space};
 use super::upload::Upload;
-use super::vfs::{self, Area, Target, TEMP_PREFIX};
+use super::vfs::{self, Area, Target};
 
 /// Largest READ answered (OpenSSH's own limit; announced by `limits@openssh.com`).
 pub const MAX_READ: u32 = 255 * 1024;
@@ -326,7 +326,7 @@ impl Ops {
                     }
                 }
             }
-            if space.fsync {
+            if space.limits.fsync() {
                 space.sync_inbound();
             }
             tracing::info!(login = %space.login, provider = %space.provider, %from, %to, "renamed by the provider");
@@ -435,7 +435,7 @@ fn list(space: &Space, target: &Target, now: SystemTime) -> Result<Vec<File>, Fa
         };
         // Only what the client could address: no temporary files, no
         // names the path rules refuse.
-        if name.starts_with(TEMP_PREFIX) || vfs::resolve(&format!("/{}/{name}", area.name())).is_err() {
+        if vfs::is_temporary(&name) || vfs::resolve(&format!("/{}/{name}", area.name())).is_err() {
             continue;
         }
         let ft = e.file_type()?;

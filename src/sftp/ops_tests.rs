@@ -9,7 +9,7 @@ use bytes::Bytes;
 use russh_sftp::protocol::{OpenFlags, StatusCode};
 
 use super::Ops;
-use crate::sftp::space::{Space, SpaceConfig};
+use crate::sftp::space::{Space, SpaceConfig, UploadLimits};
 use crate::sftp::SftpEvents;
 
 #[derive(Default)]
@@ -31,6 +31,7 @@ struct Fixture {
     dir: tempfile::TempDir,
     events: Arc<Recorder>,
     closing: Arc<AtomicBool>,
+    limits: Arc<UploadLimits>,
     ops: Ops,
 }
 
@@ -38,11 +39,11 @@ fn fixture(max_file_size: u64) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let events = Arc::new(Recorder::default());
     let closing = Arc::new(AtomicBool::new(false));
+    let limits = Arc::new(UploadLimits::new(max_file_size, true));
     let space = Space::open(
         SpaceConfig {
             spool: dir.path(),
-            max_file_size,
-            fsync: true,
+            limits: limits.clone(),
             events: events.clone(),
             closing: closing.clone(),
         },
@@ -54,6 +55,7 @@ fn fixture(max_file_size: u64) -> Fixture {
         dir,
         events,
         closing,
+        limits,
         ops: Ops::new(Arc::new(space)),
     }
 }
@@ -221,4 +223,54 @@ async fn handles_are_limited_and_unknown_ones_refused() {
     assert!(f.ops.opendir("/").await.is_ok());
     assert!(f.ops.close("nope").await.is_err());
     assert!(f.ops.read(1, "nope", 0, 1).await.is_err());
+}
+
+/// Names of a folder's listing (one batch).
+async fn listed(ops: &mut Ops, path: &str) -> Vec<String> {
+    let h = ops.opendir(path).await.unwrap();
+    ops.readdir(&h).unwrap().into_iter().map(|e| e.filename).collect()
+}
+
+#[tokio::test]
+async fn the_gateway_temporary_files_are_not_part_of_the_tree() {
+    let mut f = fixture(1 << 20);
+    let reports = f.dir.path().join("outbound/saad1/reports");
+    fs::create_dir_all(&reports).unwrap();
+    fs::write(reports.join("a.report.pdf"), b"%PDF").unwrap();
+    fs::write(reports.join(".ppas-tmp-42-1-0001-b.report.pdf"), b"%PD").unwrap();
+    fs::create_dir_all(f.dir.path().join("outbound/saad1/.ppas-tmp-dir")).unwrap();
+    fs::write(f.inbound().join(".ppas-tmp-42-2-0002-c.xml"), b"<").unwrap();
+    fs::write(f.inbound().join(".sftp-0123456789abcdef"), b"<").unwrap();
+    fs::write(f.inbound().join("d.xml"), b"<d/>").unwrap();
+    assert_eq!(listed(&mut f.ops, "/out/reports").await, ["a.report.pdf"]);
+    assert_eq!(listed(&mut f.ops, "/out").await, ["reports"]);
+    assert_eq!(listed(&mut f.ops, "/in").await, ["d.xml"]);
+    for path in [
+        "/out/reports/.ppas-tmp-42-1-0001-b.report.pdf",
+        "/in/.ppas-tmp-42-2-0002-c.xml",
+    ] {
+        assert_eq!(
+            f.ops.stat(path).await.unwrap_err().code,
+            StatusCode::NoSuchFile,
+            "{path}"
+        );
+        let e = f.ops.open(path, OpenFlags::READ).await.unwrap_err();
+        assert_eq!(e.code, StatusCode::NoSuchFile, "{path}");
+    }
+    assert!(f.ops.opendir("/out/.ppas-tmp-dir").await.is_err());
+    // Nor can a provider make one.
+    assert!(f.ops.open("/in/.ppas-tmp-1-1-x.xml", WRITE_NEW).await.is_err());
+}
+
+#[tokio::test]
+async fn upload_limits_changed_apply_to_the_next_upload() {
+    let mut f = fixture(10);
+    let before = f.ops.open("/in/a.xml", WRITE_NEW).await.unwrap();
+    f.limits.set(4, false);
+    let after = f.ops.open("/in/b.xml", WRITE_NEW).await.unwrap();
+    f.ops.write(&before, 0, Bytes::from_static(b"12345678")).await.unwrap();
+    f.ops.close(&before).await.unwrap();
+    let e = f.ops.write(&after, 0, Bytes::from_static(b"12345")).await.unwrap_err();
+    assert!(e.msg.contains("the limit is 4 bytes"), "{e:?}");
+    assert_eq!(f.names(), vec!["a.xml"]);
 }

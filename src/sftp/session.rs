@@ -8,22 +8,37 @@
 //! rejected keys count once per connection (an agent offering several keys
 //! before the right one is not an attack) and that one is forgiven when
 //! the connection then gets in.
+//!
+//! Passwords are taken by `password` and by `keyboard-interactive` (one
+//! prompt, the same for every login). A temporary password opens nothing
+//! by `password`: it is refused like a wrong one (same answer, same delay),
+//! but not counted as a failure, since whoever typed it knows it. Through
+//! `keyboard-interactive` it leads to the change rounds of
+//! [`first_login`](super::first_login); the new password is hashed, stored
+//! through [`AccountSource::replace_temporary_password`], and the session
+//! goes in. A password past its expiry is refused by both methods, likewise
+//! not counted.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
-use russh::{Channel, ChannelId, Disconnect, MethodKind, MethodSet};
+use bytes::Bytes;
+use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Response, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, Disconnect};
 use tokio::time::Instant;
 
-use super::auth::{account_has_key, key_allowed, verify_password};
+use super::auth::{account_has_key, hash_password, key_allowed, verify_password};
 use super::channel::{self, End};
+use super::first_login::{self, MAX_TRIES};
 use super::ops::Ops;
-use super::server::{PendingSlot, Shared, UserSlot};
+use super::server::{methods, PendingSlot, Shared, UserSlot};
 use super::space::{Space, SpaceConfig};
 use super::SftpAccount;
+
+const PASSWORD: &str = "password";
+const KBD: &str = "keyboard-interactive";
 
 /// Session channels one connection may hold open.
 const MAX_CHANNELS: usize = 4;
@@ -33,6 +48,32 @@ enum Lookup {
     Unknown,
     /// The account store failed: refused, but not held against the client.
     Error,
+}
+
+/// What a typed password is worth.
+enum PasswordCheck {
+    /// Right and permanent: the account may log in.
+    Permanent(SftpAccount),
+    /// Right, temporary, not expired: to be replaced before the session.
+    Temporary(SftpAccount),
+    /// Right, but past its expiry.
+    Expired,
+    /// Wrong, unknown login or disabled account (why, for the log).
+    Wrong(&'static str),
+    /// The account store failed.
+    StoreDown,
+}
+
+/// Where a keyboard-interactive exchange stands.
+enum Kbd {
+    /// The password prompt was sent.
+    Password,
+    /// The temporary password was right; the new one was asked `tries` times.
+    NewPassword {
+        account: SftpAccount,
+        temporary: String,
+        tries: u32,
+    },
 }
 
 pub(crate) struct Connection {
@@ -48,6 +89,7 @@ pub(crate) struct Connection {
     /// The failure a rejected key recorded (once per connection).
     key_failure: Option<u64>,
     key_refused: bool,
+    kbd: Option<Kbd>,
     channels: HashMap<ChannelId, Channel<Msg>>,
     /// Counts this connection against its address until it logs in.
     pending: Option<PendingSlot>,
@@ -64,6 +106,7 @@ impl Connection {
             user: None,
             key_failure: None,
             key_refused: false,
+            kbd: None,
             channels: HashMap::new(),
             pending: Some(pending),
         }
@@ -106,14 +149,127 @@ impl Connection {
         tracing::info!(peer = %self.peer, login, method, "SFTP login refused: {why}");
         tokio::time::sleep_until(started + delay).await;
         let auth = Auth::Reject {
-            proceed_with_methods: Some(MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..])),
+            proceed_with_methods: Some(methods()),
             partial_success: false,
         };
         (auth, id)
     }
 
-    async fn refuse_password(&self, started: Instant, count: bool, login: &str, why: &str) -> Auth {
-        self.refuse(started, count, login, "password", why).await.0
+    async fn refuse_password(&self, started: Instant, count: bool, login: &str, method: &str, why: &str) -> Auth {
+        self.refuse(started, count, login, method, why).await.0
+    }
+
+    /// Checks a typed password: the same Argon2 work whether the login
+    /// exists or not, is disabled or not.
+    async fn check_password(&self, user: &str, password: &str) -> PasswordCheck {
+        let found = self.lookup(user).await;
+        let hash = match &found {
+            Lookup::Found(a) if !a.disabled => a.password_hash.clone(),
+            _ => None,
+        };
+        let dummy = self.shared.dummy_hash.clone();
+        let pw = password.to_string();
+        let ok = tokio::task::spawn_blocking(move || verify_password(hash.as_deref(), &pw, &dummy))
+            .await
+            .unwrap_or(false);
+        match found {
+            Lookup::Error => PasswordCheck::StoreDown,
+            Lookup::Found(a) if a.disabled => PasswordCheck::Wrong("account disabled"),
+            Lookup::Found(a) if ok => {
+                let now = self.shared.clock.now();
+                if a.password_expires_at.is_some_and(|t| t <= now) {
+                    PasswordCheck::Expired
+                } else if a.password_temporary {
+                    PasswordCheck::Temporary(a)
+                } else {
+                    PasswordCheck::Permanent(a)
+                }
+            }
+            _ => PasswordCheck::Wrong("unknown login or wrong password"),
+        }
+    }
+
+    /// The refusal of a password that was not accepted as it stands.
+    async fn refuse_check(&self, started: Instant, user: &str, method: &str, check: PasswordCheck) -> Auth {
+        let (count, why) = match check {
+            PasswordCheck::Wrong(why) => (true, why),
+            PasswordCheck::StoreDown => (false, "account store unavailable"),
+            PasswordCheck::Expired => (false, "temporary password expired"),
+            PasswordCheck::Temporary(_) => (
+                false,
+                "temporary password: it must be replaced through keyboard-interactive",
+            ),
+            // Callers accept this one; kept for the match to be whole.
+            PasswordCheck::Permanent(_) => (false, "refused"),
+        };
+        self.refuse_password(started, count, user, method, why).await
+    }
+
+    /// Second and later keyboard-interactive rounds of a temporary password:
+    /// the new one twice, checked, then stored.
+    async fn change_round(
+        &mut self,
+        started: Instant,
+        user: &str,
+        answers: &[Bytes],
+        account: SftpAccount,
+        temporary: String,
+        tries: u32,
+    ) -> Auth {
+        if account.login != user {
+            return self
+                .refuse_password(started, false, user, KBD, "login changed during the exchange")
+                .await;
+        }
+        let new = match first_login::check_new(&temporary, answers) {
+            Ok(new) => new,
+            Err(problem) => {
+                let tries = tries + 1;
+                tracing::info!(
+                    peer = %self.peer, login = user,
+                    "SFTP new password refused: {}", problem.english()
+                );
+                if tries >= MAX_TRIES {
+                    return self
+                        .refuse_password(started, false, user, KBD, "new password refused too many times")
+                        .await;
+                }
+                self.kbd = Some(Kbd::NewPassword {
+                    account,
+                    temporary,
+                    tries,
+                });
+                return first_login::ask_new(Some(problem));
+            }
+        };
+        let accounts = self.shared.accounts.clone();
+        let login = account.login.clone();
+        let temporary_hash = account.password_hash.clone().unwrap_or_default();
+        let stored = tokio::task::spawn_blocking(move || -> anyhow::Result<bool> {
+            let new_hash = hash_password(&new)?;
+            accounts.replace_temporary_password(&login, &temporary_hash, &new_hash)
+        })
+        .await;
+        match stored {
+            Ok(Ok(true)) => {
+                tracing::info!(peer = %self.peer, login = user, "SFTP temporary password replaced by its user");
+                self.accept(account, KBD)
+            }
+            Ok(Ok(false)) => {
+                self.refuse_password(started, false, user, KBD, "password changed meanwhile")
+                    .await
+            }
+            Ok(Err(e)) => {
+                tracing::error!(login = user, "cannot store the new password: {e:#}");
+                self.refuse_password(started, false, user, KBD, "account store unavailable")
+                    .await
+            }
+            Err(e) => {
+                tracing::error!(login = user, "new password task failed: {e}");
+                self.refuse_password(started, false, user, KBD, "account store unavailable")
+                    .await
+            }
+        }
     }
 
     /// A rejected key counts once per connection.
@@ -159,35 +315,80 @@ impl russh::server::Handler for Connection {
 
     async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
         Ok(Auth::Reject {
-            proceed_with_methods: Some(MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..])),
+            proceed_with_methods: Some(methods()),
             partial_success: false,
         })
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
         let started = Instant::now();
+        self.kbd = None;
         if self.shared.defender.is_locked(self.peer) {
-            return Ok(self.refuse_password(started, false, user, "source locked").await);
+            return Ok(self
+                .refuse_password(started, false, user, PASSWORD, "source locked")
+                .await);
         }
-        let found = self.lookup(user).await;
-        let hash = match &found {
-            Lookup::Found(a) if !a.disabled => a.password_hash.clone(),
-            _ => None,
+        Ok(match self.check_password(user, password).await {
+            PasswordCheck::Permanent(a) => self.accept(a, PASSWORD),
+            other => self.refuse_check(started, user, PASSWORD, other).await,
+        })
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        user: &str,
+        _submethods: &str,
+        response: Option<Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        let started = Instant::now();
+        let locked = self.shared.defender.is_locked(self.peer);
+        let Some(response) = response else {
+            // A new request: the one password prompt, whoever the login is.
+            self.kbd = None;
+            if locked {
+                return Ok(self.refuse_password(started, false, user, KBD, "source locked").await);
+            }
+            self.kbd = Some(Kbd::Password);
+            return Ok(first_login::ask_password());
         };
-        let dummy = self.shared.dummy_hash.clone();
-        let pw = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || verify_password(hash.as_deref(), &pw, &dummy))
-            .await
-            .unwrap_or(false);
-        Ok(match found {
-            Lookup::Found(a) if ok && !a.disabled => self.accept(a, "password"),
-            Lookup::Found(a) if a.disabled => self.refuse_password(started, true, user, "account disabled").await,
-            Lookup::Error => {
-                self.refuse_password(started, false, user, "account store unavailable")
+        let answers: Vec<Bytes> = response.collect();
+        let state = self.kbd.take();
+        if locked {
+            return Ok(self.refuse_password(started, false, user, KBD, "source locked").await);
+        }
+        Ok(match state {
+            Some(Kbd::Password) => {
+                let typed = answers
+                    .first()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                match self.check_password(user, &typed).await {
+                    PasswordCheck::Permanent(a) => self.accept(a, KBD),
+                    PasswordCheck::Temporary(account) => {
+                        tracing::info!(
+                            peer = %self.peer, login = user,
+                            "SFTP login with a temporary password: asking for a new one"
+                        );
+                        self.kbd = Some(Kbd::NewPassword {
+                            account,
+                            temporary: typed,
+                            tries: 0,
+                        });
+                        first_login::ask_new(None)
+                    }
+                    other => self.refuse_check(started, user, KBD, other).await,
+                }
+            }
+            Some(Kbd::NewPassword {
+                account,
+                temporary,
+                tries,
+            }) => {
+                self.change_round(started, user, &answers, account, temporary, tries)
                     .await
             }
-            _ => {
-                self.refuse_password(started, true, user, "unknown login or wrong password")
+            None => {
+                self.refuse_password(started, false, user, KBD, "answer without a question")
                     .await
             }
         })
@@ -294,8 +495,7 @@ impl russh::server::Handler for Connection {
             Space::open(
                 SpaceConfig {
                     spool: &shared.spool,
-                    max_file_size: shared.max_file_size,
-                    fsync: shared.fsync,
+                    limits: shared.uploads.clone(),
                     events: shared.events.clone(),
                     closing: shared.closing.clone(),
                 },
@@ -321,7 +521,7 @@ impl russh::server::Handler for Connection {
         let (read, write) = channel.split();
         let guard = self.shared.track();
         let stop = self.shared.stop_rx();
-        let idle = self.shared.idle;
+        let idle = self.shared.limits().idle;
         let handle = session.handle();
         tokio::spawn(async move {
             let _guard = guard;

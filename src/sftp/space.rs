@@ -9,7 +9,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -29,18 +29,50 @@ pub struct Space {
     /// Real path of the inbound folder, only to tell the intake where a
     /// completed upload is (never used to operate on files).
     pub inbound_path: PathBuf,
-    pub max_file_size: u64,
-    pub fsync: bool,
+    /// Size limit and flushing, as they stand when an upload starts.
+    pub limits: Arc<UploadLimits>,
     pub events: Arc<dyn SftpEvents>,
     /// Set when the server shuts down: uploads still open are discarded.
     pub closing: Arc<AtomicBool>,
 }
 
+/// The upload settings (`[limits] max_file_size`, `[sftp] fsync_uploads`),
+/// shared by the server and every session: a configuration reload changes
+/// them for the uploads that start afterwards.
+#[derive(Debug)]
+pub struct UploadLimits {
+    max_file_size: AtomicU64,
+    fsync: AtomicBool,
+}
+
+impl UploadLimits {
+    pub fn new(max_file_size: u64, fsync: bool) -> UploadLimits {
+        UploadLimits {
+            max_file_size: AtomicU64::new(max_file_size),
+            fsync: AtomicBool::new(fsync),
+        }
+    }
+
+    /// Largest upload accepted, in bytes.
+    pub fn max_file_size(&self) -> u64 {
+        self.max_file_size.load(Ordering::SeqCst)
+    }
+
+    /// Whether uploads are flushed to disk before they are renamed into `/in`.
+    pub fn fsync(&self) -> bool {
+        self.fsync.load(Ordering::SeqCst)
+    }
+
+    pub fn set(&self, max_file_size: u64, fsync: bool) {
+        self.max_file_size.store(max_file_size, Ordering::SeqCst);
+        self.fsync.store(fsync, Ordering::SeqCst);
+    }
+}
+
 /// Settings a [`Space`] takes from the server.
 pub struct SpaceConfig<'a> {
     pub spool: &'a Path,
-    pub max_file_size: u64,
-    pub fsync: bool,
+    pub limits: Arc<UploadLimits>,
     pub events: Arc<dyn SftpEvents>,
     pub closing: Arc<AtomicBool>,
 }
@@ -68,8 +100,7 @@ impl Space {
             inbound: open(&inbound_path)?,
             outbound: open(&outbound_path)?,
             inbound_path,
-            max_file_size: cfg.max_file_size,
-            fsync: cfg.fsync,
+            limits: cfg.limits,
             events: cfg.events,
             closing: cfg.closing,
         })

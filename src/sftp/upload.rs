@@ -35,6 +35,10 @@ pub struct Upload {
     /// Bytes in the file so far.
     size: u64,
     append: bool,
+    /// `[limits] max_file_size` and `[sftp] fsync_uploads` when the upload
+    /// started (a reload does not change an upload under way).
+    max: u64,
+    fsync: bool,
     /// Set by the first refused write: the reason every later call repeats.
     failed: Option<String>,
 }
@@ -59,6 +63,7 @@ impl Upload {
         if !flags.contains(OpenFlags::CREATE) && existing.is_none() {
             return Err(Fail::no_such("no such file"));
         }
+        let (max, fsync) = (space.limits.max_file_size(), space.limits.fsync());
         let temp = format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>());
         let file = dir
             .open_with(&temp, OpenOptions::new().write(true).create_new(true))?
@@ -70,14 +75,16 @@ impl Upload {
             pos: 0,
             size: 0,
             append: flags.contains(OpenFlags::APPEND),
+            max,
+            fsync,
             failed: None,
         };
         // Without TRUNCATE the client writes over (or after) what is there:
         // start from a copy so that the rename keeps the untouched parts.
         if let (Some(len), false) = (existing, flags.contains(OpenFlags::TRUNCATE)) {
-            if len > space.max_file_size {
+            if len > max {
                 up.discard(space);
-                return Err(Fail::failure(too_large(space.max_file_size)));
+                return Err(Fail::failure(too_large(max)));
             }
             let copied = (|| -> io::Result<u64> {
                 let mut src = dir.open(name)?.into_std();
@@ -110,13 +117,13 @@ impl Upload {
         }
         let at = if self.append { self.size } else { offset };
         let end = at.saturating_add(data.len() as u64);
-        if end > space.max_file_size {
-            let why = too_large(space.max_file_size);
+        if end > self.max {
+            let why = too_large(self.max);
             tracing::warn!(
                 login = %space.login,
                 name = %self.name,
                 "upload refused: larger than {} bytes",
-                space.max_file_size
+                self.max
             );
             self.fail(space, why.clone()).await;
             return Err(Fail::failure(why));
@@ -181,10 +188,11 @@ impl Upload {
         };
         let name = std::mem::take(&mut self.name);
         let size = self.size;
+        let fsync = self.fsync;
         blocking(move || {
             let done = (|| -> Result<(), Fail> {
                 let f = w.into_inner().map_err(|e| Fail::io(e.error()))?;
-                if space.fsync {
+                if fsync {
                     f.sync_all()?;
                 }
                 drop(f);
@@ -203,7 +211,7 @@ impl Upload {
                 let _ = space.inbound.remove_file(&temp);
                 return Err(e);
             }
-            if space.fsync {
+            if fsync {
                 space.sync_inbound();
             }
             tracing::info!(login = %space.login, provider = %space.provider, %name, size, "upload complete");

@@ -21,6 +21,15 @@ use russh_sftp::protocol::{File, FileAttributes};
 /// name them.
 pub const TEMP_PREFIX: &str = ".sftp-";
 
+/// Whether a name is a temporary file of the gateway: the SFTP server's
+/// uploads ([`TEMP_PREFIX`]) or a file the gateway is publishing
+/// ([`crate::fsutil::TEMP_PREFIX`], e.g. a report being written into
+/// `/out`). Such names are not part of the provider's tree: never listed,
+/// opened, stat-ed or created.
+pub fn is_temporary(name: &str) -> bool {
+    name.starts_with(TEMP_PREFIX) || name.starts_with(crate::fsutil::TEMP_PREFIX)
+}
+
 /// Longest client path accepted, in bytes.
 const MAX_PATH: usize = 4096;
 /// Longest single name accepted, in bytes (the usual file-system limit).
@@ -96,7 +105,7 @@ pub fn resolve(path: &str) -> Result<Target, PathError> {
     if area == Area::In && rest.len() > 1 {
         return Err(PathError::NotFound);
     }
-    if rest.iter().any(|c| c.starts_with(TEMP_PREFIX)) {
+    if rest.iter().any(|c| is_temporary(c)) {
         return Err(PathError::NotFound);
     }
     Ok(Target::Entry(area, rest.join("/")))
@@ -289,6 +298,9 @@ mod tests {
         assert_eq!(t("/in/sub/x.xml"), Err(PathError::NotFound));
         assert_eq!(t("/in/.sftp-1-2"), Err(PathError::NotFound));
         assert_eq!(t("/out/a/.sftp-x/b"), Err(PathError::NotFound));
+        assert_eq!(t("/out/reports/.ppas-tmp-12-3-x.pdf"), Err(PathError::NotFound));
+        assert_eq!(t("/out/.ppas-tmp-dir/x"), Err(PathError::NotFound));
+        assert_eq!(t("/in/.ppas-tmp-12-3-x.xml"), Err(PathError::NotFound));
         assert!(matches!(t("/in/.hidden"), Ok(Target::Entry(Area::In, _))));
     }
 

@@ -394,3 +394,79 @@ fn passwd_reads_stdin_checks_the_rules_or_generates() {
     let e = refused(&g.run(&["user", "passwd", "nobody", "--generate"], None));
     assert!(e.contains("no account with login nobody"), "{e}");
 }
+
+/// (password_temporary, password_expires_at) as stored.
+fn password_state(g: &Gateway, login: &str) -> (i64, Option<String>) {
+    g.db()
+        .query_row(
+            "SELECT password_temporary, password_expires_at FROM users WHERE login = ?1",
+            [login],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+}
+
+#[test]
+fn one_time_passwords_are_stored_as_temporary_with_the_configured_expiry() {
+    let g = Gateway::new().with_providers();
+    let add = |login: &str| {
+        ok(&g.run(
+            &[
+                "user",
+                "add",
+                "--provider",
+                "saad21",
+                "--login",
+                login,
+                "--email",
+                &format!("{login}@saad21.example"),
+            ],
+            None,
+        ))
+    };
+    // No [accounts] temporary_password_days: temporary, no expiry.
+    add("alice");
+    assert_eq!(password_state(&g, "alice"), (1, None));
+    let mut cfg = std::fs::OpenOptions::new().append(true).open(&g.config).unwrap();
+    std::io::Write::write_all(&mut cfg, b"[accounts]\ntemporary_password_days = 3\n").unwrap();
+    drop(cfg);
+    // The clock is PPAS_GATEWAY_NOW=2026-11-02T10:00:00+01:00.
+    add("bob");
+    assert_eq!(password_state(&g, "bob"), (1, Some("2026-11-05T09:00:00Z".into())));
+    let body = &mails(&g)[1].2;
+    assert!(
+        body.contains("Ce mot de passe est provisoire") && body.contains("jusqu'au 05/11/2026 à 10:00"),
+        "{body}"
+    );
+
+    // A password given on standard input is permanent.
+    ok(&g.run(&["user", "passwd", "bob"], Some("Chosen2026\n")));
+    assert_eq!(password_state(&g, "bob"), (0, None));
+    // --generate issues a new one-time password.
+    ok(&g.run(&["user", "passwd", "bob", "--generate"], None));
+    assert_eq!(password_state(&g, "bob"), (1, Some("2026-11-05T09:00:00Z".into())));
+    let body = &mails(&g)[2].2;
+    assert!(
+        body.contains("Nouveau mot de passe : ") && body.contains("provisoire"),
+        "{body}"
+    );
+
+    // A key account has no password at all.
+    let pubkey = keygen(&g, "carol_ed25519", &["-t", "ed25519"]);
+    ok(&g.run(
+        &[
+            "user",
+            "add",
+            "--provider",
+            "saad21",
+            "--login",
+            "carol",
+            "--email",
+            "carol@saad21.example",
+            "--key",
+            pubkey.to_str().unwrap(),
+        ],
+        None,
+    ));
+    assert_eq!(password_state(&g, "carol"), (0, None));
+}

@@ -19,6 +19,7 @@ mod pipeline_support;
 mod report;
 mod sftp;
 mod sftp_files;
+mod sftp_first_login;
 mod sftp_support;
 mod status;
 mod support;

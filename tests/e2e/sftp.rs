@@ -380,3 +380,39 @@ sys.stdout.write(out.decode("utf-8", "replace"))
     assert!(t.matches("<prompt>").count() >= 7, "{t}");
     assert_eq!(fs::read_to_string(gw.inbound("saad1").join("f.xml")).unwrap(), "<f/>");
 }
+
+/// SIGHUP's handle: new limits apply to the next sessions and uploads, the
+/// session already open goes on; keys that need a restart are named.
+#[test]
+fn reloaded_limits_apply_to_the_next_sessions_and_uploads() {
+    let gw = Gateway::start("");
+    gw.user_with_password("alice", "saad1", "pass1234");
+    let mut first = gw.paramiko_spawn(
+        "alice",
+        Secret::Password("pass1234"),
+        json!([["ls", "/"], ["hold", 4], ["put_size", "/in/late.xml", 5000]]),
+    );
+    assert!(ok(&first.next()));
+    assert!(ok(&first.next()));
+
+    let mut cfg = gw.cfg.clone();
+    cfg.sftp.max_sessions_per_user = 1;
+    cfg.limits.max_file_size = 1000;
+    assert!(gw.reload.apply(&cfg).is_empty());
+    let lines = gw.paramiko("alice", Secret::Password("pass1234"), json!([["ls", "/"]]));
+    assert!(
+        lines.iter().any(|l| !ok(l)),
+        "a second session is one too many now: {lines:?}"
+    );
+    // The open session goes on; its next upload meets the new size limit.
+    let rest = first.finish();
+    let put = rest.last().expect("the upload's line");
+    assert!(!ok(put), "{rest:?}");
+    assert!(put["error"].as_str().unwrap().contains("1000 bytes"), "{rest:?}");
+
+    cfg.sftp.max_sessions_per_user = 8;
+    cfg.sftp.listen = "127.0.0.1:2299".into();
+    assert_eq!(gw.reload.apply(&cfg), ["sftp.listen"]);
+    let lines = gw.paramiko("alice", Secret::Password("pass1234"), json!([["ls", "/"]]));
+    assert!(ok(op(&lines, 1)), "{lines:?}");
+}

@@ -509,3 +509,51 @@ fn serve_takes_uploads_and_records_downloads() {
     let status = serve.wait().unwrap();
     assert!(status.success(), "SIGTERM stops serve cleanly: {status:?}");
 }
+
+/// What the gateway is still writing into `/out` (a report under its
+/// temporary name) is not there for the provider: not listed, not
+/// readable, not stat-able; nor in `/in`.
+#[test]
+fn gateway_temporary_files_are_never_listed_or_served() {
+    let gw = Gateway::start("");
+    let key = gw.user_with_key("alice", "saad1");
+    gw.user_with_password("bob", "saad1", "pass1234");
+    let reports = gw.outbound("saad1").join("reports");
+    fs::create_dir_all(&reports).unwrap();
+    fs::write(reports.join("r1.report.csv"), "verdict;accepted\n").unwrap();
+    let temp = ".ppas-tmp-4242-1-00000001-r2.report.pdf";
+    fs::write(reports.join(temp), "%PDF-half").unwrap();
+    fs::create_dir_all(gw.inbound("saad1")).unwrap();
+    fs::write(gw.inbound("saad1").join(".ppas-tmp-4242-2-00000002-x.xml"), "<").unwrap();
+
+    let (ok_ls, out) = gw.sftp_batch("alice", &key, "ls -la /out/reports\nls -la /in\n", &[]);
+    assert!(ok_ls, "{out}");
+    assert!(out.contains("r1.report.csv"), "{out}");
+    assert!(!out.contains(".ppas-tmp-"), "not listed, even with -a: {out}");
+    let got = gw.dir.path().join("got.pdf");
+    let (ok_get, out) = gw.sftp_batch(
+        "alice",
+        &key,
+        &format!("get /out/reports/{temp} {}\n", got.display()),
+        &[],
+    );
+    assert!(!ok_get && !got.exists(), "get refused: {out}");
+
+    let lines = gw.paramiko(
+        "bob",
+        Secret::Password("pass1234"),
+        json!([
+            ["ls", "/out/reports"],
+            ["ls", "/in"],
+            ["get", format!("/out/reports/{temp}")],
+            ["stat", format!("/out/reports/{temp}")],
+            ["get", "/out/reports/r1.report.csv"]
+        ]),
+    );
+    assert_eq!(op(&lines, 1)["result"], json!(["r1.report.csv"]), "{lines:?}");
+    assert_eq!(op(&lines, 2)["result"], json!([]), "{lines:?}");
+    assert!(!ok(op(&lines, 3)) && !ok(op(&lines, 4)), "{lines:?}");
+    assert!(ok(op(&lines, 5)), "{lines:?}");
+    let downs = gw.events.downloads.lock().unwrap().clone();
+    assert!(downs.iter().all(|d| !d.2.contains(".ppas-tmp-")), "{downs:?}");
+}

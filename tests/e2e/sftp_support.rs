@@ -1,6 +1,7 @@
 //! Helpers for the SFTP tests: the server run in-process on 127.0.0.1:0
 //! with a temporary spool, an in-memory account list and an event
-//! recorder; real clients (OpenSSH `sftp`, `ssh`, paramiko) as subprocesses.
+//! recorder; real clients (OpenSSH `sftp`, `ssh`, paramiko) as
+//! subprocesses, OpenSSH on a pseudo-terminal through `scripts/pty_session.py`.
 
 #![allow(dead_code)]
 
@@ -12,8 +13,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+use ppas_gateway::clock::Clock;
 use ppas_gateway::config::Config;
-use ppas_gateway::sftp::{AccountSource, SftpAccount, SftpEvents, SftpServer};
+use ppas_gateway::sftp::{AccountSource, Reload, SftpAccount, SftpEvents, SftpServer};
 use serde_json::Value;
 
 use crate::support;
@@ -24,6 +27,25 @@ pub struct Accounts(Mutex<HashMap<String, SftpAccount>>);
 impl AccountSource for Accounts {
     fn lookup(&self, login: &str) -> anyhow::Result<Option<SftpAccount>> {
         Ok(self.0.lock().unwrap().get(login).cloned())
+    }
+
+    fn replace_temporary_password(&self, login: &str, temporary_hash: &str, new_hash: &str) -> anyhow::Result<bool> {
+        let mut m = self.0.lock().unwrap();
+        match m.get_mut(login) {
+            Some(a) if a.password_temporary && a.password_hash.as_deref() == Some(temporary_hash) => {
+                a.password_hash = Some(new_hash.to_string());
+                a.password_temporary = false;
+                a.password_expires_at = None;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+impl Accounts {
+    pub fn get(&self, login: &str) -> SftpAccount {
+        self.0.lock().unwrap().get(login).cloned().expect("known login")
     }
 }
 
@@ -56,6 +78,9 @@ pub struct Gateway {
     pub events: Arc<Events>,
     pub addr: SocketAddr,
     pub fingerprint: String,
+    pub clock: Clock,
+    /// What the daemon calls on SIGHUP.
+    pub reload: Reload,
     rt: tokio::runtime::Runtime,
     stop: tokio::sync::watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -83,20 +108,33 @@ impl Gateway {
     /// Starts a server; `extra` is appended to the `[sftp]` section (or
     /// opens further sections, e.g. `[limits]`).
     pub fn start(extra: &str) -> Gateway {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = test_config(dir.path(), extra);
-        Gateway::start_with(dir, cfg, Arc::default(), Arc::default())
+        Gateway::start_at(extra, Clock::System)
     }
 
-    pub fn start_with(dir: tempfile::TempDir, cfg: Config, accounts: Arc<Accounts>, events: Arc<Events>) -> Gateway {
+    /// Likewise, with the server's clock fixed (what `PPAS_GATEWAY_NOW` does
+    /// to the daemon).
+    pub fn start_at(extra: &str, clock: Clock) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = test_config(dir.path(), extra);
+        Gateway::start_with(dir, cfg, clock, Arc::default(), Arc::default())
+    }
+
+    pub fn start_with(
+        dir: tempfile::TempDir,
+        cfg: Config,
+        clock: Clock,
+        accounts: Arc<Accounts>,
+        events: Arc<Events>,
+    ) -> Gateway {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let server = SftpServer::new(&cfg, accounts.clone(), events.clone()).expect("server starts");
+        let server = SftpServer::new(&cfg, clock, accounts.clone(), events.clone()).expect("server starts");
         let addr = server.local_addr();
         let fingerprint = server.host_key_fingerprint().to_string();
+        let reload = server.reload_handle();
         let (stop, rx) = tokio::sync::watch::channel(false);
         let task = rt.spawn(server.run(rx));
         Gateway {
@@ -106,6 +144,8 @@ impl Gateway {
             events,
             addr,
             fingerprint,
+            clock,
+            reload,
             rt,
             stop,
             task: Some(task),
@@ -125,7 +165,9 @@ impl Gateway {
     /// (the listen port changes: it was 0).
     pub fn restart(&mut self) {
         self.stop().unwrap();
-        let server = SftpServer::new(&self.cfg, self.accounts.clone(), self.events.clone()).expect("server restarts");
+        let server = SftpServer::new(&self.cfg, self.clock, self.accounts.clone(), self.events.clone())
+            .expect("server restarts");
+        self.reload = server.reload_handle();
         self.addr = server.local_addr();
         self.fingerprint = server.host_key_fingerprint().to_string();
         let (stop, rx) = tokio::sync::watch::channel(false);
@@ -175,6 +217,60 @@ impl Gateway {
         });
     }
 
+    /// An account with a one-time password (to be replaced at the first
+    /// login), valid until `expires` when given.
+    pub fn user_with_temporary_password(
+        &self,
+        login: &str,
+        provider: &str,
+        password: &str,
+        expires: Option<DateTime<Utc>>,
+    ) {
+        self.add(SftpAccount {
+            login: login.into(),
+            provider: provider.into(),
+            password_hash: Some(ppas_gateway::sftp::auth::hash_password(password).unwrap()),
+            password_temporary: true,
+            password_expires_at: expires,
+            ..Default::default()
+        });
+    }
+
+    /// OpenSSH `sftp` on a pseudo-terminal, driven by `steps` (see
+    /// [`pty_session`]), authenticating by password only through `method`
+    /// (`keyboard-interactive` or `password`). Returns (exit status, transcript).
+    pub fn sftp_pty(&self, login: &str, method: &str, steps: &[(&str, &str)]) -> (Option<i32>, String) {
+        let args: Vec<String> = [
+            "-F",
+            "/dev/null",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "PubkeyAuthentication=no",
+            "-o",
+            "IdentityAgent=none",
+            "-o",
+            "ConnectTimeout=20",
+            "-o",
+            "NumberOfPasswordPrompts=1",
+            "-o",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            format!("PreferredAuthentications={method}"),
+            "-P".into(),
+            self.port().to_string(),
+            format!("{login}@127.0.0.1"),
+        ])
+        .collect();
+        let mut argv = vec!["sftp".to_string()];
+        argv.extend(args);
+        pty_session(&argv, steps)
+    }
+
     /// Names in a folder (empty when it does not exist).
     pub fn names(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)
@@ -219,6 +315,7 @@ impl Gateway {
         match secret {
             Secret::Password(p) => cmd.arg("--password").arg(p),
             Secret::Key(k) => cmd.arg("--key").arg(k),
+            Secret::Interactive(rounds) => cmd.arg("--interactive").arg(serde_json::to_string(rounds).unwrap()),
         };
         cmd.arg(ops.to_string());
         cmd
@@ -256,6 +353,9 @@ impl Drop for Gateway {
 pub enum Secret<'a> {
     Password(&'a str),
     Key(&'a Path),
+    /// `keyboard-interactive`: the answers to each round of prompts, in order
+    /// (rounds past these are answered with empty strings).
+    Interactive(&'a [&'a [&'a str]]),
 }
 
 /// A background client.
@@ -347,6 +447,20 @@ fn rand_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Runs `argv` on a pseudo-terminal, like a person at a keyboard: for each
+/// step, waits for its text in the output (since the previous one), then
+/// types its line. Returns the child's exit status (`None` when a text never
+/// came, or the child was killed) and the transcript.
+pub fn pty_session(argv: &[String], steps: &[(&str, &str)]) -> (Option<i32>, String) {
+    let steps: Vec<[&str; 2]> = steps.iter().map(|(w, t)| [*w, *t]).collect();
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.arg(support::repo().join("scripts/pty_session.py"))
+        .arg(serde_json::to_string(&steps).unwrap())
+        .args(argv);
+    let out = run_with_timeout(cmd, Duration::from_secs(90));
+    (out.status.code(), text(&out))
 }
 
 /// Runs a client; kills it if it hangs (a test must fail, not stall).
