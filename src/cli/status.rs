@@ -276,7 +276,10 @@ pub fn write_human(out: &mut impl Write, s: &Status) -> std::io::Result<()> {
             "  failed #{} after {} attempt(s){}: {} ({}) — `ppas-gateway mail retry {}` queues it again",
             m.id,
             m.attempts,
-            m.failed_at.as_deref().map(|t| format!(", {}", paris(t))).unwrap_or_default(),
+            m.failed_at
+                .as_deref()
+                .map(|t| format!(", {}", paris(t)))
+                .unwrap_or_default(),
             clean(&m.subject),
             clean(&m.last_error),
             m.id

@@ -154,14 +154,20 @@ async fn run(config_path: Option<PathBuf>, cfg: Config, clock: Clock, pipeline: 
         None
     };
     // The mail worker reads the latest configuration at each pass.
-    let (_mail_cfg_tx, mail_cfg_rx) = tokio::sync::watch::channel(Arc::new(cfg.clone()));
+    let (mail_cfg_tx, mail_cfg_rx) = tokio::sync::watch::channel(Arc::new(cfg.clone()));
     let mail = tokio::spawn(crate::mail::deliver::worker(mail_cfg_rx, clock, shutdown_rx.clone()));
     let sftp = if cfg.sftp.enabled {
         Some(sftp_glue::start(&cfg, clock, work_tx.clone(), arriving.clone(), shutdown_rx.clone()).await?)
     } else {
         None
     };
-    let (sftp, _sftp_reload) = sftp.unzip();
+    let (sftp, sftp_reload) = sftp.unzip();
+    let mut reloaders = reload::Reloaders {
+        running: cfg.clone(),
+        processor: work_tx.clone(),
+        mail: mail_cfg_tx,
+        sftp: sftp_reload,
+    };
 
     tracing::info!("phase 4/4: ready");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("prêt")]);
@@ -169,12 +175,11 @@ async fn run(config_path: Option<PathBuf>, cfg: Config, clock: Clock, pipeline: 
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
-    let mut running = cfg.clone();
     loop {
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
-            _ = hup.recv() => reload(config_path.as_deref(), &mut running, &work_tx),
+            _ = hup.recv() => reloaders.reload(config_path.as_deref()),
         }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
@@ -204,38 +209,4 @@ async fn run(config_path: Option<PathBuf>, cfg: Config, clock: Clock, pipeline: 
         w.abort();
     }
     Ok(())
-}
-
-/// SIGHUP: reads the configuration again and hands it to every worker.
-fn reload(path: Option<&std::path::Path>, running: &mut Config, work: &mpsc::Sender<Work>) {
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
-    match Config::load(path) {
-        Ok(new) => {
-            let changed = reload::changed_keys(running, &new);
-            let (applied, restart) = reload::classify(&changed);
-            if new.log.level != running.log.level {
-                match crate::logging::set_level(&new.log.level) {
-                    Ok(true) => {}
-                    Ok(false) => tracing::warn!("SIGHUP: [log] level not applied: RUST_LOG is set and wins"),
-                    Err(e) => tracing::warn!(error = format!("{e:#}"), "SIGHUP: [log] level not applied"),
-                }
-            }
-            let _ = work.send(Work::Reload(Box::new(new.clone())));
-            if restart.is_empty() {
-                tracing::info!(applied = applied.join(", "), "SIGHUP: configuration reloaded");
-            } else {
-                tracing::warn!(
-                    applied = applied.join(", "),
-                    restart_needed = restart.join(", "),
-                    "SIGHUP: configuration reloaded; some changed keys need a restart of the service"
-                );
-            }
-            *running = new;
-        }
-        Err(e) => tracing::error!(
-            error = format!("{e:#}"),
-            "SIGHUP: configuration refused, keeping the running one"
-        ),
-    }
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 }

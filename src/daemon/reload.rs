@@ -9,8 +9,64 @@
 //! nothing: the running configuration stays.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{mpsc, Arc};
 
+use super::Work;
 use crate::config::Config;
+
+/// Every worker a new configuration is handed to.
+pub struct Reloaders {
+    /// The configuration in force.
+    pub running: Config,
+    pub processor: mpsc::Sender<Work>,
+    pub mail: tokio::sync::watch::Sender<Arc<Config>>,
+    /// The SFTP server's limits (when it runs).
+    pub sftp: Option<crate::sftp::Reload>,
+}
+
+impl Reloaders {
+    /// SIGHUP: reads the configuration again and hands it to every worker.
+    pub fn reload(&mut self, path: Option<&Path>) {
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+        match Config::load(path) {
+            Ok(new) => self.apply(new),
+            Err(e) => tracing::error!(
+                error = format!("{e:#}"),
+                "SIGHUP: configuration refused, keeping the running one"
+            ),
+        }
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    }
+
+    fn apply(&mut self, new: Config) {
+        let changed = changed_keys(&self.running, &new);
+        let (applied, restart) = classify(&changed);
+        if new.log.level != self.running.log.level {
+            match crate::logging::set_level(&new.log.level) {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!("SIGHUP: [log] level not applied: RUST_LOG is set and wins"),
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "SIGHUP: [log] level not applied"),
+            }
+        }
+        let _ = self.processor.send(Work::Reload(Box::new(new.clone())));
+        let _ = self.mail.send(Arc::new(new.clone()));
+        if let Some(sftp) = &self.sftp {
+            // The keys it reports needing a restart are in `restart` already.
+            let _ = sftp.apply(&new);
+        }
+        if restart.is_empty() {
+            tracing::info!(applied = applied.join(", "), "SIGHUP: configuration reloaded");
+        } else {
+            tracing::warn!(
+                applied = applied.join(", "),
+                restart_needed = restart.join(", "),
+                "SIGHUP: configuration reloaded; some changed keys need a restart of the service"
+            );
+        }
+        self.running = new;
+    }
+}
 
 /// Keys a running daemon cannot change: they name what it has opened or
 /// bound at start (folders, the database, the listening socket, the host
