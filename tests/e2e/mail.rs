@@ -408,11 +408,11 @@ fn a_message_failed_after_its_last_attempt_is_shown_then_retried_by_hand_and_sen
     // The relay is down for the three attempts (at +0, +1 and +3 min).
     let mut logs = String::new();
     for (minutes, summary) in [
-        (0, "1 à réessayer, 0 abandonné(s)"),
-        (1, "1 à réessayer, 0 abandonné(s)"),
-        (2, "0 à réessayer, 0 abandonné(s)"),
-        (3, "0 à réessayer, 1 abandonné(s)"),
-        (60, "0 à réessayer, 0 abandonné(s)"),
+        (0, "1 à réessayer, 0 en échec"),
+        (1, "1 à réessayer, 0 en échec"),
+        (2, "0 à réessayer, 0 en échec"),
+        (3, "0 à réessayer, 1 en échec"),
+        (60, "0 à réessayer, 0 en échec"),
     ] {
         let out = gateway(&config, t0 + Duration::minutes(minutes), &["run", "mail"]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
