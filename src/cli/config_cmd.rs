@@ -1,10 +1,15 @@
 //! `config check`: the configuration was already loaded and validated by the
-//! time this runs (a bad file exits 2 before); print the effective values.
+//! time this runs (a bad file exits 2 before); print the effective values,
+//! then check that the state they name exists and is usable. Like every
+//! read-only command it never creates a spool or a database (spec §8): on a
+//! missing database it exits 2 and says where it looked.
 //!
 //! Secrets are masked (spec §8): the password of `[mail] smtp_url` shows as
 //! `***`. That output is itself a valid configuration, but a relay password
 //! written as the mask is never sent as a password: delivery refuses it, and
 //! this command warns about it.
+
+use anyhow::Context;
 
 use super::{Ctx, Outcome};
 use crate::mail::smtp_url::MASK;
@@ -18,5 +23,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
              password; e-mail delivery refuses it until the real one is written"
         );
     }
+    crate::store::open_existing(&ctx.cfg.paths.database)
+        .context("the configuration is valid, but the state it names cannot be used")?;
     Ok(Outcome::Ok)
 }

@@ -85,20 +85,40 @@ fn config_check_prints_the_same_values_for_the_shipped_and_an_empty_file() {
     let shipped = support::repo().join("config/ppas-gateway.toml");
     let empty = g.dir.path().join("empty.toml");
     std::fs::write(&empty, "").unwrap();
-    let run = |cfg: &std::path::Path| {
+    let run = |cfg: &std::path::Path, args: &[&str]| {
         let out = Command::new(support::bin())
             .arg("--config")
             .arg(cfg)
-            .args(["config", "check"])
+            .args(args)
             .current_dir(g.dir.path())
             .output()
             .expect("run ppas-gateway");
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out.stderr));
         text(&out.stdout)
     };
+    // The state the configuration names must exist: a first pass creates it.
+    run(&empty, &["process", "--once"]);
+    let run = |cfg: &std::path::Path| run(cfg, &["config", "check"]);
     let a = run(&shipped);
     assert!(a.contains("listen = \"127.0.0.1:2222\""), "{a}");
     assert_eq!(a, run(&empty));
+}
+
+#[test]
+fn config_check_on_a_fresh_install_prints_the_values_and_says_the_database_is_missing() {
+    let g = Gateway::new();
+    let out = g.run(&["config", "check"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("listen = "), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("configuration is valid") && err.contains(&g.db_path().display().to_string()),
+        "{err}"
+    );
+    assert!(
+        !g.db_path().exists() && !g.dir.path().join("spool").exists(),
+        "config check created state"
+    );
 }
 
 /// A relay password, recognisable wherever it would leak.
@@ -113,6 +133,8 @@ fn config_check_masks_the_relay_password_and_its_output_reads_back() {
         format!("{base}[mail]\nsmtp_url = \"smtp://gw-caisse:{RELAY_PASSWORD}@relay.caisse.fr:587?tls=required\"\n"),
     )
     .unwrap();
+    let out = g.run(&["process", "--once"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let out = g.run(&["config", "check"], None);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let printed = text(&out.stdout);
