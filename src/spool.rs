@@ -8,6 +8,7 @@
 //! outbox/<id-cram>/            accepted lines for the payment chain
 //! work/<provider>/             files taken, being processed
 //! archive/<provider>/<YYYY-MM>/ originals kept
+//! quarantine/<provider>/       files that failed again and again (until `retry`)
 //! state/                       database, host key
 //! mail/                        .eml files when no relay is configured
 //! ```
