@@ -20,6 +20,7 @@ mod report;
 mod sftp;
 mod sftp_files;
 mod sftp_first_login;
+mod sftp_reload;
 mod sftp_support;
 mod status;
 mod support;
