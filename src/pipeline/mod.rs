@@ -75,15 +75,17 @@ impl Channel {
 /// What a pass over the inbound folders did.
 #[derive(Debug, Default, Clone)]
 pub struct Summary {
+    /// Files finished in this pass (new ones and resumed ones), by verdict.
     pub processed: usize,
     pub accepted: usize,
     pub partial: usize,
     pub rejected: usize,
+    /// Of those, files resumed (in flight from an earlier pass, or retried).
     pub recovered: usize,
     pub imports_applied: usize,
     pub imports_refused: usize,
-    /// Files taken but not finished (an error was logged; retried at the
-    /// next pass, or quarantined).
+    /// Files taken but not finished, new or resumed (an error was logged;
+    /// retried at the next pass, or quarantined).
     pub failed: usize,
     /// Of those, files quarantined by this pass.
     pub quarantined: usize,
@@ -425,6 +427,14 @@ impl SpoolLock {
     pub fn acquire(cfg: &Config) -> Result<SpoolLock> {
         let dir = cfg.paths.spool.join("state");
         fsutil::create_dir_all(&dir)?;
+        // `status` takes the lock for an instant to see whether it is held:
+        // a start at that very instant waits for it rather than failing.
+        for _ in 0..20 {
+            if let Some(lock) = SpoolLock::try_acquire(&dir.join("gateway.lock"))? {
+                return Ok(lock);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         SpoolLock::try_acquire(&dir.join("gateway.lock"))?.ok_or_else(|| {
             anyhow::anyhow!(
                 "another ppas-gateway instance is processing this spool (lock {} is held)",

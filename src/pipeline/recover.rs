@@ -22,6 +22,11 @@ impl Pipeline {
     /// were quarantined). `startup`: the first recovery of this process,
     /// which counts the files it finds in flight as interrupted attempts.
     pub fn recover(&mut self, startup: bool) -> Result<(usize, usize)> {
+        self.recover_with(startup, |_| {})
+    }
+
+    /// [`Pipeline::recover`], handing each attempt's outcome to `seen`.
+    pub(super) fn recover_with(&mut self, startup: bool, mut seen: impl FnMut(&Attempt)) -> Result<(usize, usize)> {
         self.progress.beat();
         self.remove_stale_temps()?;
         self.record_orphans()?;
@@ -34,9 +39,11 @@ impl Pipeline {
         // logged, counted for `status`, and retried at the next pass.
         let mut done = 0;
         for f in &pending {
-            if let Attempt::Finished(_) = self.attempt(f.id) {
+            let a = self.attempt(f.id);
+            if let Attempt::Finished(_) = a {
                 done += 1;
             }
+            seen(&a);
         }
         if !pending.is_empty() {
             tracing::info!(
