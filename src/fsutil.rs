@@ -74,6 +74,17 @@ pub fn write_temp(
     path: &Path,
     fill: impl FnOnce(&mut std::io::BufWriter<&File>) -> std::io::Result<()>,
 ) -> Result<PathBuf> {
+    write_temp_mode(path, None, fill)
+}
+
+/// [`write_temp`], the file created with exactly `mode` (whatever the
+/// umask) when given.
+fn write_temp_mode(
+    path: &Path,
+    mode: Option<u32>,
+    fill: impl FnOnce(&mut std::io::BufWriter<&File>) -> std::io::Result<()>,
+) -> Result<PathBuf> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let dir = folder_of(path);
     create_dir_all(dir)?;
     let name = path
@@ -86,7 +97,19 @@ pub fn write_temp(
         name.to_string_lossy()
     ));
     let result = (|| -> Result<()> {
-        let f = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        if let Some(m) = mode {
+            options.mode(m);
+        }
+        let f = options
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        if let Some(m) = mode {
+            // The umask only takes bits away: set exactly `m` all the same.
+            f.set_permissions(fs::Permissions::from_mode(m))
+                .with_context(|| format!("cannot set the mode of {}", tmp.display()))?;
+        }
         {
             let mut w = std::io::BufWriter::with_capacity(1 << 16, &f);
             fill(&mut w).with_context(|| format!("cannot write {}", tmp.display()))?;
@@ -109,6 +132,32 @@ fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// How a file written by [`write_private`] takes its final name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Install {
+    /// Replaces whatever is there (rename).
+    Replace,
+    /// Fails if a file is already there (a key another process created
+    /// meanwhile is never replaced).
+    KeepExisting,
+}
+
+/// Writes a secret (a host key, a message carrying a password): readable by
+/// its owner only (mode 0600 from the first byte, whatever the umask),
+/// atomically and durably like [`write_atomic`].
+pub fn write_private(path: &Path, data: &[u8], install: Install) -> Result<()> {
+    let tmp = write_temp_mode(path, Some(0o600), |w| w.write_all(data))?;
+    let placed = match install {
+        Install::Replace => fs::rename(&tmp, path),
+        Install::KeepExisting => fs::hard_link(&tmp, path).and_then(|()| fs::remove_file(&tmp)),
+    };
+    if let Err(e) = placed {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot install {}", path.display()));
+    }
+    sync_dir(folder_of(path))
 }
 
 /// Removes the temporary files a crash may have left in `dir` (not recursive).
@@ -173,6 +222,27 @@ mod tests {
         assert_eq!(fs::read(&staged).unwrap(), b"data");
         assert_eq!(remove_stale_temps(&d.path().join("out")).unwrap(), 1);
         assert!(!staged.exists());
+    }
+
+    #[test]
+    fn private_files_are_0600_whatever_the_umask_and_may_refuse_to_replace() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s/secret");
+        // SAFETY: umask only changes this process's file creation mask.
+        let old = unsafe { libc::umask(0) };
+        write_private(&p, b"one", Install::Replace).unwrap();
+        unsafe { libc::umask(old) };
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        write_private(&p, b"two", Install::Replace).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert!(write_private(&p, b"three", Install::KeepExisting).is_err());
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(
+            fs::read_dir(p.parent().unwrap()).unwrap().count(),
+            1,
+            "a temp file was left"
+        );
     }
 
     #[test]

@@ -399,54 +399,7 @@ fn write_eml(dir: &Path, q: &Queued, msg: &lettre::Message) -> Result<()> {
     {
         return Ok(());
     }
-    write_private(&path, &msg.formatted())
-}
-
-/// Like [`crate::fsutil::write_atomic`] (same temporary names, which the
-/// recovery knows), but the file is mode 0600 whatever the umask: a notice
-/// may carry a one-time password.
-fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    crate::fsutil::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} has no file name", path.display()))?;
-    let tmp = dir.join(format!(
-        "{}{}-m{}-{}",
-        crate::fsutil::TEMP_PREFIX,
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed),
-        name.to_string_lossy()
-    ));
-    let result = (|| -> Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        // The umask only takes bits away; set exactly 0600 all the same.
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("cannot set the mode of {}", tmp.display()))?;
-        f.write_all(data)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("cannot flush {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result?;
-    crate::fsutil::sync_dir(dir)
+    crate::fsutil::write_private(&path, &msg.formatted(), crate::fsutil::Install::Replace)
 }
 
 /// Marks the message sent, with its history entry; a secret body is wiped

@@ -127,34 +127,59 @@ pub fn publish(p: &mut Pipeline, id: i64) -> Result<()> {
     let now = p.clock.now();
     let tx = p.conn.transaction()?;
     for o in &reports {
-        tx.execute(
-            "UPDATE outputs SET done_at = ?2 WHERE id = ?1",
-            params![o.id, rfc3339(now)],
-        )?;
-        history::record(
-            &tx,
-            now,
-            &Entry {
-                kind: "chargement",
-                id_cram: f.id_cram.as_deref(),
-                application: "aide-a-domicile",
-                interface: "facturation",
-                provider: Some(&f.provider),
-                convention: convention.as_deref(),
-                comment: format!(
-                    "compte rendu du fichier {} publié : {}",
-                    f.name,
-                    o.path.rsplit('/').next().unwrap_or(&o.path)
-                ),
-                ..Default::default()
-            },
-        )?;
+        record_written(&tx, now, &f, o, convention.as_deref())?;
     }
     tx.execute(
         "UPDATE received_files SET state = ?2, done_at = ?3, archive_path = ?4 WHERE id = ?1",
         params![id, FileState::Done, rfc3339(now), rel_archive],
     )?;
     tx.commit()?;
+    Ok(())
+}
+
+/// Records output `o` of file `f` as written, with its history entry
+/// ("outbox" for the payment chain's file, "chargement" for a report).
+fn record_written(
+    tx: &Connection,
+    now: chrono::DateTime<chrono::Utc>,
+    f: &ReceivedFile,
+    o: &Output,
+    convention: Option<&str>,
+) -> Result<()> {
+    tx.execute(
+        "UPDATE outputs SET done_at = ?2, staged_path = NULL WHERE id = ?1",
+        params![o.id, rfc3339(now)],
+    )?;
+    let (kind, interface, comment) = match o.kind {
+        OutputKind::Outbox => (
+            "outbox",
+            "chaine-de-paiement",
+            format!("lignes acceptées du fichier {} déposées dans {}", f.name, o.path),
+        ),
+        _ => (
+            "chargement",
+            "facturation",
+            format!(
+                "compte rendu du fichier {} publié : {}",
+                f.name,
+                o.path.rsplit('/').next().unwrap_or(&o.path)
+            ),
+        ),
+    };
+    history::record(
+        tx,
+        now,
+        &Entry {
+            kind,
+            id_cram: f.id_cram.as_deref(),
+            application: "aide-a-domicile",
+            interface,
+            provider: Some(&f.provider),
+            convention,
+            comment,
+            ..Default::default()
+        },
+    )?;
     Ok(())
 }
 
@@ -239,26 +264,8 @@ fn deliver_outbox(p: &mut Pipeline, f: &ReceivedFile, o: &Output, convention: Op
             return Err(e).with_context(|| format!("cannot rename {} to {}", staged.display(), dest.display()));
         }
     }
-    let now = p.clock.now();
     let tx = p.conn.transaction()?;
-    tx.execute(
-        "UPDATE outputs SET done_at = ?2, staged_path = NULL WHERE id = ?1",
-        params![o.id, rfc3339(now)],
-    )?;
-    history::record(
-        &tx,
-        now,
-        &Entry {
-            kind: "outbox",
-            id_cram: f.id_cram.as_deref(),
-            application: "aide-a-domicile",
-            interface: "chaine-de-paiement",
-            provider: Some(&f.provider),
-            convention,
-            comment: format!("lignes acceptées du fichier {} déposées dans {}", f.name, o.path),
-            ..Default::default()
-        },
-    )?;
+    record_written(&tx, p.clock.now(), f, o, convention)?;
     tx.commit()?;
     tracing::info!(
         file = f.name,

@@ -6,9 +6,8 @@
 //! never change behind their back. The public half is written next to it
 //! (`.pub`) for the caisse to hand out with its fingerprint.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -64,47 +63,11 @@ fn create(path: &Path) -> Result<PrivateKey> {
         .public_key()
         .to_openssh()
         .context("cannot encode the public host key")?;
-    write_private(path, private.as_bytes())?;
+    crate::fsutil::write_private(path, private.as_bytes(), crate::fsutil::Install::KeepExisting)?;
     let pub_path = PathBuf::from(format!("{}.pub", path.display()));
     crate::fsutil::write_atomic(&pub_path, format!("{public}\n").as_bytes())?;
     tracing::info!("generated SFTP host key {} ({})", path.display(), fingerprint(&key));
     Ok(key)
-}
-
-/// Writes a secret file atomically with mode 0600 from the first byte.
-fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    crate::fsutil::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} has no file name", path.display()))?;
-    let tmp = dir.join(format!(
-        "{}{}-{}",
-        crate::fsutil::TEMP_PREFIX,
-        std::process::id(),
-        name.to_string_lossy()
-    ));
-    let result = (|| -> Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(data)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("cannot flush {}", tmp.display()))?;
-        // Never replace a key another process created meanwhile.
-        fs::hard_link(&tmp, path).with_context(|| format!("cannot install host key {}", path.display()))?;
-        Ok(())
-    })();
-    let _ = fs::remove_file(&tmp);
-    result?;
-    crate::fsutil::sync_dir(dir)
 }
 
 #[cfg(test)]
