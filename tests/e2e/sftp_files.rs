@@ -384,86 +384,11 @@ fn temporary_files_left_by_a_crash_are_removed_at_start() {
 /// `/out` and its download lands in the exchange history.
 #[test]
 fn serve_takes_uploads_and_records_downloads() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    let cfg = root.join("ppas-gateway.toml");
-    fs::write(
-        &cfg,
-        format!(
-            "[paths]\nspool = {:?}\ndatabase = {:?}\n[sftp]\nlisten = \"127.0.0.1:0\"\nhost_key = {:?}\n",
-            root.join("spool"),
-            root.join("spool/state/gateway.db"),
-            root.join("spool/state/ssh_host_ed25519_key"),
-        ),
-    )
-    .unwrap();
-    let gw = |args: &[&str]| {
-        let out = Command::new(crate::support::bin())
-            .arg("--config")
-            .arg(&cfg)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{args:?}: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let providers = crate::support::repo().join("tests/fixtures/import/providers.csv");
-    gw(&["import", "providers", providers.to_str().unwrap()]);
-    let key = keygen(root, "saad21", "ed25519", None);
-    let public = format!("{}.pub", key.display());
-    gw(&[
-        "user",
-        "add",
-        "--provider",
-        "saad21",
-        "--login",
-        "saad21a",
-        "--email",
-        "a@saad21.example",
-        "--key",
-        &public,
-        "--admin",
-    ]);
-
-    let mut serve = Command::new(crate::support::bin())
-        .arg("--config")
-        .arg(&cfg)
-        .arg("serve")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The port is in the start-up line (listen asked for port 0).
-    let (tx, rx) = std::sync::mpsc::channel();
-    for stream in [
-        Box::new(serve.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(serve.stderr.take().unwrap()),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
-    let port = loop {
-        let line = rx.recv_timeout(Duration::from_secs(30)).expect("serve starts");
-        if let Some(rest) = line.split("SFTP server listening on 127.0.0.1:").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse::<u16>().unwrap();
-        }
-    };
+    let live = LiveServe::start("");
+    let root = live.root().to_path_buf();
+    let gw = |args: &[&str]| live.gw(args);
     let sftp = |batch: &str| {
-        let file = root.join("batch");
-        fs::write(&file, batch).unwrap();
-        let mut cmd = Command::new("sftp");
-        cmd.args(ssh_options(&key))
-            .arg("-b")
-            .arg(&file)
-            .args(["-P", &port.to_string(), "saad21a@127.0.0.1"]);
-        let out = run_with_timeout(cmd, Duration::from_secs(60));
+        let out = live.sftp(batch);
         assert!(out.status.success(), "{}", text(&out));
         text(&out)
     };
@@ -505,9 +430,7 @@ fn serve_takes_uploads_and_records_downloads() {
         ])
         .contains(&name)
     });
-    let _ = Command::new("kill").arg("-TERM").arg(serve.id().to_string()).status();
-    let status = serve.wait().unwrap();
-    assert!(status.success(), "SIGTERM stops serve cleanly: {status:?}");
+    live.stop();
 }
 
 /// What the gateway is still writing into `/out` (a report under its

@@ -489,3 +489,150 @@ pub fn op(lines: &[Value], i: usize) -> &Value {
 pub fn ok(v: &Value) -> bool {
     v["ok"].as_bool() == Some(true)
 }
+
+/// The real `serve`, SFTP on 127.0.0.1:0, in a temporary folder: the
+/// fixture providers imported and login `saad21a` (provider `saad21`) with
+/// an Ed25519 key, both through the command line.
+pub struct LiveServe {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub key: PathBuf,
+    pub serve: Child,
+    pub port: u16,
+    /// Every line the daemon prints.
+    pub lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl LiveServe {
+    /// The configuration text for `root`, with `extra` appended.
+    pub fn config_text(root: &Path, extra: &str) -> String {
+        format!(
+            "[paths]\nspool = {:?}\ndatabase = {:?}\n[sftp]\nlisten = \"127.0.0.1:0\"\nhost_key = {:?}\n{extra}",
+            root.join("spool"),
+            root.join("spool/state/gateway.db"),
+            root.join("spool/state/ssh_host_ed25519_key"),
+        )
+    }
+
+    pub fn start(extra: &str) -> LiveServe {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let config = root.join("ppas-gateway.toml");
+        std::fs::write(&config, LiveServe::config_text(&root, extra)).unwrap();
+        let run = |args: &[&str]| {
+            let out = Command::new(support::bin())
+                .arg("--config")
+                .arg(&config)
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{args:?}: {}", text(&out));
+        };
+        let providers = support::repo().join("tests/fixtures/import/providers.csv");
+        run(&["import", "providers", providers.to_str().unwrap()]);
+        let key = keygen(&root, "saad21", "ed25519", None);
+        let public = format!("{}.pub", key.display());
+        run(&[
+            "user",
+            "add",
+            "--provider",
+            "saad21",
+            "--login",
+            "saad21a",
+            "--email",
+            "a@saad21.example",
+            "--key",
+            &public,
+            "--admin",
+        ]);
+        let mut serve = Command::new(support::bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        for stream in [
+            Box::new(serve.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(serve.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        // The port is in the start-up line (listen asked for port 0).
+        let port = loop {
+            let line = lines.recv_timeout(Duration::from_secs(30)).expect("serve starts");
+            if let Some(rest) = line.split("SFTP server listening on 127.0.0.1:").nth(1) {
+                break rest.split_whitespace().next().unwrap().parse::<u16>().unwrap();
+            }
+        };
+        LiveServe {
+            dir,
+            config,
+            key,
+            serve,
+            port,
+            lines,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs a command of the same installation; asserts it succeeds.
+    pub fn gw(&self, args: &[&str]) -> String {
+        let out = Command::new(support::bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// OpenSSH `sftp -b` as `saad21a`.
+    pub fn sftp(&self, batch: &str) -> Output {
+        let file = self.root().join("batch");
+        std::fs::write(&file, batch).unwrap();
+        let mut cmd = Command::new("sftp");
+        cmd.args(ssh_options(&self.key))
+            .arg("-b")
+            .arg(&file)
+            .args(["-P", &self.port.to_string(), "saad21a@127.0.0.1"]);
+        run_with_timeout(cmd, Duration::from_secs(60))
+    }
+
+    /// Sends `signal` to the daemon.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(self.serve.id() as i32, signal) }, 0);
+    }
+
+    /// The next line containing `needle` (within 30 s).
+    pub fn wait_line(&self, needle: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("no line {needle:?}"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    /// SIGTERM; asserts a clean stop.
+    pub fn stop(mut self) {
+        self.signal(libc::SIGTERM);
+        let status = self.serve.wait().unwrap();
+        assert!(status.success(), "SIGTERM stops serve cleanly: {status:?}");
+    }
+}
