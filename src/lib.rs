@@ -18,6 +18,7 @@
 //! See `ARCHITECTURE.md` for the bird's-eye view and the invariants.
 
 pub mod accounts;
+pub mod anomaly;
 pub mod billing;
 pub mod cli;
 pub mod clock;

@@ -15,10 +15,10 @@ use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
-use super::anomaly::{Anomaly, Code, Level};
 use super::controls::{self, Rules, Totals};
 use super::parse::{self, LineFacts, LineSink};
 use super::{decide, name, FileVerdict, Header, Line};
+use crate::anomaly::{Anomaly, Code, Level};
 use crate::config::Config;
 
 /// What the stateless check needs to know.

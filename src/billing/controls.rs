@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
-use super::anomaly::{Anomaly, Code};
 use super::parse::{LineFacts, Parsed, LINE_SEQ};
 use super::{Header, Line};
+use crate::anomaly::{Anomaly, Code};
 
 /// The rules the stateless controls depend on.
 #[derive(Debug, Clone)]

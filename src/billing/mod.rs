@@ -7,7 +7,6 @@
 //! L05, L07, L08, L11) are applied on top by the pipeline with a read-only
 //! view of the state.
 
-pub mod anomaly;
 pub mod check;
 pub mod controls;
 pub mod facets;
@@ -18,7 +17,7 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-pub use anomaly::{Anomaly, Code, Level};
+pub use crate::anomaly::{Anomaly, Code, Level};
 
 /// The header fields of a billing file, as written (strings are not trimmed).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

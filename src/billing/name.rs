@@ -7,8 +7,8 @@
 
 use chrono::NaiveDate;
 
-use super::anomaly::{Anomaly, Code};
 use super::Header;
+use crate::anomaly::{Anomaly, Code};
 
 const MAX_STEM: usize = 25;
 

@@ -19,9 +19,9 @@
 
 use std::io::Read;
 
-use super::anomaly::{Anomaly, Code};
 use super::facets::XsDate;
 use super::{Footer, Header, Line};
+use crate::anomaly::{Anomaly, Code};
 use crate::xml::lexer::{Lexeme, Lexer, Tag, Token};
 use crate::xml::{self, input};
 

@@ -1,4 +1,8 @@
-//! Anomaly codes of spec §3 and the anomaly record every report carries.
+//! Anomaly codes of spec §3 (billing files, F01–F14 and L01–L12) and §4
+//! (visit attestations, A01–A09), and the anomaly record every report
+//! carries. Each code knows its file kind and its level: a file anomaly
+//! refuses the whole file; a line (or attestation) anomaly refuses that
+//! item only.
 
 use serde::Serialize;
 
@@ -17,6 +21,7 @@ pub enum Code {
     F11,
     F12,
     F13,
+    F14,
     L01,
     L02,
     L03,
@@ -29,6 +34,22 @@ pub enum Code {
     L10,
     L11,
     L12,
+    A01,
+    A02,
+    A03,
+    A04,
+    A05,
+    A06,
+    A07,
+    A08,
+    A09,
+}
+
+/// The kind of file a code belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeKind {
+    Billing,
+    Attestations,
 }
 
 /// A file anomaly rejects the whole file; a line anomaly rejects its line.
@@ -40,11 +61,11 @@ pub enum Level {
 
 impl Code {
     /// Every code, in the specification's order.
-    pub const ALL: [Code; 25] = {
+    pub const ALL: [Code; 35] = {
         use Code::*;
         [
-            F01, F02, F03, F04, F05, F06, F07, F08, F09, F10, F11, F12, F13, L01, L02, L03, L04, L05, L06, L07, L08,
-            L09, L10, L11, L12,
+            F01, F02, F03, F04, F05, F06, F07, F08, F09, F10, F11, F12, F13, F14, L01, L02, L03, L04, L05, L06, L07,
+            L08, L09, L10, L11, L12, A01, A02, A03, A04, A05, A06, A07, A08, A09,
         ]
     };
 
@@ -69,6 +90,7 @@ impl Code {
             F11 => "F11",
             F12 => "F12",
             F13 => "F13",
+            F14 => "F14",
             L01 => "L01",
             L02 => "L02",
             L03 => "L03",
@@ -81,14 +103,36 @@ impl Code {
             L10 => "L10",
             L11 => "L11",
             L12 => "L12",
+            A01 => "A01",
+            A02 => "A02",
+            A03 => "A03",
+            A04 => "A04",
+            A05 => "A05",
+            A06 => "A06",
+            A07 => "A07",
+            A08 => "A08",
+            A09 => "A09",
         }
     }
 
+    /// File anomalies (F.., A01, A09) refuse the whole file; line
+    /// anomalies (L..) and attestation anomalies (A02–A08) refuse one item.
     pub fn level(self) -> Level {
-        if self.as_str().starts_with('F') {
-            Level::File
+        use Code::*;
+        match self {
+            A01 | A09 => Level::File,
+            A02 | A03 | A04 | A05 | A06 | A07 | A08 => Level::Line,
+            c if c.as_str().starts_with('F') => Level::File,
+            _ => Level::Line,
+        }
+    }
+
+    /// The kind of file the code is about.
+    pub fn kind(self) -> CodeKind {
+        if self.as_str().starts_with('A') {
+            CodeKind::Attestations
         } else {
-            Level::Line
+            CodeKind::Billing
         }
     }
 
@@ -109,6 +153,7 @@ impl Code {
             F11 => "Fichier trop volumineux",
             F12 => "Site n'appartenant pas au prestataire émetteur",
             F13 => "Champ d'en-tête ou de fin de fichier vide",
+            F14 => "Prestataire ne facturant pas par fichier factbord",
             L01 => "Prestation de la ligne différente de l'en-tête",
             L02 => "NIR invalide",
             L03 => "Date d'intervention invalide",
@@ -121,6 +166,15 @@ impl Code {
             L10 => "Régularisation non acceptée",
             L11 => "Site intervenant n'appartenant pas au prestataire",
             L12 => "Champ de la ligne vide",
+            A01 => "Fichier d'attestations mal formé ou non conforme",
+            A02 => "Commande inconnue pour cette convention",
+            A03 => "Attestation déjà transmise pour cette commande",
+            A04 => "Date de visite absente, invalide, antérieure à la commande ou future",
+            A05 => "Motif de sans suite absent ou invalide",
+            A06 => "Commentaire trop long ou contenant le signe €",
+            A07 => "NIR différent de celui de la commande",
+            A08 => "Dossier clos",
+            A09 => "Prestataire n'envoyant pas d'attestations de visite",
         }
     }
 }
@@ -135,7 +189,8 @@ impl std::fmt::Display for Code {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Anomaly {
     pub code: Code,
-    /// 1-based index of the `factprest` line (line anomalies), else `None`.
+    /// 1-based index of the item (`factprest` line, `attvisite`) for an
+    /// item anomaly, else `None`.
     pub line: Option<u32>,
     /// Line of the file where the problem is, when known.
     pub xml_line: Option<u64>,
@@ -174,5 +229,31 @@ impl Anomaly {
             "field": self.field,
             "message": self.message,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_round_trips_and_knows_its_kind_and_level() {
+        for c in Code::ALL {
+            assert_eq!(Code::parse(c.as_str()), Some(c));
+            assert!(!c.title_fr().is_empty());
+        }
+        assert_eq!((Code::F14.kind(), Code::F14.level()), (CodeKind::Billing, Level::File));
+        assert_eq!(
+            (Code::A01.kind(), Code::A01.level()),
+            (CodeKind::Attestations, Level::File)
+        );
+        assert_eq!(
+            (Code::A09.kind(), Code::A09.level()),
+            (CodeKind::Attestations, Level::File)
+        );
+        for c in [Code::A02, Code::A05, Code::A08] {
+            assert_eq!((c.kind(), c.level()), (CodeKind::Attestations, Level::Line));
+        }
+        assert_eq!(Code::L07.level(), Level::Line);
     }
 }
