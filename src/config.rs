@@ -30,6 +30,7 @@ pub struct Config {
     pub intake: Intake,
     pub billing: Billing,
     pub accounts: Accounts,
+    pub habitat: Habitat,
     pub log: Log,
 }
 
@@ -231,6 +232,32 @@ impl Default for Billing {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Habitat {
+    /// Fee of one visit (an accepted T attestation creates one invoice line
+    /// of this amount for its convention), in euros.
+    pub visit_fee: rust_decimal::Decimal,
+    /// Fee per caisse (`id-cram` → euros), where it differs from `visit_fee`.
+    pub visit_fees: BTreeMap<String, rust_decimal::Decimal>,
+}
+
+impl Default for Habitat {
+    fn default() -> Self {
+        Habitat {
+            visit_fee: rust_decimal::Decimal::new(150, 0),
+            visit_fees: BTreeMap::new(),
+        }
+    }
+}
+
+impl Habitat {
+    /// The fee of a visit for caisse `id_cram`.
+    pub fn fee_for(&self, id_cram: &str) -> rust_decimal::Decimal {
+        self.visit_fees.get(id_cram).copied().unwrap_or(self.visit_fee)
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -311,6 +338,21 @@ impl Config {
         }
         if self.intake.max_attempts == 0 {
             bail!("[intake] max_attempts must be at least 1");
+        }
+        for (what, fee) in std::iter::once(("visit_fee".to_string(), &self.habitat.visit_fee)).chain(
+            self.habitat
+                .visit_fees
+                .iter()
+                .map(|(k, v)| (format!("visit_fees.{k}"), v)),
+        ) {
+            if fee.is_sign_negative() || fee.scale() > 2 || *fee > rust_decimal::Decimal::new(1_000_000, 0) {
+                bail!("[habitat] {what}: {fee} must be an amount in euros, 0 to 1000000, at most 2 decimals");
+            }
+        }
+        for id in self.habitat.visit_fees.keys() {
+            if !self.billing.caisses.contains_key(id) {
+                bail!("[habitat] visit_fees: id-cram {id:?} is not a caisse of [billing.caisses]");
+            }
         }
         if self.billing.prestations.is_empty() {
             bail!("[billing] prestations must list at least one prestation");

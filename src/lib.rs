@@ -26,6 +26,7 @@ pub mod config;
 pub mod daemon;
 pub mod fault;
 pub mod fsutil;
+pub mod habitat;
 pub mod history;
 pub mod import;
 pub mod intake;

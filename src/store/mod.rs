@@ -37,6 +37,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/0006_accepted_dates.sql"),
     ),
     ("0007_hardening", include_str!("migrations/0007_hardening.sql")),
+    ("0009_habitat", include_str!("migrations/0009_habitat.sql")),
 ];
 
 /// The newest schema version this binary knows (`PRAGMA user_version`).
