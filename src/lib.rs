@@ -30,6 +30,7 @@ pub mod habitat;
 pub mod history;
 pub mod import;
 pub mod intake;
+pub mod listing;
 pub mod logging;
 pub mod mail;
 pub mod outbox;
