@@ -45,11 +45,53 @@ pub enum Code {
     A09,
 }
 
-/// The kind of file a code belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CodeKind {
+/// What a received file is, read from its root element when it is decided
+/// (`factbord`: billing; `attvisites`: visit attestations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
     Billing,
     Attestations,
+}
+
+impl FileKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileKind::Billing => "billing",
+            FileKind::Attestations => "attestations",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FileKind> {
+        [FileKind::Billing, FileKind::Attestations]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+
+    /// The kind of a document whose root element is `root` (anything but
+    /// `attvisites` is read as billing, whose reader names what is wrong).
+    pub fn of_root(root: Option<&str>) -> FileKind {
+        match root {
+            Some("attvisites") => FileKind::Attestations,
+            _ => FileKind::Billing,
+        }
+    }
+
+    /// The history's application of the kind (spec §7).
+    pub fn application(self) -> &'static str {
+        match self {
+            FileKind::Billing => "aide-a-domicile",
+            FileKind::Attestations => "habitat",
+        }
+    }
+
+    /// The history's interface of the kind.
+    pub fn interface(self) -> &'static str {
+        match self {
+            FileKind::Billing => "facturation",
+            FileKind::Attestations => "attestations",
+        }
+    }
 }
 
 /// A file anomaly rejects the whole file; a line anomaly rejects its line.
@@ -127,12 +169,12 @@ impl Code {
         }
     }
 
-    /// The kind of file the code is about.
-    pub fn kind(self) -> CodeKind {
+    /// The kind of file the code is about (F14 is about a billing file).
+    pub fn kind(self) -> FileKind {
         if self.as_str().starts_with('A') {
-            CodeKind::Attestations
+            FileKind::Attestations
         } else {
-            CodeKind::Billing
+            FileKind::Billing
         }
     }
 
@@ -242,17 +284,17 @@ mod tests {
             assert_eq!(Code::parse(c.as_str()), Some(c));
             assert!(!c.title_fr().is_empty());
         }
-        assert_eq!((Code::F14.kind(), Code::F14.level()), (CodeKind::Billing, Level::File));
+        assert_eq!((Code::F14.kind(), Code::F14.level()), (FileKind::Billing, Level::File));
         assert_eq!(
             (Code::A01.kind(), Code::A01.level()),
-            (CodeKind::Attestations, Level::File)
+            (FileKind::Attestations, Level::File)
         );
         assert_eq!(
             (Code::A09.kind(), Code::A09.level()),
-            (CodeKind::Attestations, Level::File)
+            (FileKind::Attestations, Level::File)
         );
         for c in [Code::A02, Code::A05, Code::A08] {
-            assert_eq!((c.kind(), c.level()), (CodeKind::Attestations, Level::Line));
+            assert_eq!((c.kind(), c.level()), (FileKind::Attestations, Level::Line));
         }
         assert_eq!(Code::L07.level(), Level::Line);
     }

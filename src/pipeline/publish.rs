@@ -188,6 +188,7 @@ fn render_reports(p: &Pipeline, f: &ReceivedFile) -> Result<report::Rendered> {
     let v = load_verdict(&p.conn, f.id)?;
     let caisse = p.cfg.billing.caisses.get(&v.header.id_cram).cloned();
     let meta = ReportMeta {
+        kind: f.kind,
         provider: &f.provider,
         received_at: f.received_at,
         processed_at: f.decided_at.unwrap_or(f.received_at),

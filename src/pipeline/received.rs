@@ -12,6 +12,7 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, 
 use rusqlite::{Connection, OptionalExtension, Row};
 
 use super::Channel;
+pub use crate::anomaly::FileKind;
 use crate::billing::Verdict;
 
 /// The last step a received file has completed.
@@ -99,6 +100,7 @@ macro_rules! sql_text_enum {
 }
 
 sql_text_enum!(FileState);
+sql_text_enum!(FileKind);
 sql_text_enum!(OutputKind);
 sql_text_enum!(Channel);
 
@@ -116,6 +118,8 @@ fn instant(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
 #[derive(Debug, Clone)]
 pub struct ReceivedFile {
     pub id: i64,
+    /// Billing until decided; then what its root element said.
+    pub kind: FileKind,
     /// The provider folder or SFTP account that delivered it.
     pub provider: String,
     /// The file name as delivered.
@@ -148,7 +152,7 @@ pub struct ReceivedFile {
 
 /// The columns [`ReceivedFile::from_row`] reads, in its order.
 pub const COLUMNS: &str = "id, provider, name, channel, sha256, size, received_at, work_path, state, verdict, lines,
-    decided_at, done_at, archive_path, report_stem, rf_borfact, id_cram, id_site, attempts, last_error, quarantined_at";
+    decided_at, done_at, archive_path, report_stem, rf_borfact, id_cram, id_site, attempts, last_error, quarantined_at, kind";
 
 impl ReceivedFile {
     /// Reads a row selected with [`COLUMNS`].
@@ -185,6 +189,7 @@ impl ReceivedFile {
             attempts: r.get::<_, i64>(18)?.clamp(0, u32::MAX as i64) as u32,
             last_error: r.get(19)?,
             quarantined_at: instant(r, 20)?,
+            kind: r.get(21)?,
         })
     }
 

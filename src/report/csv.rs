@@ -13,7 +13,8 @@
 //! return, which some spreadsheets skip before looking) is prefixed with `'`:
 //! a message quoting the provider's data must never run as a formula.
 
-use super::{level_fr, one_line, ReportMeta, Summary};
+use super::{one_line, ReportMeta, Summary};
+use crate::anomaly::FileKind;
 use crate::billing::FileVerdict;
 
 /// Columns of every row.
@@ -33,25 +34,35 @@ pub fn render_csv(v: &FileVerdict, m: &ReportMeta<'_>) -> Vec<u8> {
         .quote_style(csv::QuoteStyle::Necessary)
         .from_writer(out);
 
-    let caisse = s.caisse_label.clone();
-    let summary: [(&str, String); 16] = [
-        ("Compte rendu de traitement", v.file.clone()),
-        ("Prestataire", m.provider.to_string()),
-        ("Bordereau (rf-borfact)", v.header.rf_borfact.clone()),
-        ("Caisse", caisse),
-        ("Site (id-site)", v.header.id_site.clone()),
-        ("Prestation (rf-prstpap)", v.header.rf_prstpap.clone()),
-        ("Canal", m.channel.to_string()),
-        ("Reçu le (heure de Paris)", s.received_fr.clone()),
-        ("Traité le (heure de Paris)", s.processed_fr.clone()),
-        ("Empreinte SHA-256", m.sha256.to_string()),
-        ("Verdict", s.verdict_fr.to_string()),
-        ("Lignes trouvées", s.lines.to_string()),
-        ("Lignes acceptées", s.accepted_lines.to_string()),
-        ("Lignes rejetées", s.rejected_lines.to_string()),
-        ("Heures acceptées", s.hours_fr.clone()),
-        ("Anomalies", v.anomalies.len().to_string()),
+    let billing = m.kind == FileKind::Billing;
+    let mut summary: Vec<(String, String)> = vec![
+        ("Compte rendu de traitement".into(), v.file.clone()),
+        ("Prestataire".into(), m.provider.to_string()),
     ];
+    if billing {
+        summary.extend([
+            ("Bordereau (rf-borfact)".into(), v.header.rf_borfact.clone()),
+            ("Caisse".into(), s.caisse_label.clone()),
+            ("Site (id-site)".into(), v.header.id_site.clone()),
+            ("Prestation (rf-prstpap)".into(), v.header.rf_prstpap.clone()),
+        ]);
+    } else {
+        summary.push(("Type de fichier".into(), "attestations de visite".into()));
+    }
+    summary.extend([
+        ("Canal".into(), m.channel.to_string()),
+        ("Reçu le (heure de Paris)".into(), s.received_fr.clone()),
+        ("Traité le (heure de Paris)".into(), s.processed_fr.clone()),
+        ("Empreinte SHA-256".into(), m.sha256.to_string()),
+        ("Verdict".into(), s.verdict_fr.to_string()),
+        (s.items("trouvées"), s.lines.to_string()),
+        (s.items("acceptées"), s.accepted_lines.to_string()),
+        (s.items("rejetées"), s.rejected_lines.to_string()),
+    ]);
+    if billing {
+        summary.push(("Heures acceptées".into(), s.hours_fr.clone()));
+    }
+    summary.push(("Anomalies".into(), v.anomalies.len().to_string()));
 
     // Writing into a Vec cannot fail; errors are still propagated to keep
     // the function total (an empty report rather than a panic).
@@ -61,7 +72,11 @@ pub fn render_csv(v: &FileVerdict, m: &ReportMeta<'_>) -> Vec<u8> {
             row(&mut w, &[label, value])?;
         }
         row(&mut w, &[])?;
-        row(&mut w, &ANOMALY_HEADER)?;
+        let mut header = ANOMALY_HEADER;
+        if !billing {
+            header[3] = "Attestation";
+        }
+        row(&mut w, &header)?;
         for a in &v.anomalies {
             let line = a.line.map(|n| n.to_string()).unwrap_or_default();
             let xml_line = a.xml_line.map(|n| n.to_string()).unwrap_or_default();
@@ -70,7 +85,7 @@ pub fn render_csv(v: &FileVerdict, m: &ReportMeta<'_>) -> Vec<u8> {
                 &[
                     a.code.as_str(),
                     a.code.title_fr(),
-                    level_fr(a.code.level()),
+                    s.level_fr(a.code.level()),
                     &line,
                     &xml_line,
                     a.field.as_deref().unwrap_or(""),

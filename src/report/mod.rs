@@ -1,6 +1,7 @@
-//! Processing reports of one billing file (spec §3, "Outputs of one billing
-//! file"): a [`FileVerdict`] and a few facts about the exchange
-//! ([`ReportMeta`]) come in; the same report comes out in three forms, as
+//! Processing reports of one received file, billing (spec §3, "Outputs of
+//! one billing file") or visit attestations (spec §4, "the report follows
+//! the billing-file report"): a [`FileVerdict`] and a few facts about the
+//! exchange ([`ReportMeta`], with the file's kind) come in; the same report comes out in three forms, as
 //! bytes — XML for the provider's software ([`render_xml`], schema
 //! `schema/report.xsd`), CSV for a French spreadsheet ([`render_csv`]) and
 //! an A4 PDF to read and print ([`render_pdf`]).
@@ -21,6 +22,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Europe::Paris;
 use rust_decimal::Decimal;
 
+use crate::anomaly::FileKind;
 use crate::billing::{FileVerdict, Level};
 
 pub use self::csv::render_csv;
@@ -30,6 +32,9 @@ pub use self::xml::render_xml;
 /// What the report says about the exchange, beyond the verdict itself.
 #[derive(Debug, Clone, Copy)]
 pub struct ReportMeta<'a> {
+    /// What the file is: a report of a billing file shows its header and
+    /// the hours accepted; one of an attestation file counts attestations.
+    pub kind: FileKind,
     /// Provider account that delivered the file.
     pub provider: &'a str,
     /// When the file was received (complete in the drop folder or uploaded).
@@ -111,6 +116,22 @@ pub(crate) struct Summary {
     pub processed_fr: String,
     /// Per code met: (code, count), in code order (the legend).
     pub codes: Vec<(crate::billing::Code, usize)>,
+    pub kind: FileKind,
+    /// What one item is called, plural: `Lignes` / `Attestations`.
+    pub items_fr: &'static str,
+}
+
+impl Summary {
+    /// `Lignes trouvées`, `Attestations acceptées`, … (`what`: `trouvées`,
+    /// `acceptées`, `rejetées`).
+    pub(crate) fn items(&self, what: &str) -> String {
+        format!("{} {what}", self.items_fr)
+    }
+
+    /// The French name of the level of an anomaly in this report.
+    pub(crate) fn level_fr(&self, level: Level) -> &'static str {
+        level_fr(level, self.kind)
+    }
 }
 
 impl Summary {
@@ -143,6 +164,11 @@ impl Summary {
             received_fr: paris_fr(m.received_at),
             processed_fr: paris_fr(m.processed_at),
             codes: counts.into_iter().collect(),
+            kind: m.kind,
+            items_fr: match m.kind {
+                FileKind::Billing => "Lignes",
+                FileKind::Attestations => "Attestations",
+            },
         }
     }
 }
@@ -173,11 +199,13 @@ pub(crate) fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// French label of an anomaly level.
-pub(crate) fn level_fr(level: Level) -> &'static str {
-    match level {
-        Level::File => "fichier",
-        Level::Line => "ligne",
+/// French label of an anomaly level: a line anomaly of an attestation
+/// file is about one attestation.
+pub(crate) fn level_fr(level: Level, kind: FileKind) -> &'static str {
+    match (level, kind) {
+        (Level::File, _) => "fichier",
+        (Level::Line, FileKind::Billing) => "ligne",
+        (Level::Line, FileKind::Attestations) => "attestation",
     }
 }
 
@@ -192,6 +220,7 @@ pub(crate) mod tests {
 
     pub(crate) fn meta() -> ReportMeta<'static> {
         ReportMeta {
+            kind: FileKind::Billing,
             provider: "SAADNORD",
             received_at: t("2026-11-25T09:58:12Z"),
             processed_at: t("2026-11-25T09:58:13Z"),

@@ -11,7 +11,8 @@
 
 use std::fmt::Write;
 
-use super::{level_fr, ReportMeta, Summary};
+use super::{ReportMeta, Summary};
+use crate::anomaly::FileKind;
 use crate::billing::FileVerdict;
 
 /// Version of the report layout, in the root's `version` attribute.
@@ -22,7 +23,11 @@ pub fn render_xml(v: &FileVerdict, m: &ReportMeta<'_>) -> Vec<u8> {
     let s = Summary::new(v, m);
     let mut o = String::with_capacity(1024 + v.anomalies.len() * 320);
     o.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(o, "<compte-rendu version=\"{FORMAT_VERSION}\">");
+    let kind = match m.kind {
+        FileKind::Billing => "facturation",
+        FileKind::Attestations => "attestations",
+    };
+    let _ = writeln!(o, "<compte-rendu version=\"{FORMAT_VERSION}\" type=\"{kind}\">");
 
     o.push_str("  <fichier>\n");
     elem(&mut o, 4, "nom", &v.file);
@@ -34,17 +39,20 @@ pub fn render_xml(v: &FileVerdict, m: &ReportMeta<'_>) -> Vec<u8> {
 
     elem(&mut o, 2, "prestataire", m.provider);
 
-    o.push_str("  <bordereau>\n");
-    elem(&mut o, 4, "rf-borfact", &v.header.rf_borfact);
-    o.push_str("    <caisse>\n");
-    elem(&mut o, 6, "id-cram", &v.header.id_cram);
-    if let Some(name) = m.caisse_name {
-        elem(&mut o, 6, "nom", name);
+    // An attestation file has no header: each attestation names its order.
+    if m.kind == FileKind::Billing {
+        o.push_str("  <bordereau>\n");
+        elem(&mut o, 4, "rf-borfact", &v.header.rf_borfact);
+        o.push_str("    <caisse>\n");
+        elem(&mut o, 6, "id-cram", &v.header.id_cram);
+        if let Some(name) = m.caisse_name {
+            elem(&mut o, 6, "nom", name);
+        }
+        o.push_str("    </caisse>\n");
+        elem(&mut o, 4, "id-site", &v.header.id_site);
+        elem(&mut o, 4, "rf-prstpap", &v.header.rf_prstpap);
+        o.push_str("  </bordereau>\n");
     }
-    o.push_str("    </caisse>\n");
-    elem(&mut o, 4, "id-site", &v.header.id_site);
-    elem(&mut o, 4, "rf-prstpap", &v.header.rf_prstpap);
-    o.push_str("  </bordereau>\n");
 
     o.push_str("  <resultat>\n");
     let _ = writeln!(
@@ -56,7 +64,9 @@ pub fn render_xml(v: &FileVerdict, m: &ReportMeta<'_>) -> Vec<u8> {
     let _ = writeln!(o, "    <lignes-trouvees>{}</lignes-trouvees>", s.lines);
     let _ = writeln!(o, "    <lignes-acceptees>{}</lignes-acceptees>", s.accepted_lines);
     let _ = writeln!(o, "    <lignes-rejetees>{}</lignes-rejetees>", s.rejected_lines);
-    let _ = writeln!(o, "    <heures-acceptees>{}</heures-acceptees>", s.hours_dot);
+    if m.kind == FileKind::Billing {
+        let _ = writeln!(o, "    <heures-acceptees>{}</heures-acceptees>", s.hours_dot);
+    }
     o.push_str("  </resultat>\n");
 
     let _ = writeln!(
@@ -71,7 +81,7 @@ pub fn render_xml(v: &FileVerdict, m: &ReportMeta<'_>) -> Vec<u8> {
             o,
             "    <anomalie code=\"{}\" niveau=\"{}\">",
             a.code.as_str(),
-            level_fr(a.code.level())
+            s.level_fr(a.code.level())
         );
         elem(&mut o, 6, "libelle", a.code.title_fr());
         if let Some(line) = a.line {

@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use ppas_gateway::anomaly::FileKind;
 use ppas_gateway::billing::{Anomaly, Code, FileVerdict, Footer, Header, Verdict};
 use ppas_gateway::report::{render_csv, render_pdf, render_xml, report_file_names, ReportMeta};
 use rust_decimal::Decimal;
@@ -19,6 +20,7 @@ fn t(s: &str) -> DateTime<Utc> {
 
 fn meta() -> ReportMeta<'static> {
     ReportMeta {
+        kind: FileKind::Billing,
         provider: "SAADNORD",
         received_at: t("2026-11-25T09:58:12Z"),
         processed_at: t("2026-11-25T09:58:14Z"),
@@ -411,6 +413,66 @@ fn rejected_file_report_shows_file_anomalies() {
     ] {
         assert!(text.contains(needle), "missing {needle:?}:\n{text}");
     }
+}
+
+/// The report of a file of visit attestations: same layout, counted in
+/// attestations, no bordereau and no hours; valid against the same schema.
+#[test]
+fn an_attestation_report_counts_attestations_in_every_form() {
+    let d = tempfile::tempdir().unwrap();
+    let v = FileVerdict {
+        file: "attestations-2026-11.xml".into(),
+        verdict: Verdict::Partial,
+        lines: 3,
+        accepted_lines: 2,
+        accepted_hours: Decimal::ZERO,
+        header: Header::default(),
+        footer: Footer::default(),
+        anomalies: vec![Anomaly::line(
+            Code::A06,
+            2,
+            17,
+            "commentaire",
+            "Le commentaire contient le signe €, qui n'est pas accepté.",
+        )],
+    };
+    let mut m = meta();
+    m.kind = FileKind::Attestations;
+    m.provider = "ERGO62";
+    let x = write(d.path(), "a.xml", &render_xml(&v, &m));
+    let out = Command::new("xmllint")
+        .args(["--noout", "--schema"])
+        .arg(repo().join("schema/report.xsd"))
+        .arg(&x)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(xpath(&x, "string(/compte-rendu/@type)"), "attestations");
+    assert_eq!(xpath(&x, "count(//bordereau)"), "0");
+    assert_eq!(xpath(&x, "count(//heures-acceptees)"), "0");
+    assert_eq!(xpath(&x, "string(//anomalie/@niveau)"), "attestation");
+    let c = write(d.path(), "a.csv", &render_csv(&v, &m));
+    let rows = python_csv_rows(&c);
+    let value = |label: &str| rows.iter().find(|r| r[0] == label).map(|r| r[1].clone());
+    assert_eq!(value("Attestations acceptées").as_deref(), Some("2"));
+    assert_eq!(value("Type de fichier").as_deref(), Some("attestations de visite"));
+    assert_eq!(value("Heures acceptées"), None);
+    assert!(rows.iter().any(|r| r[3] == "Attestation"), "{rows:?}");
+    let p = write(d.path(), "a.pdf", &render_pdf(&v, &m).unwrap());
+    let text = pdftotext(&p);
+    for needle in [
+        "Fichier d'attestations de visite",
+        "Attestations trouvées",
+        "A06",
+        "signe €",
+        "1 attestation rejetée sur 3",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?}:\n{text}");
+    }
+    assert!(
+        !text.contains("Heures acceptées") && !text.contains("Bordereau"),
+        "{text}"
+    );
 }
 
 /// 100 000 anomalies (a large file where every line is wrong) must still

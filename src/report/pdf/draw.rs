@@ -157,7 +157,11 @@ fn draw_block(sf: &mut Surface<'_>, cx: &Ctx<'_>, b: &Block, y: f32) {
             rect(sf, MARGIN_X, y, CONTENT_W, h, HEADER_BG);
             let by = y + CELL_PAD_Y + TABLE_SIZE;
             let mut x = MARGIN_X;
-            for (i, (w, title)) in COLS.iter().zip(COL_TITLES).enumerate() {
+            let mut titles = COL_TITLES;
+            if cx.m.kind == crate::anomaly::FileKind::Attestations {
+                titles[1] = "Attest.";
+            }
+            for (i, (w, title)) in COLS.iter().zip(titles).enumerate() {
                 if i == 1 || i == 2 {
                     right(sf, &f.bold, TABLE_SIZE, x + w - CELL_PAD_X, by, title);
                 } else {

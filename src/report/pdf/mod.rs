@@ -20,6 +20,7 @@ use anyhow::Context;
 use krilla::configure::{Archival, ConfigurationBuilder};
 
 use super::{one_line, ReportMeta, Summary};
+use crate::anomaly::FileKind;
 use crate::billing::FileVerdict;
 use text::Fonts;
 
@@ -57,7 +58,7 @@ pub(crate) enum Block {
     Title(String),
     Subtitle(String),
     /// A label and its value (summary block).
-    Kv(&'static str, String),
+    Kv(std::borrow::Cow<'static, str>, String),
     Verdict,
     Heading(String),
     Paragraph(String),
@@ -69,6 +70,11 @@ pub(crate) enum Block {
     Row(usize),
     Totals(String),
     Gap(f32),
+}
+
+/// A summary row.
+fn kv(label: impl Into<std::borrow::Cow<'static, str>>, value: String) -> Block {
+    Block::Kv(label.into(), value)
 }
 
 /// Which table a block belongs to, for repeating its header on a new page.
@@ -127,34 +133,51 @@ fn blocks(cx: &Ctx<'_>) -> Vec<Block> {
             x.to_string()
         }
     };
+    let billing = m.kind == FileKind::Billing;
     let mut b = vec![
         Block::Title("Compte rendu de traitement".into()),
-        Block::Subtitle(format!("Fichier de facturation {}", v.file)),
+        Block::Subtitle(if billing {
+            format!("Fichier de facturation {}", v.file)
+        } else {
+            format!("Fichier d'attestations de visite {}", v.file)
+        }),
         Block::Gap(6.0),
-        Block::Kv("Fichier", or_dash(&v.file)),
-        Block::Kv("Prestataire", or_dash(m.provider)),
-        Block::Kv("Bordereau (rf-borfact)", or_dash(&v.header.rf_borfact)),
-        Block::Kv("Caisse", or_dash(&s.caisse_label)),
-        Block::Kv("Site (id-site)", or_dash(&v.header.id_site)),
-        Block::Kv("Prestation (rf-prstpap)", or_dash(&v.header.rf_prstpap)),
-        Block::Kv("Canal", or_dash(m.channel)),
-        Block::Kv("Reçu le", format!("{} (heure de Paris)", s.received_fr)),
-        Block::Kv("Traité le", format!("{} (heure de Paris)", s.processed_fr)),
-        Block::Kv("Empreinte SHA-256", or_dash(m.sha256)),
+        kv("Fichier", or_dash(&v.file)),
+        kv("Prestataire", or_dash(m.provider)),
+    ];
+    if billing {
+        b.extend([
+            kv("Bordereau (rf-borfact)", or_dash(&v.header.rf_borfact)),
+            kv("Caisse", or_dash(&s.caisse_label)),
+            kv("Site (id-site)", or_dash(&v.header.id_site)),
+            kv("Prestation (rf-prstpap)", or_dash(&v.header.rf_prstpap)),
+        ]);
+    }
+    b.extend([
+        kv("Canal", or_dash(m.channel)),
+        kv("Reçu le", format!("{} (heure de Paris)", s.received_fr)),
+        kv("Traité le", format!("{} (heure de Paris)", s.processed_fr)),
+        kv("Empreinte SHA-256", or_dash(m.sha256)),
         Block::Gap(6.0),
         Block::Verdict,
-        Block::Kv("Lignes trouvées", s.lines.to_string()),
-        Block::Kv("Lignes acceptées", s.accepted_lines.to_string()),
-        Block::Kv("Lignes rejetées", s.rejected_lines.to_string()),
-        Block::Kv("Heures acceptées", s.hours_fr.clone()),
-        Block::Kv("Anomalies", v.anomalies.len().to_string()),
-        Block::Gap(10.0),
-    ];
+        kv(s.items("trouvées"), s.lines.to_string()),
+        kv(s.items("acceptées"), s.accepted_lines.to_string()),
+        kv(s.items("rejetées"), s.rejected_lines.to_string()),
+    ]);
+    if billing {
+        b.push(kv("Heures acceptées", s.hours_fr.clone()));
+    }
+    b.extend([kv("Anomalies", v.anomalies.len().to_string()), Block::Gap(10.0)]);
+    let (item, items) = if billing {
+        ("ligne", "lignes")
+    } else {
+        ("attestation", "attestations")
+    };
     if v.anomalies.is_empty() {
         b.push(Block::Heading("Anomalies".into()));
-        b.push(Block::Paragraph(
-            "Aucune anomalie : toutes les lignes du fichier ont été transmises à la caisse.".into(),
-        ));
+        b.push(Block::Paragraph(format!(
+            "Aucune anomalie : toutes les {items} du fichier ont été transmises à la caisse."
+        )));
         return b;
     }
     b.push(Block::Heading("Codes relevés".into()));
@@ -163,24 +186,29 @@ fn blocks(cx: &Ctx<'_>) -> Vec<Block> {
     b.push(Block::Gap(10.0));
     b.push(Block::Heading(format!("Détail des anomalies ({})", v.anomalies.len())));
     if v.has_file_anomaly() {
-        b.push(Block::Paragraph(
-            "Le fichier est rejeté en entier : aucune ligne n'a été transmise à la caisse.".into(),
-        ));
+        b.push(Block::Paragraph(format!(
+            "Le fichier est rejeté en entier : aucune {item} n'a été transmise à la caisse."
+        )));
     }
     b.push(Block::TableHeader);
     b.extend((0..v.anomalies.len()).map(Block::Row));
     b.push(Block::Gap(6.0));
+    let hours = if billing {
+        format!(" ; {} heures acceptées", s.hours_fr)
+    } else {
+        String::new()
+    };
     b.push(Block::Totals(format!(
-        "Total : {} anomalie{} ({} de fichier, {} de ligne) ; {} ligne{} rejetée{} sur {} ; {} heures acceptées.",
+        "Total : {} anomalie{} ({} de fichier, {} {}) ; {} {item}{} rejetée{} sur {}{hours}.",
         v.anomalies.len(),
         plural(v.anomalies.len()),
         s.file_anomalies,
         s.line_anomalies,
+        if billing { "de ligne" } else { "d'attestation" },
         s.rejected_lines,
         plural(s.rejected_lines as usize),
         plural(s.rejected_lines as usize),
         s.lines,
-        s.hours_fr
     )));
     b
 }
