@@ -243,7 +243,9 @@ pub fn published_name(path: &str) -> String {
     }
 }
 
-/// The e-mail telling the provider that a document of its order is there.
+/// The e-mail telling the provider that a document of its order is there,
+/// keyed `evaluation:<rf>:<sha>` or `decision:<rf>:<sha>` (the mail history
+/// files these causes under `habitat`).
 fn mail(kind: DocKind, order: &Order, path: &str, version: i64, sha: &str) -> crate::mail::Message {
     let rf = &order.rf_commande;
     let file = published_name(path);
@@ -272,7 +274,7 @@ fn mail(kind: DocKind, order: &Order, path: &str, version: i64, sha: &str) -> cr
         order.id_cram, order.code_convention
     );
     crate::mail::Message {
-        dedup_key: format!("document:{}:{rf}:{}", kind.as_str(), &sha[..16]),
+        dedup_key: format!("{}:{rf}:{}", kind.as_str(), &sha[..16]),
         recipients: Vec::new(),
         subject,
         body,

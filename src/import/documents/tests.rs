@@ -142,12 +142,12 @@ fn an_evaluation_is_kept_and_owed_to_its_provider() {
     let (key, to, subject, body): (String, String, String, String) = k
         .conn
         .query_row(
-            "SELECT dedup_key, recipients, subject, body FROM mail_queue WHERE dedup_key LIKE 'document:%'",
+            "SELECT dedup_key, recipients, subject, body FROM mail_queue WHERE dedup_key LIKE 'evaluation:%'",
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .unwrap();
-    assert!(key.starts_with("document:evaluation:F59-1:"), "{key}");
+    assert!(key.starts_with("evaluation:F59-1:"), "{key}");
     assert_eq!(to, "cabinet@ergo59.example");
     assert_eq!(subject, "PPAS : évaluation de la commande F59-1");
     assert!(body.contains("/out/documents/F59-1.evaluation.pdf"), "{body}");
@@ -218,7 +218,7 @@ fn a_decision_closes_the_case_once() {
         .unwrap();
     assert_eq!(o.state, crate::habitat::OrderState::Clos);
     assert_eq!(o.closed_at.as_deref(), Some("2026-11-02T09:00:00Z"));
-    let subject = k.text("SELECT subject FROM mail_queue WHERE dedup_key LIKE 'document:decision:%'");
+    let subject = k.text("SELECT subject FROM mail_queue WHERE dedup_key LIKE 'decision:%'");
     assert_eq!(
         subject,
         "PPAS : notification de décision de la commande C04-2026-000123"
