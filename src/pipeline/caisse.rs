@@ -85,11 +85,6 @@ pub fn import_drops(p: &mut Pipeline, settle: &mut Settle, s: &mut Summary) -> R
                     ("refused", text, rejected)
                 }
             };
-            if state == "applied" && kind.is_document() {
-                fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
-                record(p, kind, &name, &sha, now, state, &detail)?;
-                continue;
-            }
             fsutil::create_dir_all(&dest_dir)?;
             let stamp = now.format("%Y%m%dT%H%M%S");
             let dest = dest_dir.join(if state == "applied" {
@@ -97,9 +92,17 @@ pub fn import_drops(p: &mut Pipeline, settle: &mut Settle, s: &mut Summary) -> R
             } else {
                 name.clone()
             });
-            fs::rename(&path, &dest)
-                .with_context(|| format!("cannot move {} to {}", path.display(), dest.display()))?;
-            record(p, kind, &name, &sha, now, state, &detail)?;
+            if state == "applied" && kind.is_document() {
+                // The import kept its bytes under archive/caisse/<kind>/ (named by content).
+                fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+            } else {
+                fs::rename(&path, &dest)
+                    .with_context(|| format!("cannot move {} to {}", path.display(), dest.display()))?;
+            }
+            p.conn.execute(
+                "INSERT INTO caisse_imports (kind, name, sha256, received_at, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![kind.as_str(), name, sha, rfc3339(now), state, detail],
+            )?;
         }
     }
     if s.imports_applied > applied_before {
@@ -112,20 +115,4 @@ pub fn import_drops(p: &mut Pipeline, settle: &mut Settle, s: &mut Summary) -> R
         }
     }
     Ok(wait)
-}
-
-fn record(
-    p: &Pipeline,
-    kind: Kind,
-    name: &str,
-    sha: &str,
-    now: chrono::DateTime<chrono::Utc>,
-    state: &str,
-    detail: &str,
-) -> Result<()> {
-    p.conn.execute(
-        "INSERT INTO caisse_imports (kind, name, sha256, received_at, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![kind.as_str(), name, sha, rfc3339(now), state, detail],
-    )?;
-    Ok(())
 }
