@@ -33,6 +33,7 @@ pub mod intake;
 pub mod listing;
 pub mod logging;
 pub mod mail;
+pub mod outbound;
 pub mod outbox;
 pub mod pipeline;
 pub mod report;

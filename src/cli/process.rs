@@ -70,7 +70,18 @@ pub fn run_job(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Outcome> {
             );
             Ok(Outcome::Ok)
         }
-        "invoice-threshold" | "invoice-weekly" | "relances" | "bordereaux" | "purge" => {
+        "relances" => {
+            let _lock = SpoolLock::acquire(&ctx.cfg)?;
+            let mut conn = crate::store::open(&ctx.cfg.paths.database)?;
+            let s = crate::habitat::relances::run(&mut conn, &ctx.cfg, &ctx.clock)?;
+            println!(
+                "relances : {} commande(s) signalée(s) en relance ({} prestataire(s)), {} e-mail(s) mis en file ; \
+                 publié : {} document(s), {} liste(s)",
+                s.flagged, s.providers, s.mails, s.published.documents, s.published.listings
+            );
+            Ok(Outcome::Ok)
+        }
+        "invoice-threshold" | "invoice-weekly" | "bordereaux" | "purge" => {
             anyhow::bail!("job {} is not available in this version", a.job)
         }
         other => anyhow::bail!(

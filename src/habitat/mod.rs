@@ -16,6 +16,8 @@
 //! | `sans_suite` | an S attestation was accepted: the case is closed |
 //! | `clos` | the aid decision was imported: the case is closed |
 
+pub mod relances;
+
 use anyhow::{Context, Result};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension};

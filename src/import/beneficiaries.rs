@@ -208,6 +208,7 @@ fn apply(
         rows: recs.len(),
         new,
         updated,
+        note: None,
     };
     let providers: HashSet<&str> = recs
         .iter()

@@ -149,6 +149,38 @@ pub fn provider_type(v: &str) -> Result<&'static str, Reason> {
     }
 }
 
+/// Longest order reference (`rf-commande`; the seed's example:
+/// `C04-2026-000123`).
+pub const RF_COMMANDE_MAX: usize = 30;
+
+/// An order reference: ASCII letters, digits, `-` and `_`, starting with a
+/// letter or a digit, 1 to 30. It names the order's documents
+/// (`<rf-commande>.pdf` in, `<rf-commande>.evaluation.pdf` out), so nothing
+/// that could make a path, a hidden name or a second extension is allowed.
+pub fn rf_commande(v: &str) -> Result<String, Reason> {
+    required(v)?;
+    let ok_chars = v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let ok_first = v.as_bytes()[0].is_ascii_alphanumeric();
+    if !ok_chars || !ok_first {
+        return Err(format!(
+            "{v:?} is not an order reference (ASCII letters, digits, - and _, starting with a letter or a digit)"
+        ));
+    }
+    if v.len() > RF_COMMANDE_MAX {
+        return Err(format!("{v:?} is longer than {RF_COMMANDE_MAX} characters"));
+    }
+    Ok(v.to_string())
+}
+
+/// Resources of an order: `PS` (personne seule) or `C` (couple).
+pub fn ressources(v: &str) -> Result<&'static str, Reason> {
+    match v {
+        "PS" => Ok("PS"),
+        "C" => Ok("C"),
+        _ => Err(format!("{v:?} must be PS (personne seule) or C (couple)")),
+    }
+}
+
 /// A NIR without its key: 13 characters, digits, or the Corsica form with
 /// `2A`/`2B` at positions 6–7. The value is never repeated.
 pub fn nir(v: &str) -> Result<String, Reason> {
@@ -326,6 +358,30 @@ mod tests {
         assert!(nir("15412999990001").is_err());
         // The reason never repeats the value.
         assert!(!nir("99999999999X9").unwrap_err().contains("99999"));
+    }
+
+    #[test]
+    fn order_references_and_resources() {
+        assert_eq!(rf_commande("C04-2026-000123").unwrap(), "C04-2026-000123");
+        assert!(rf_commande("c_1").is_ok());
+        for bad in [
+            "",
+            "-C04",
+            "_a",
+            "C04.2026",
+            "C04/2026",
+            "C04 2026",
+            "é1",
+            "..",
+            &"9".repeat(31),
+        ] {
+            assert!(rf_commande(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(ressources("PS").unwrap(), "PS");
+        assert_eq!(ressources("C").unwrap(), "C");
+        for bad in ["ps", "c", "S", "", "PS "] {
+            assert!(ressources(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

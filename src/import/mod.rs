@@ -1,5 +1,7 @@
 //! Caisse reference data (spec §5): a CSV file of one kind in, rows upserted
-//! in the database out, with one history entry.
+//! in the database out, with one history entry; or, for `evaluations` and
+//! `decisions`, one PDF document of an order, kept under
+//! `archive/caisse/<kind>/` and owed to the ergothérapeute's outbound folder.
 //!
 //! All or nothing: the whole file is checked first, inside the same
 //! IMMEDIATE transaction that applies it (so the checks against the
@@ -7,6 +9,11 @@
 //! bad, the error lists every bad row and nothing is applied. The same
 //! entry point serves `ppas-gateway import KIND FILE` and the
 //! `caisse/inbound/KIND/` drop folder.
+//!
+//! What an import makes owed to providers (an order listing, a document) is
+//! recorded in the same transaction ([`crate::habitat::mark_listing`],
+//! `documents.done_at IS NULL`); the caller then writes it with
+//! [`crate::outbound::publish_due`].
 
 use std::fmt;
 
@@ -16,7 +23,9 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::config::Config;
 
 mod beneficiaries;
+pub mod documents;
 pub mod fields;
+mod orders;
 mod providers;
 pub mod table;
 
@@ -95,10 +104,16 @@ pub struct ImportSummary {
     pub new: usize,
     /// Rows whose key was already there (overwritten with the file's values).
     pub updated: usize,
+    /// What else the caller should say (orders: rows without change; a
+    /// document: where it goes, or that it was already imported).
+    pub note: Option<String>,
 }
 
 impl fmt::Display for ImportSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let (true, Some(note)) = (self.kind.is_document(), &self.note) {
+            return write!(f, "{}: {note}", self.kind);
+        }
         write!(
             f,
             "{}: {} row{} applied ({} new, {} updated)",
@@ -107,7 +122,11 @@ impl fmt::Display for ImportSummary {
             if self.rows == 1 { "" } else { "s" },
             self.new,
             self.updated
-        )
+        )?;
+        match &self.note {
+            Some(note) => write!(f, "; {note}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -120,6 +139,14 @@ pub enum ImportError {
         kind: Kind,
         name: String,
         errors: Vec<RowError>,
+    },
+    /// A document (evaluation, decision) refused as a whole: every problem
+    /// is listed, nothing was applied.
+    #[error("{}", refused_text(.kind, .name, .problems))]
+    Refused {
+        kind: Kind,
+        name: String,
+        problems: Vec<String>,
     },
     /// This kind cannot be imported by this version.
     #[error("{0}: importing this kind is not supported yet")]
@@ -148,11 +175,27 @@ fn invalid_text(kind: &Kind, name: &str, errors: &[RowError]) -> String {
     s
 }
 
+fn refused_text(kind: &Kind, name: &str, problems: &[String]) -> String {
+    let mut s = format!(
+        "{kind} file {name}: refused, nothing applied ({} problem{})",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    for p in problems {
+        s.push_str("\n  ");
+        s.push_str(p);
+    }
+    s
+}
+
 /// Checks and applies one reference-data file.
 ///
-/// `name` is the file's name (for messages and the history entry); `now`
-/// stamps the rows and the history entry. On `Err`, the database is
-/// unchanged.
+/// `name` is the file's name (for messages and the history entry; a
+/// document's name is `<rf-commande>.pdf`); `now` stamps the rows and the
+/// history entry. On `Err`, the database is unchanged. A document's bytes
+/// are kept under the spool of `cfg` (`archive/caisse/<kind>/`) before the
+/// commit; the listing and documents it makes owed are written by
+/// [`crate::outbound::publish_due`], which the caller runs afterwards.
 pub fn import_file(
     conn: &mut Connection,
     cfg: &Config,
@@ -164,6 +207,7 @@ pub fn import_file(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let ctx = Ctx {
         cfg,
+        spool: crate::spool::Spool::new(&cfg.paths.spool),
         kind,
         name,
         bytes,
@@ -172,6 +216,8 @@ pub fn import_file(
     let summary = match kind {
         Kind::Providers => providers::import(&tx, &ctx)?,
         Kind::Beneficiaries => beneficiaries::import(&tx, &ctx)?,
+        Kind::Orders => orders::import(&tx, &ctx)?,
+        Kind::Evaluations | Kind::Decisions => documents::import(&tx, &ctx)?,
         other => return Err(ImportError::Unsupported(other)),
     };
     tx.commit()?;
@@ -181,6 +227,7 @@ pub fn import_file(
 /// What each kind's importer gets.
 struct Ctx<'a> {
     cfg: &'a Config,
+    spool: crate::spool::Spool,
     kind: Kind,
     name: &'a str,
     bytes: &'a [u8],
@@ -197,6 +244,17 @@ impl Ctx<'_> {
         }
     }
 
+    /// The day of the import in Europe/Paris (dates "not after today").
+    fn today(&self) -> chrono::NaiveDate {
+        crate::clock::paris_day(self.now)
+    }
+
+    /// SHA-256 of the file, lowercase hexadecimal.
+    fn sha256(&self) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(self.bytes))
+    }
+
     fn stamp(&self) -> String {
         self.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     }
@@ -204,8 +262,7 @@ impl Ctx<'_> {
     /// History comment: what was applied from which file (content digest
     /// included, so a caisse can tell two files of the same name apart).
     fn comment(&self, s: &ImportSummary) -> String {
-        use sha2::Digest;
-        let digest = hex::encode(sha2::Sha256::digest(self.bytes));
+        let digest = self.sha256();
         format!("import {} {}: {s}, sha256 {}", self.kind, self.name, &digest[..16])
     }
 }
@@ -218,3 +275,6 @@ fn single<'a>(mut values: impl Iterator<Item = &'a str>) -> Option<&'a str> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+pub(crate) mod testkit;

@@ -285,6 +285,7 @@ fn apply(tx: &Connection, ctx: &Ctx<'_>, recs: &[Rec]) -> Result<ImportSummary, 
         rows: recs.len(),
         new,
         updated,
+        note: None,
     };
     // A file of ergothérapeutes only is the "habitat" application; home help otherwise.
     let application = if !recs.is_empty() && recs.iter().all(|r| r.typ == "ergo") {

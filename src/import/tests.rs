@@ -50,7 +50,8 @@ fn providers_applied_with_history_then_upserted() {
             kind: Kind::Providers,
             rows: 2,
             new: 2,
-            updated: 0
+            updated: 0,
+            note: None,
         }
     );
     assert_eq!(s.to_string(), "providers: 2 rows applied (2 new, 0 updated)");
@@ -297,13 +298,7 @@ fn bad_beneficiary_rows_are_all_named_without_the_nir() {
 #[test]
 fn unsupported_kinds_say_so() {
     let mut c = crate::store::open_in_memory().unwrap();
-    for k in [
-        Kind::Orders,
-        Kind::Payments,
-        Kind::ReportAnomalies,
-        Kind::Evaluations,
-        Kind::Decisions,
-    ] {
+    for k in [Kind::Payments, Kind::ReportAnomalies] {
         let e = run(&mut c, k, "x\n").unwrap_err();
         assert!(matches!(e, ImportError::Unsupported(_)), "{e}");
         assert!(e.to_string().contains("not supported yet"), "{e}");

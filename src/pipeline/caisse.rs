@@ -4,7 +4,11 @@
 //! An applied file is moved to `archive/caisse/<kind>/`; a refused one to
 //! `caisse/inbound/<kind>/rejected/` with `<name>.errors.txt` beside it,
 //! naming every bad row, for the caisse IT team to correct and drop again.
-//! A database failure leaves the file in place for the next pass.
+//! A database failure leaves the file in place for the next pass. An
+//! applied document (evaluation, decision) is kept by the import itself
+//! under `archive/caisse/<kind>/`, so the dropped copy is removed. What the
+//! imports made owed to providers (listings, documents) is then written
+//! ([`crate::outbound::publish_due`]).
 //!
 //! A file is imported only once complete, by the same rule as billing
 //! drops ([`Settle`]): a CSV cut at a row boundary is a valid file, and
@@ -26,6 +30,7 @@ use crate::spool::is_temp_name;
 /// looked at again (`None`: none is).
 pub fn import_drops(p: &mut Pipeline, settle: &mut Settle, s: &mut Summary) -> Result<Option<std::time::Duration>> {
     let mut wait: Option<std::time::Duration> = None;
+    let applied_before = s.imports_applied;
     // Providers first: beneficiaries refer to their sites.
     for kind in Kind::ALL {
         let dir = p.spool.caisse_inbound(kind.as_str());
@@ -87,12 +92,26 @@ pub fn import_drops(p: &mut Pipeline, settle: &mut Settle, s: &mut Summary) -> R
             } else {
                 name.clone()
             });
-            fs::rename(&path, &dest)
-                .with_context(|| format!("cannot move {} to {}", path.display(), dest.display()))?;
+            if state == "applied" && kind.is_document() {
+                // The import kept its bytes under archive/caisse/<kind>/ (named by content).
+                fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+            } else {
+                fs::rename(&path, &dest)
+                    .with_context(|| format!("cannot move {} to {}", path.display(), dest.display()))?;
+            }
             p.conn.execute(
                 "INSERT INTO caisse_imports (kind, name, sha256, received_at, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![kind.as_str(), name, sha, rfc3339(now), state, detail],
             )?;
+        }
+    }
+    if s.imports_applied > applied_before {
+        if let Err(e) = crate::outbound::publish_due(&mut p.conn, &p.cfg, p.clock.now()) {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "outbound files owed after the caisse imports not all written"
+            );
+            p.note_error("processor", &format!("outbound after caisse imports: {e:#}"));
         }
     }
     Ok(wait)

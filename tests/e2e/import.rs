@@ -241,10 +241,10 @@ fn unknown_or_unsupported_kinds_and_missing_files_exit_2() {
         "{}",
         text(&out.stderr)
     );
-    let out = g.import("orders", &fixture("providers.csv"));
+    let out = g.import("payments", &fixture("providers.csv"));
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr).contains("orders: importing this kind is not supported yet"),
+        text(&out.stderr).contains("payments: importing this kind is not supported yet"),
         "{}",
         text(&out.stderr)
     );

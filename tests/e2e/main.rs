@@ -10,6 +10,7 @@ mod check_spec;
 mod check_support;
 mod config;
 mod crash;
+mod habitat;
 mod history;
 mod import;
 mod mail;
