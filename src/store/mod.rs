@@ -249,7 +249,7 @@ mod tests {
             .pragma_update(None, "user_version", 1)
             .unwrap();
         let e = open_existing(&p).unwrap_err();
-        assert!(format!("{e:#}").contains("needs 7"), "{e:#}");
+        assert!(format!("{e:#}").contains(&format!("needs {SCHEMA_VERSION}")), "{e:#}");
     }
 
     #[test]

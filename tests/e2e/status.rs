@@ -57,7 +57,10 @@ fn works_once_the_state_exists() {
     let t = text(&out.stdout);
     let db = g.db_path().display().to_string();
     for needle in [
-        format!("database        {db} (schema version 7, this binary knows 7)"),
+        format!(
+            "database        {db} (schema version {v}, this binary knows {v})",
+            v = ppas_gateway::store::SCHEMA_VERSION
+        ),
         "daemon          not running on this spool".into(),
         "quarantined     0".into(),
         "inbound waiting 0".into(),
@@ -70,7 +73,7 @@ fn works_once_the_state_exists() {
         assert!(t.contains(&needle), "missing {needle:?} in:\n{t}");
     }
     let v = status_json(&g);
-    assert_eq!(v["schema_version"], 7);
+    assert_eq!(v["schema_version"], ppas_gateway::store::SCHEMA_VERSION);
     assert_eq!(v["database"], db.as_str());
     assert_eq!(v["inbound_total"], 0);
 }
