@@ -28,10 +28,7 @@ pub fn visit_date(raw: &str) -> Result<NaiveDate, &'static str> {
     }
     let b = s.as_bytes();
     let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-    let num = |r: std::ops::Range<usize>| {
-        b[r].iter()
-            .fold(0u32, |n, &c| n * 10 + u32::from(c - b'0'))
-    };
+    let num = |r: std::ops::Range<usize>| b[r].iter().fold(0u32, |n, &c| n * 10 + u32::from(c - b'0'));
     let (y, m, d) = if b.len() == 10 && b[4] == b'-' && b[7] == b'-' && digits(0..4) && digits(5..7) && digits(8..10) {
         (num(0..4), num(5..7), num(8..10))
     } else if b.len() == 10 && b[2] == b'/' && b[5] == b'/' && digits(0..2) && digits(3..5) && digits(6..10) {
@@ -129,10 +126,7 @@ pub fn item(it: &Item, f: &ItemFacts, today: NaiveDate, out: &mut Vec<Anomaly>) 
         push(
             Code::A06,
             COMMENTAIRE,
-            format!(
-                "commentaire de {} caractères : {MAX_COMMENT} au plus",
-                f.comment_chars
-            ),
+            format!("commentaire de {} caractères : {MAX_COMMENT} au plus", f.comment_chars),
         );
     }
 }

@@ -28,7 +28,14 @@ use crate::billing::Verdict;
 use crate::config::Config;
 
 /// The motifs of a sans-suite (`S`) attestation.
-pub const MOTIFS: [&str; 6] = ["REFUS", "INJOIGNABLE", "DECES", "ETABLISSEMENT", "DEMENAGEMENT", "AUTRE"];
+pub const MOTIFS: [&str; 6] = [
+    "REFUS",
+    "INJOIGNABLE",
+    "DECES",
+    "ETABLISSEMENT",
+    "DEMENAGEMENT",
+    "AUTRE",
+];
 
 /// The motif that needs a comment.
 pub const MOTIF_AUTRE: &str = "AUTRE";

@@ -504,11 +504,7 @@ impl<S: ItemSink> State<'_, S> {
                     } else {
                         (ITEM, self.which())
                     };
-                    let text = if kind == Chars::CData {
-                        "section CDATA"
-                    } else {
-                        "texte"
-                    };
+                    let text = if kind == Chars::CData { "section CDATA" } else { "texte" };
                     self.shape(
                         line,
                         Some(parent),

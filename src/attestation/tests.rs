@@ -40,10 +40,7 @@ impl It {
     }
 
     fn s(motif: &str) -> It {
-        It::t()
-            .set("statut", "S")
-            .set("motif", motif)
-            .without("dt-visite")
+        It::t().set("statut", "S").set("motif", motif).without("dt-visite")
     }
 
     fn set(mut self, name: &str, raw: &str) -> It {
@@ -114,14 +111,26 @@ fn accepted(it: It) {
 fn the_example_of_the_spec_is_accepted() {
     let v = one(It::t(), &[]);
     assert_eq!(v.verdict, Verdict::Accepted);
-    let v = check(&doc(&[It::t(), It::s("REFUS"), It::s("AUTRE").set("commentaire", "parti")]));
-    assert_eq!((v.verdict, v.items, v.accepted), (Verdict::Accepted, 3, 3), "{}", dump(&v));
+    let v = check(&doc(&[
+        It::t(),
+        It::s("REFUS"),
+        It::s("AUTRE").set("commentaire", "parti"),
+    ]));
+    assert_eq!(
+        (v.verdict, v.items, v.accepted),
+        (Verdict::Accepted, 3, 3),
+        "{}",
+        dump(&v)
+    );
     let json = v.to_json();
     assert_eq!(json["kind"], "attestations");
     assert_eq!(json["lines"], 3);
     assert_eq!(json["accepted_lines"], 3);
     let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["file", "kind", "verdict", "lines", "accepted_lines", "anomalies"]);
+    assert_eq!(
+        keys,
+        ["file", "kind", "verdict", "lines", "accepted_lines", "anomalies"]
+    );
 }
 
 #[test]
@@ -175,7 +184,11 @@ fn both_date_forms_are_read() {
         ("\n\t02/10/2026\r\n", (2026, 10, 2)),
     ] {
         let d = controls::visit_date(raw);
-        assert_eq!(d, Ok(NaiveDate::from_ymd_opt(want.0, want.1, want.2).unwrap()), "{raw:?}");
+        assert_eq!(
+            d,
+            Ok(NaiveDate::from_ymd_opt(want.0, want.1, want.2).unwrap()),
+            "{raw:?}"
+        );
         accepted(It::t().set("dt-visite", raw));
     }
 }
@@ -209,7 +222,10 @@ fn a_date_that_is_not_real_or_not_in_either_form_is_a04() {
         assert!(controls::visit_date(raw).is_err(), "{raw:?}");
         let v = one(It::t().set("dt-visite", raw), &["A04"]);
         let a = &v.anomalies[0];
-        assert_eq!((a.line, a.xml_line, a.field.as_deref()), (Some(1), Some(9), Some("dt-visite")));
+        assert_eq!(
+            (a.line, a.xml_line, a.field.as_deref()),
+            (Some(1), Some(9), Some("dt-visite"))
+        );
         assert!(a.message.contains("invalide"), "{}", a.message);
         assert_eq!(v.verdict, Verdict::Rejected);
     }
@@ -263,7 +279,15 @@ fn a_missing_or_unknown_motif_is_a05() {
     assert_eq!(v.anomalies[0].xml_line, Some(3));
     one(It::s(""), &["A05"]);
     one(It::s("   "), &["A05"]);
-    for m in ["refus", "Refus", "REFUSE", "DÉCÈS", "DECES;AUTRE", "R E F U S", "AUTRES"] {
+    for m in [
+        "refus",
+        "Refus",
+        "REFUSE",
+        "DÉCÈS",
+        "DECES;AUTRE",
+        "R E F U S",
+        "AUTRES",
+    ] {
         let v = one(It::s(m), &["A05"]);
         assert!(v.anomalies[0].message.contains("inconnu"), "{}", v.anomalies[0].message);
         assert_eq!(v.anomalies[0].xml_line, Some(9));
@@ -335,9 +359,15 @@ fn a_comment_of_500_characters_passes_and_501_is_a06() {
     let v = one(It::t().set("commentaire", &"x".repeat(501)), &["A06"]);
     let a = &v.anomalies[0];
     assert!(a.message.contains("501 caractères"), "{}", a.message);
-    assert_eq!((a.line, a.xml_line, a.field.as_deref()), (Some(1), Some(11), Some("commentaire")));
+    assert_eq!(
+        (a.line, a.xml_line, a.field.as_deref()),
+        (Some(1), Some(11), Some("commentaire"))
+    );
     one(It::t().set("commentaire", &"é".repeat(501)), &["A06"]);
-    one(It::t().set("commentaire", &format!("{}<!-- c -->x", "y".repeat(500))), &["A06"]);
+    one(
+        It::t().set("commentaire", &format!("{}<!-- c -->x", "y".repeat(500))),
+        &["A06"],
+    );
     // Both rules at once: both said.
     one(It::t().set("commentaire", &"€".repeat(501)), &["A06", "A06"]);
 }
@@ -355,7 +385,9 @@ fn a_huge_comment_is_counted_without_being_kept() {
     let mut len = Len(0);
     let v = check_reader("a.xml", std::io::Cursor::new(text.into_bytes()), 0, &opts(), &mut len);
     assert_eq!(codes(&v), ["A06", "A06"], "{}", dump(&v));
-    assert!(v.anomalies[1].message.contains(&format!("{} caractères", (3 << 20) + 1)));
+    assert!(v.anomalies[1]
+        .message
+        .contains(&format!("{} caractères", (3 << 20) + 1)));
     assert!(len.0 <= parse::MAX_VALUE && len.0 > parse::MAX_VALUE - 4, "{}", len.0);
 }
 
@@ -425,7 +457,12 @@ fn the_hook_sees_valid_items_after_the_stateless_controls() {
     let text = doc(&[It::t(), It::t().set("rf-commande", "INCONNUE")]);
     let mut hook = Orders(Vec::new());
     let v = check_reader("a.xml", std::io::Cursor::new(text.into_bytes()), 0, &opts(), &mut hook);
-    assert_eq!((v.verdict, v.items, v.accepted), (Verdict::Partial, 2, 1), "{}", dump(&v));
+    assert_eq!(
+        (v.verdict, v.items, v.accepted),
+        (Verdict::Partial, 2, 1),
+        "{}",
+        dump(&v)
+    );
 }
 
 // ------------------------------------------------------------------ A01
@@ -476,13 +513,21 @@ fn every_schema_violation_is_listed_with_its_line_and_element() {
     assert!(msgs[4].contains("<dt-visite> en double ou hors de l'ordre"), "{msgs:?}");
     assert!(msgs[5].contains("<motif> en double ou hors de l'ordre"), "{msgs:?}");
     assert!(msgs[6].contains("<inconnu> inconnu dans <attvisites>"), "{msgs:?}");
-    assert!(msgs[7..].iter().all(|m| m.contains("manquant dans <attvisite> n° 2")), "{msgs:?}");
+    assert!(
+        msgs[7..].iter().all(|m| m.contains("manquant dans <attvisite> n° 2")),
+        "{msgs:?}"
+    );
     assert_eq!(v.items, 2);
 }
 
 #[test]
 fn identifiers_have_their_maximum_length() {
-    for (name, max) in [("rf-commande", 30), ("id-cram", 2), ("code-convention", 20), ("nir-per", 15)] {
+    for (name, max) in [
+        ("rf-commande", 30),
+        ("id-cram", 2),
+        ("code-convention", 20),
+        ("nir-per", 15),
+    ] {
         accepted(It::t().set(name, &"9".repeat(max)));
         accepted(It::t().set(name, ""));
         let v = one(It::t().set(name, &"é".repeat(max + 1)), &["A01"]);
@@ -490,7 +535,11 @@ fn identifiers_have_their_maximum_length() {
     }
     // The NIR is never repeated in a message.
     let v = one(It::t().set("nir-per", "1541299999000123"), &["A01"]);
-    assert!(!v.anomalies[0].message.contains("1541299999000"), "{}", v.anomalies[0].message);
+    assert!(
+        !v.anomalies[0].message.contains("1541299999000"),
+        "{}",
+        v.anomalies[0].message
+    );
 }
 
 #[test]
@@ -506,13 +555,22 @@ fn statut_is_exactly_t_or_s() {
 #[test]
 fn comments_pis_and_cdata_stand_where_xml_allows_them() {
     let text = doc(&[It::t().set("commentaire", "<![CDATA[<b>gras</b> & co]]>")])
-        .replace("<attvisites>\n", "<!-- en-tête -->\n<?app v1?>\n<attvisites>\n<!-- une -->\n")
+        .replace(
+            "<attvisites>\n",
+            "<!-- en-tête -->\n<?app v1?>\n<attvisites>\n<!-- une -->\n",
+        )
         .replace("</attvisites>\n", "</attvisites>\n<!-- fin -->\n<?fin?>\n");
     let v = check(&text);
     assert_eq!(v.verdict, Verdict::Accepted, "{}", dump(&v));
     // CDATA between elements: refused, as libxml2 does.
-    a01_at(&doc(&[It::t()]).replace("<statut>", "<![CDATA[ ]]><statut>"), &[(8, "attvisite")]);
-    a01_at(&doc(&[It::t()]).replace("<attvisite>", "x<attvisite>"), &[(3, "attvisites")]);
+    a01_at(
+        &doc(&[It::t()]).replace("<statut>", "<![CDATA[ ]]><statut>"),
+        &[(8, "attvisite")],
+    );
+    a01_at(
+        &doc(&[It::t()]).replace("<attvisite>", "x<attvisite>"),
+        &[(3, "attvisites")],
+    );
     a01(&doc(&[It::t()]).replace("<statut>", "texte<statut>"));
     a01(&doc(&[It::t()]).replace("<motif></motif>", "<motif><b/></motif>"));
 }
@@ -523,11 +581,19 @@ fn document_shape_and_namespaces() {
     a01_at(&format!("{DECL}<attvisites/>"), &[(2, "attvisite")]);
     a01(&doc(&[It::t()]).replace("attvisites>", "factbord>"));
     a01(&doc(&[It::t()]).replace("<attvisites>", "<attvisites xmlns=\"urn:x\">"));
-    a01(&doc(&[It::t()]).replace("<attvisites>", "<p:attvisites xmlns:p=\"urn:x\">").replace("</attvisites>", "</p:attvisites>"));
+    a01(&doc(&[It::t()])
+        .replace("<attvisites>", "<p:attvisites xmlns:p=\"urn:x\">")
+        .replace("</attvisites>", "</p:attvisites>"));
     a01(&doc(&[It::t()]).replace("<statut>", "<statut a=\"1\">"));
-    a01(&doc(&[It::t()]).replace("<statut>", "<x:statut xmlns:x=\"urn:x\">").replace("</statut>", "</x:statut>"));
-    a01(&doc(&[It::t()]).replace("<statut>", "<q:statut>").replace("</statut>", "</q:statut>"));
-    a01(&doc(&[It::t()]).replace("<rf-commande>", "<attvisite>").replace("</rf-commande>", "</attvisite>"));
+    a01(&doc(&[It::t()])
+        .replace("<statut>", "<x:statut xmlns:x=\"urn:x\">")
+        .replace("</statut>", "</x:statut>"));
+    a01(&doc(&[It::t()])
+        .replace("<statut>", "<q:statut>")
+        .replace("</statut>", "</q:statut>"));
+    a01(&doc(&[It::t()])
+        .replace("<rf-commande>", "<attvisite>")
+        .replace("</rf-commande>", "</attvisite>"));
     let ok = doc(&[It::t()]).replace(
         "<attvisites>",
         "<attvisites xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:noNamespaceSchemaLocation=\"attvisites.xsd\">",
@@ -559,7 +625,9 @@ fn not_well_formed_files_stop_at_the_error() {
         let v = a01(bad);
         assert_eq!(v.items, 0);
     }
-    let v = a01(&doc(&[It::t()]).replace("Lyon", "x").replace("62739900", "6273\u{1}9900"));
+    let v = a01(&doc(&[It::t()])
+        .replace("Lyon", "x")
+        .replace("62739900", "6273\u{1}9900"));
     assert_eq!(v.anomalies[0].xml_line, Some(6));
     let mut bytes = doc(&[It::t()]).into_bytes();
     bytes.insert(150, 0xFF);
@@ -592,7 +660,11 @@ fn hostile_xml_is_refused_without_a_panic() {
         "</a>".repeat(10_000)
     );
     let v = a01(&deep);
-    assert!(v.anomalies.iter().any(|a| a.message.contains("imbrication")), "{}", dump(&v));
+    assert!(
+        v.anomalies.iter().any(|a| a.message.contains("imbrication")),
+        "{}",
+        dump(&v)
+    );
     // A huge tag.
     let huge = format!("<attvisites><attvisite a=\"{}\"/></attvisites>", "x".repeat(20_000_000));
     let v = a01(&huge);

@@ -68,7 +68,11 @@ pub fn root_in_prefix(prefix: &[u8]) -> Option<String> {
             Encoding::Utf16Be => i % 2 == 0 && prefix.get(i..i + 2) == Some(b"\0>".as_slice()),
             _ => prefix[i] == b'>',
         };
-        let width = if matches!(enc, Encoding::Utf16Le | Encoding::Utf16Be) { 2 } else { 1 };
+        let width = if matches!(enc, Encoding::Utf16Le | Encoding::Utf16Be) {
+            2
+        } else {
+            1
+        };
         unit.then_some(i + width)
     });
     cuts.take(MAX_CUTS)
@@ -133,7 +137,10 @@ mod tests {
 
     #[test]
     fn finds_the_root_behind_the_prolog() {
-        assert_eq!(root(b"<attvisites><attvisite/></attvisites>").as_deref(), Some("attvisites"));
+        assert_eq!(
+            root(b"<attvisites><attvisite/></attvisites>").as_deref(),
+            Some("attvisites")
+        );
         assert_eq!(
             root(b"\xEF\xBB\xBF<?xml version='1.0' encoding='UTF-8'?>\n<!-- c -->\n<?pi x?>\n  <factbord>").as_deref(),
             Some("factbord")
@@ -146,7 +153,10 @@ mod tests {
             root(b"<?xml version=\"1.0\" encoding=\"ISO-8859-15\"?>\r\n<attvisites xmlns:xsi='x'>").as_deref(),
             Some("attvisites")
         );
-        assert_eq!(root(b"<p:attvisites xmlns:p='urn:x'/>").as_deref(), Some("p:attvisites"));
+        assert_eq!(
+            root(b"<p:attvisites xmlns:p='urn:x'/>").as_deref(),
+            Some("p:attvisites")
+        );
         let utf16: Vec<u8> = "\u{feff}<?xml version=\"1.0\" encoding=\"UTF-16\"?><attvisites>"
             .encode_utf16()
             .flat_map(|u| u.to_le_bytes())
@@ -162,7 +172,8 @@ mod tests {
         // What follows the root's start tag does not matter.
         assert_eq!(root(b"<attvisites>\x01\xFF</factbord>").as_deref(), Some("attvisites"));
         assert_eq!(
-            root(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- a > b -->\n<attvisites>\n<attvisite>r\xE9alis\xE9").as_deref(),
+            root(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- a > b -->\n<attvisites>\n<attvisite>r\xE9alis\xE9")
+                .as_deref(),
             Some("attvisites")
         );
         let utf16: Vec<u8> = "\u{feff}<?xml version=\"1.0\"?><!-- > --><attvisites>"
@@ -215,7 +226,11 @@ mod tests {
             failed: Arc::new(Mutex::new(None)),
         };
         assert_eq!(root_of(steps).as_deref(), Some("attvisites"));
-        assert!(*read.lock().unwrap() <= 4 * STEP as u64, "{} bytes read", read.lock().unwrap());
+        assert!(
+            *read.lock().unwrap() <= 4 * STEP as u64,
+            "{} bytes read",
+            read.lock().unwrap()
+        );
     }
 
     #[test]
