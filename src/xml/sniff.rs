@@ -14,7 +14,11 @@
 //! file declared UTF-8) stops it before the tag is handed out. Then the
 //! start of the file is read again cut after each `>` in turn: the root's
 //! name is found when the bytes up to its start tag are well-formed,
-//! whatever follows (the reader of its kind reports what does).
+//! whatever follows (the reader of its kind reports what does). A
+//! DOCTYPE, which the lexer refuses, is looked past the same way (blanked
+//! out, in a file whose encoding is ASCII-compatible): the root behind it
+//! is named, and the reader of its kind refuses the DOCTYPE in its own
+//! words.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -62,6 +66,15 @@ pub fn root_element(path: &Path) -> Result<Option<String>> {
 /// `>` (a UTF-16 one in a UTF-16 document) until a cut shows the root.
 pub fn root_in_prefix(prefix: &[u8]) -> Option<String> {
     let (enc, _) = input::sniff(&prefix[..prefix.len().min(1024)]).ok()?;
+    root_in_cuts(prefix, enc).or_else(|| {
+        if matches!(enc, Encoding::Utf16Le | Encoding::Utf16Be) {
+            return None;
+        }
+        root_in_cuts(&without_doctype(prefix)?, enc)
+    })
+}
+
+fn root_in_cuts(prefix: &[u8], enc: Encoding) -> Option<String> {
     let cuts = (0..prefix.len()).filter_map(|i| {
         let unit = match enc {
             Encoding::Utf16Le => i % 2 == 0 && prefix.get(i..i + 2) == Some(b">\0".as_slice()),
@@ -97,6 +110,58 @@ pub fn root_of<R: Read + 'static>(reader: R) -> Option<String> {
         }
         first = false;
     }
+}
+
+/// The prefix with its first DOCTYPE declaration blanked out (line feeds
+/// kept), when there is one and it ends in the prefix. The end is found as
+/// the lexer finds it: quoted literals, the internal subset, and the
+/// comments, PIs and declarations in it are skipped.
+fn without_doctype(prefix: &[u8]) -> Option<Vec<u8>> {
+    let start = prefix.windows(9).position(|w| w.eq_ignore_ascii_case(b"<!DOCTYPE"))?;
+    let w = prefix;
+    let quoted = |k: usize| -> Option<usize> { Some(k + 2 + memchr::memchr(w[k], &w[k + 1..])?) };
+    let find = |k: usize, pat: &[u8]| memchr::memmem::find(&w[k..], pat);
+    let mut k = start + 9;
+    let end = loop {
+        match *w.get(k)? {
+            b'\'' | b'"' => k = quoted(k)?,
+            b'[' => break None,
+            b'>' => break Some(k + 1),
+            _ => k += 1,
+        }
+    };
+    let end = match end {
+        Some(end) => end,
+        None => {
+            k += 1;
+            loop {
+                match *w.get(k)? {
+                    b']' => break k + 2 + memchr::memchr(b'>', &w[k + 1..])?,
+                    b'<' if w[k..].starts_with(b"<!--") => k += 7 + find(k + 4, b"-->")?,
+                    b'<' if w[k..].starts_with(b"<?") => k += 4 + find(k + 2, b"?>")?,
+                    b'<' => {
+                        k += 1;
+                        loop {
+                            match *w.get(k)? {
+                                b'\'' | b'"' => k = quoted(k)?,
+                                b'>' => break,
+                                _ => k += 1,
+                            }
+                        }
+                        k += 1;
+                    }
+                    _ => k += 1,
+                }
+            }
+        }
+    };
+    let mut out = prefix.to_vec();
+    for b in &mut out[start..end] {
+        if *b != b'\n' {
+            *b = b' ';
+        }
+    }
+    Some(out)
 }
 
 /// A reader that hands out at most [`STEP`] bytes a read, so that the
@@ -191,7 +256,6 @@ mod tests {
             b"   \n",
             b"<!-- only a comment -->",
             b"plain text",
-            b"<!DOCTYPE attvisites><attvisites/>",
             b"<!-- c --><?xml version=\"1.0\"?><attvisites/>",
             b"<?xml version=\"1.0\" encoding=\"EBCDIC\"?><attvisites/>",
             b"<?xml version=\"2.0\"?><attvisites/>",
@@ -205,6 +269,24 @@ mod tests {
             b"\xC3<attvisites/>",
         ] {
             assert_eq!(root(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn a_doctype_is_looked_past() {
+        for doc in [
+            &b"<!DOCTYPE attvisites><attvisites/>"[..],
+            b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<!DOCTYPE attvisites [\n<!ENTITY e \"\xE9>\">\n<!-- ]> -->\n<?p ]>?>\n]>\n<attvisites>",
+            b"<!doctype attvisites SYSTEM \"a>b.dtd\"><attvisites>&e;</attvisites>",
+        ] {
+            assert_eq!(root(doc).as_deref(), Some("attvisites"), "{:?}", String::from_utf8_lossy(doc));
+        }
+        for doc in [
+            &b"<!DOCTYPE attvisites [<!ENTITY e \"x\">"[..],
+            b"<!DOCTYPE attvisites><!DOCTYPE attvisites><attvisites/>",
+            b"<!DOCTYPE attvisites>x<attvisites/>",
+        ] {
+            assert_eq!(root(doc), None, "{:?}", String::from_utf8_lossy(doc));
         }
     }
 
@@ -243,6 +325,8 @@ mod tests {
         std::fs::write(&p, b"<attvisites><attvisite>\xE9\x01").unwrap();
         assert_eq!(root_element(&p).unwrap().as_deref(), Some("attvisites"));
         std::fs::write(&p, b"<!DOCTYPE x><attvisites>").unwrap();
+        assert_eq!(root_element(&p).unwrap().as_deref(), Some("attvisites"));
+        std::fs::write(&p, b"<!-- <attvisites> -->").unwrap();
         assert_eq!(root_element(&p).unwrap(), None);
         let missing = dir.join("missing.xml");
         assert!(root_element(&missing).is_err());
