@@ -313,10 +313,9 @@ impl<S: ItemSink> State<'_, S> {
         let local = self.local_name(name, line)?;
         let shown = lossy(name);
         let shown: &str = &shown;
-        if let Some(msg) = refused_attr {
-            if !matches!(self.at, Where::Skip(_)) {
-                self.schema(line, Some(shown), format!("{msg} sur <{shown}>"));
-            }
+        let refused_attr = refused_attr.filter(|_| !matches!(self.at, Where::Skip(_)));
+        if let Some(msg) = &refused_attr {
+            self.schema(line, Some(shown), format!("{msg} sur <{shown}>"));
         }
         match self.at {
             Where::Prolog => {
@@ -349,6 +348,11 @@ impl<S: ItemSink> State<'_, S> {
                 self.parent = Where::Leaf(idx);
             }
             Where::Skip(d) => self.at = Where::Skip(d + 1),
+        }
+        // An attribute on the `attvisite` itself was reported before the
+        // item began: it keeps the item from the stateful rules too.
+        if refused_attr.is_some() && self.in_item {
+            self.facts.schema_ok = false;
         }
         if empty {
             return self.end(line);

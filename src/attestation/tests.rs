@@ -446,12 +446,21 @@ fn the_hook_sees_valid_items_after_the_stateless_controls() {
         It::t().set("dt-visite", "hier"),
         It::t().set("statut", "X"),
         It::t().without("id-cram"),
-    ]);
+        It::t(),
+        It::t(),
+    ])
+    .replacen("<attvisite>", "<attvisite id=\"6\">", 6)
+    .replacen("<attvisite id=\"6\">", "<attvisite>", 5)
+    .replace(
+        "<motif></motif>\n    <commentaire></commentaire>\n  </attvisite>\n</attvisites>",
+        "<motif xml:lang=\"fr\"></motif>\n    <commentaire></commentaire>\n  </attvisite>\n</attvisites>",
+    );
     let mut hook = Orders(Vec::new());
     let v = check_reader("a.xml", std::io::Cursor::new(text.into_bytes()), 0, &opts(), &mut hook);
-    // Items 4 (bad statut) and 5 (missing field) never reach the hook.
+    // Items 4 (bad statut), 5 (missing field), 6 (attribute on attvisite)
+    // and 7 (attribute on a field) never reach the hook.
     assert_eq!(hook.0, [(1, 0), (2, 0), (3, 1)]);
-    assert_eq!(codes(&v), ["A01", "A01", "A02", "A04"], "{}", dump(&v));
+    assert_eq!(codes(&v), ["A01", "A01", "A01", "A01", "A02", "A04"], "{}", dump(&v));
     assert_eq!((v.verdict, v.accepted), (Verdict::Rejected, 0));
     // Without the A01s: partial.
     let text = doc(&[It::t(), It::t().set("rf-commande", "INCONNUE")]);
