@@ -9,6 +9,8 @@
 //!   line numbers) shared by every XML format the gateway reads.
 //! - [`billing`]: billing files — streaming parse, schema conformance,
 //!   stateless controls, the verdict. Pure: bytes in, a report out.
+//! - [`attestation`]: visit-attestation files, read the same way: streaming
+//!   parse, schema conformance, stateless controls, the verdict.
 //! - [`store`]: the SQLite state and its migrations.
 //! - [`history`], [`mail`]: the exchange history and the mail queue,
 //!   written in the same transaction as what they record.
@@ -19,6 +21,7 @@
 
 pub mod accounts;
 pub mod anomaly;
+pub mod attestation;
 pub mod billing;
 pub mod cli;
 pub mod clock;

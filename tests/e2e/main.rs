@@ -3,6 +3,7 @@
 //! One test binary; one module per area; shared helpers in `support`.
 
 mod accounts;
+mod attestations;
 mod check_cli;
 mod check_oracle;
 mod check_props;
