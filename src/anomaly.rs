@@ -68,10 +68,12 @@ impl FileKind {
             .find(|k| k.as_str() == s)
     }
 
-    /// The kind of a document whose root element is `root` (anything but
-    /// `attvisites` is read as billing, whose reader names what is wrong).
+    /// The kind of a document whose root element is `root`: its local name
+    /// `attvisites` (a prefixed one too, so that the attestation reader
+    /// says what is wrong with it); anything else, or no readable root, is
+    /// read as billing, whose reader names what is wrong.
     pub fn of_root(root: Option<&str>) -> FileKind {
-        match root {
+        match root.and_then(|r| r.rsplit(':').next()) {
             Some("attvisites") => FileKind::Attestations,
             _ => FileKind::Billing,
         }

@@ -71,14 +71,6 @@ pub fn check_one(path: &Path, billing: &CheckOptions, attestations: &attestation
     }
 }
 
-/// Prints billing verdicts as they come (see [`print_checked`]).
-pub fn print_verdicts(
-    verdicts: impl Iterator<Item = anyhow::Result<FileVerdict>>,
-    json: bool,
-) -> anyhow::Result<Outcome> {
-    print_checked(verdicts.map(|v| v.map(Checked::Billing)), json)
-}
-
 /// Prints verdicts as they come and folds them into the exit outcome:
 /// an unreadable file is reported and makes the command fail (exit 2) once
 /// every other file has been checked.

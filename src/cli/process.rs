@@ -56,7 +56,13 @@ pub fn validate(ctx: &Ctx, a: &ValidateArgs) -> anyhow::Result<Outcome> {
         .iter()
         .map(|f| crate::pipeline::validate_path(&mut conn, &ctx.cfg, &ctx.clock, f, a.provider.as_deref()))
         .collect::<Vec<_>>();
-    super::check::print_verdicts(verdicts.into_iter(), a.json)
+    let checked = verdicts.into_iter().map(|v| {
+        v.map(|v| match v {
+            crate::pipeline::Validated::Billing(v) => super::check::Checked::Billing(v),
+            crate::pipeline::Validated::Attestations(v) => super::check::Checked::Attestations(v),
+        })
+    });
+    super::check::print_checked(checked, a.json)
 }
 
 /// `run JOB`: one scheduled job now.

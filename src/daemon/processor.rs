@@ -136,12 +136,14 @@ impl Processor {
         self.p.progress.set_busy(false);
     }
 
-    /// Recovery, the caisse drops, then every dropped file.
+    /// Recovery, what is owed to outbound folders, the caisse drops, then
+    /// every dropped file.
     fn rescan(&mut self) {
         if let Err(e) = self.p.recover(false) {
             tracing::error!(error = format!("{e:#}"), "rescan: recovery failed");
             self.p.note_error("processor", &format!("rescan: {e:#}"));
         }
+        self.p.publish_outbound();
         self.caisse();
         match self.p.waiting() {
             Ok(files) => {

@@ -106,13 +106,7 @@ pub fn import_drops(p: &mut Pipeline, settle: &mut Settle, s: &mut Summary) -> R
         }
     }
     if s.imports_applied > applied_before {
-        if let Err(e) = crate::outbound::publish_due(&mut p.conn, &p.cfg, p.clock.now()) {
-            tracing::warn!(
-                error = format!("{e:#}"),
-                "outbound files owed after the caisse imports not all written"
-            );
-            p.note_error("processor", &format!("outbound after caisse imports: {e:#}"));
-        }
+        p.publish_outbound();
     }
     Ok(wait)
 }

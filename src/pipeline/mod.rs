@@ -20,6 +20,8 @@
 //! error or a panic is caught and counted, and a file that keeps failing is
 //! quarantined ([`quarantine`]) instead of being retried blindly.
 
+mod attest;
+mod billing;
 mod caisse;
 mod decide;
 pub mod progress;
@@ -46,7 +48,7 @@ use crate::intake::{Readiness, Settle};
 use crate::spool::{is_safe_component, is_temp_name, Spool};
 
 pub use caisse::import_drops as import_caisse_drops;
-pub use decide::{decide, validate_path};
+pub use decide::{decide, kind_of, validate_path, Validated};
 pub use progress::Progress;
 pub use publish::publish;
 pub use quarantine::Attempt;
@@ -308,7 +310,10 @@ impl Pipeline {
         // The decision's pages are copied into the database while the outputs are written.
         self.checkpointer.request();
         publish(self, id)?;
-        self.progress.beat();
+        // The listings the decision marked (an order answered, plans
+        // consumed): the file's own outputs are written, so a failure here
+        // is the publisher's to retry, not the file's.
+        self.publish_outbound();
         Ok(verdict)
     }
 
@@ -360,7 +365,24 @@ impl Pipeline {
             s.still_written += 1;
             tracing::info!("a caisse file still being written: left for the next pass");
         }
+        self.publish_outbound();
         Ok(s)
+    }
+
+    /// Writes the documents and listings owed to providers' outbound
+    /// folders ([`crate::outbound`]). A failure is logged and noted for
+    /// `status`; what failed stays owed for the next call.
+    pub fn publish_outbound(&mut self) {
+        self.progress.beat();
+        let now = self.clock.now();
+        if let Err(e) = crate::outbound::publish_due(&mut self.conn, &self.cfg, now) {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "outbound documents or listings not all published"
+            );
+            self.note_error("outbound", &format!("{e:#}"));
+        }
+        self.progress.beat();
     }
 
     /// Records an error met by a worker, for `status`.

@@ -158,7 +158,7 @@ fn record_written(
         ),
         _ => (
             "chargement",
-            "facturation",
+            f.kind.interface(),
             format!(
                 "compte rendu du fichier {} publié : {}",
                 f.name,
@@ -172,7 +172,7 @@ fn record_written(
         &Entry {
             kind,
             id_cram: f.id_cram.as_deref(),
-            application: "aide-a-domicile",
+            application: f.kind.application(),
             interface,
             provider: Some(&f.provider),
             convention,

@@ -9,6 +9,7 @@ use std::process::Output;
 
 use crate::pipeline_support::*;
 
+mod attestations;
 mod documents;
 mod orders;
 mod relances;
