@@ -156,6 +156,50 @@ impl Order {
     }
 }
 
+/// One invoice line (an accepted T attestation), as invoicing reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceLine {
+    pub id: i64,
+    pub attestation_id: i64,
+    pub rf_commande: String,
+    pub id_cram: String,
+    pub code_convention: String,
+    pub provider: String,
+    pub nir_per: String,
+    /// Hundredths of euro.
+    pub amount: i64,
+    /// RFC 3339 UTC: the transmission, and 48 hours after it.
+    pub created_at: String,
+    pub due_at: String,
+}
+
+/// The invoice lines not yet invoiced whose due time (48 hours after the
+/// transmission of their attestation) has come at `now`, by convention,
+/// then in the order they were created.
+pub fn due_invoice_lines(conn: &Connection, now: chrono::DateTime<chrono::Utc>) -> Result<Vec<InvoiceLine>> {
+    let now = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    conn.prepare_cached(
+        "SELECT id, attestation_id, rf_commande, id_cram, code_convention, provider, nir_per, amount, created_at, due_at
+         FROM invoice_lines WHERE invoice_id IS NULL AND due_at <= ?1 ORDER BY code_convention, id",
+    )?
+    .query_map([now], |r| {
+        Ok(InvoiceLine {
+            id: r.get(0)?,
+            attestation_id: r.get(1)?,
+            rf_commande: r.get(2)?,
+            id_cram: r.get(3)?,
+            code_convention: r.get(4)?,
+            provider: r.get(5)?,
+            nir_per: r.get(6)?,
+            amount: r.get(7)?,
+            created_at: r.get(8)?,
+            due_at: r.get(9)?,
+        })
+    })?
+    .collect::<rusqlite::Result<Vec<_>>>()
+    .context("reading the invoice lines due")
+}
+
 /// What a provider finds at the root of its outbound folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Listing {
@@ -204,6 +248,42 @@ mod tests {
         assert!(OrderState::SansSuite.is_closed() && OrderState::Clos.is_closed());
         assert!(!OrderState::Relance.is_closed() && !OrderState::Relance.has_attestation());
         assert_eq!(OrderState::AFaire.label_fr(), "à faire");
+    }
+
+    #[test]
+    fn an_invoice_line_is_due_48_hours_after_its_transmission_not_a_second_before() {
+        let c = crate::store::open_in_memory().unwrap();
+        c.execute_batch(
+            "INSERT INTO providers VALUES ('ergo1', 'E', '44306184100047', 'e@x.example', '03 21 00 00 01', 'ergo', 'x');
+             INSERT INTO orders (rf_commande, id_cram, code_convention, provider, nir_per, nom_per, pn_per, adresse,
+                 telephone, ressources, dt_commande, state, imported_at, updated_at)
+               VALUES ('C1', '04', '62739900', 'ergo1', '1541299999000', 'N', 'P', 'A', '03 21 00 00 01', 'PS',
+                 '2026-09-01', 'transmise', 'x', 'x');
+             INSERT INTO received_files (id, provider, name, channel, sha256, size, received_at, work_path, state, kind)
+               VALUES (1, 'ergo1', 'a.xml', 'sftp', 'ab', 1, '2026-11-20T09:00:00Z', 'w', 'done', 'attestations');
+             INSERT INTO attestations (id, file_id, item, rf_commande, statut, dt_visite, transmitted_at)
+               VALUES (1, 1, 1, 'C1', 'T', '2026-10-02', '2026-11-20T09:00:00Z');
+             INSERT INTO invoice_lines (attestation_id, rf_commande, id_cram, code_convention, provider, nir_per, amount,
+                 created_at, due_at)
+               VALUES (1, 'C1', '04', '62739900', 'ergo1', '1541299999000', 15000, '2026-11-20T09:00:00Z',
+                 '2026-11-22T09:00:00Z');",
+        )
+        .unwrap();
+        let at = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .with_timezone(&chrono::Utc)
+        };
+        assert!(due_invoice_lines(&c, at("2026-11-22T09:59:59+01:00"))
+            .unwrap()
+            .is_empty());
+        let due = due_invoice_lines(&c, at("2026-11-22T10:00:00+01:00")).unwrap();
+        assert_eq!((due.len(), due[0].amount), (1, 15000));
+        c.execute("UPDATE invoice_lines SET invoice_id = 7", []).unwrap();
+        assert!(
+            due_invoice_lines(&c, at("2027-01-01T00:00:00Z")).unwrap().is_empty(),
+            "invoiced once"
+        );
     }
 
     #[test]
