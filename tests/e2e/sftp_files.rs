@@ -396,13 +396,13 @@ fn serve_takes_uploads_and_records_downloads() {
     fs::write(&local, "this is not XML\n").unwrap();
     sftp(&format!("put {} /in/03_311026_100_21999000.xml\n", local.display()));
     let reports = root.join("spool/outbound/saad21/reports");
+    // A report under its final name (not the gateway's hidden temp file
+    // being written, which the provider never sees).
+    let published = |n: &String| n.ends_with(".report.csv") && !n.starts_with('.');
     Gateway::wait_until("the processing report", || {
-        Gateway::names(&reports).iter().any(|n| n.ends_with(".report.csv"))
+        Gateway::names(&reports).iter().any(published)
     });
-    let name = Gateway::names(&reports)
-        .into_iter()
-        .find(|n| n.ends_with(".report.csv"))
-        .unwrap();
+    let name = Gateway::names(&reports).into_iter().find(published).unwrap();
     let got = root.join("report.csv");
     let listing = sftp(&format!(
         "ls /in\nls /out/reports\nget /out/reports/{name} {}\n",
