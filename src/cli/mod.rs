@@ -56,7 +56,7 @@ pub enum Command {
     Serve,
     /// Process what is waiting in every inbound folder, then exit.
     Process(ProcessArgs),
-    /// Stateless conformance check of billing files (no database needed).
+    /// Stateless conformance check of billing and visit-attestation files (no database needed).
     Check(FilesArgs),
     /// Dry run of every control against the current state; changes nothing.
     Validate(ValidateArgs),
@@ -108,7 +108,7 @@ pub struct FilesArgs {
     /// One JSON object per file, one per line, on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Billing files to check.
+    /// Billing or visit-attestation files to check (the kind is read from the root element).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 }
@@ -122,7 +122,7 @@ pub struct ValidateArgs {
     /// the header's id-site).
     #[arg(long)]
     pub provider: Option<String>,
-    /// Billing files to validate.
+    /// Billing or visit-attestation files to validate.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 }
