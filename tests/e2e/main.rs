@@ -12,6 +12,7 @@ mod config;
 mod crash;
 mod history;
 mod import;
+mod listing_beneficiaires;
 mod mail;
 mod mail_secrets;
 mod pipeline;
