@@ -421,6 +421,15 @@ impl<C: Write, X: Write> Out<C, X> {
 /// ([`crate::report::csv_text_cell`]), quoted when it holds a separator,
 /// a quote or a line break (RFC 4180, as the `csv` crate writes it).
 fn csv_cell(b: &mut Vec<u8>, s: &str) {
+    // The common case, copied as it is: a cell starting with a letter or a
+    // digit (never guarded) without a control character (U+0000–U+001F,
+    // U+007F, and U+0080–U+009F whose lead byte is 0xC2), `;` or `"`.
+    let plain =
+        s.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric) && s.bytes().all(|c| CSV_PLAIN[usize::from(c)]);
+    if plain {
+        b.extend_from_slice(s.as_bytes());
+        return;
+    }
     let cell = csv_text_cell(s);
     if cell.bytes().any(|c| matches!(c, b';' | b'"' | b'\n' | b'\r')) {
         b.push(b'"');
@@ -435,6 +444,21 @@ fn csv_cell(b: &mut Vec<u8>, s: &str) {
         b.extend_from_slice(cell.as_bytes());
     }
 }
+
+/// Bytes of a cell [`csv_cell`] may copy as they are (see there).
+const CSV_PLAIN: [bool; 256] = {
+    let mut t = [true; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = false;
+        c += 1;
+    }
+    t[0x7F] = false;
+    t[0xC2] = false;
+    t[b';' as usize] = false;
+    t[b'"' as usize] = false;
+    t
+};
 
 /// `  <tag>…</tag>` on its own line, `content` writing the text.
 fn elem(b: &mut Vec<u8>, tag: &str, content: impl FnOnce(&mut Vec<u8>)) {

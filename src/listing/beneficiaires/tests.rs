@@ -512,3 +512,40 @@ fn the_plans_of_several_sites_of_a_caisse_are_merged_in_order() {
         ]
     );
 }
+
+#[test]
+fn the_fast_path_of_a_csv_cell_is_the_reports_cell() {
+    // What the slow path writes: the shared cell, quoted when needed.
+    let slow = |s: &str| {
+        let cell = crate::report::csv_text_cell(s);
+        if cell.contains([';', '"', '\n', '\r']) {
+            format!("\"{}\"", cell.replace('"', "\"\""))
+        } else {
+            cell.into_owned()
+        }
+    };
+    for s in [
+        "Dupont",
+        "Lefèvre Zoé",
+        "Élodie",
+        "2A",
+        "=1+1",
+        "+33",
+        "-1",
+        "@a",
+        "a;b",
+        "a\"b",
+        "a\tb",
+        "a\u{7f}",
+        "a\u{85}b",
+        "a°b",
+        "\u{a0}x",
+        " x",
+        "",
+        "'x",
+    ] {
+        let mut b = Vec::new();
+        csv_cell(&mut b, s);
+        assert_eq!(String::from_utf8(b).unwrap(), slow(s), "{s:?}");
+    }
+}
