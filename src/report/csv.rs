@@ -108,9 +108,19 @@ fn row<W: std::io::Write>(w: &mut csv::Writer<W>, cells: &[&str]) -> csv::Result
     for i in 0..COLUMNS {
         let cell = cells.get(i).copied().unwrap_or("");
         // One anomaly is one visual row: line breaks and controls become spaces.
-        record.push_field(&guard(&one_line(cell)));
+        record.push_field(&text_cell(cell));
     }
     w.write_record(&record)
+}
+
+/// A text cell as every CSV of the gateway writes it (the reports, the
+/// listings of `crate::listing`): on one line (controls and line breaks
+/// become spaces), guarded against formulas.
+pub(crate) fn text_cell(cell: &str) -> std::borrow::Cow<'_, str> {
+    match one_line(cell) {
+        std::borrow::Cow::Borrowed(s) => guard(s),
+        std::borrow::Cow::Owned(s) => std::borrow::Cow::Owned(guard(&s).into_owned()),
+    }
 }
 
 /// Prefixes a cell a spreadsheet would read as a formula.

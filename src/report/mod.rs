@@ -29,6 +29,11 @@ pub use self::csv::render_csv;
 pub use self::pdf::render_pdf;
 pub use self::xml::render_xml;
 
+// Shared with the listings (`crate::listing`): one way to write a text cell
+// of a CSV, one way to escape text for XML.
+pub(crate) use self::csv::text_cell as csv_text_cell;
+pub(crate) use self::xml::text as xml_text;
+
 /// What the report says about the exchange, beyond the verdict itself.
 #[derive(Debug, Clone, Copy)]
 pub struct ReportMeta<'a> {
