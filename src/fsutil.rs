@@ -84,46 +84,114 @@ fn write_temp_mode(
     mode: Option<u32>,
     fill: impl FnOnce(&mut std::io::BufWriter<&File>) -> std::io::Result<()>,
 ) -> Result<PathBuf> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let dir = folder_of(path);
-    create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} has no file name", path.display()))?;
-    let tmp = dir.join(format!(
-        "{TEMP_PREFIX}{}-{}-{}",
-        std::process::id(),
-        unique(),
-        name.to_string_lossy()
-    ));
-    let result = (|| -> Result<()> {
+    let staged = Staged::create_mode(path, mode)?;
+    {
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, &staged.file);
+        fill(&mut w).with_context(|| format!("cannot write {}", staged.tmp.display()))?;
+        w.flush()
+            .with_context(|| format!("cannot write {}", staged.tmp.display()))?;
+    }
+    staged.finish()
+}
+
+/// A file being written for `dest` under a hidden temporary name in the
+/// same folder: [`Staged::install`] flushes it and renames it into place;
+/// dropped before that, it is removed. Several can be filled at once (two
+/// forms of a listing written in one pass over the database).
+pub struct Staged {
+    tmp: PathBuf,
+    dest: PathBuf,
+    file: File,
+    writer: Option<std::io::BufWriter<File>>,
+    done: bool,
+}
+
+impl Staged {
+    pub fn create(dest: &Path) -> Result<Staged> {
+        Staged::create_mode(dest, None)
+    }
+
+    fn create_mode(dest: &Path, mode: Option<u32>) -> Result<Staged> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let dir = folder_of(dest);
+        create_dir_all(dir)?;
+        let name = dest
+            .file_name()
+            .with_context(|| format!("{} has no file name", dest.display()))?;
+        let tmp = dir.join(format!(
+            "{TEMP_PREFIX}{}-{}-{}",
+            std::process::id(),
+            unique(),
+            name.to_string_lossy()
+        ));
         let mut options = fs::OpenOptions::new();
         options.write(true).create_new(true);
         if let Some(m) = mode {
             options.mode(m);
         }
-        let f = options
+        let file = options
             .open(&tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
+        let staged = Staged {
+            tmp,
+            dest: dest.to_path_buf(),
+            writer: None,
+            file,
+            done: false,
+        };
         if let Some(m) = mode {
             // The umask only takes bits away: set exactly `m` all the same.
-            f.set_permissions(fs::Permissions::from_mode(m))
-                .with_context(|| format!("cannot set the mode of {}", tmp.display()))?;
+            staged
+                .file
+                .set_permissions(fs::Permissions::from_mode(m))
+                .with_context(|| format!("cannot set the mode of {}", staged.tmp.display()))?;
         }
-        {
-            let mut w = std::io::BufWriter::with_capacity(1 << 16, &f);
-            fill(&mut w).with_context(|| format!("cannot write {}", tmp.display()))?;
-            w.flush().with_context(|| format!("cannot write {}", tmp.display()))?;
+        Ok(staged)
+    }
+
+    /// A buffered writer of the content.
+    pub fn writer(&mut self) -> Result<&mut std::io::BufWriter<File>> {
+        if self.writer.is_none() {
+            let f = self
+                .file
+                .try_clone()
+                .with_context(|| format!("cannot write {}", self.tmp.display()))?;
+            self.writer = Some(std::io::BufWriter::with_capacity(1 << 16, f));
         }
-        f.sync_all()
-            .with_context(|| format!("cannot flush {}", tmp.display()))?;
-        Ok(())
-    })();
-    match result {
-        Ok(()) => Ok(tmp),
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            Err(e)
+        Ok(self.writer.as_mut().expect("set above"))
+    }
+
+    /// Flushes the content to disk; returns the temporary path, which the
+    /// caller now owns (it is no longer removed on drop).
+    fn finish(mut self) -> Result<PathBuf> {
+        if let Some(mut w) = self.writer.take() {
+            w.flush()
+                .with_context(|| format!("cannot write {}", self.tmp.display()))?;
+        }
+        self.file
+            .sync_all()
+            .with_context(|| format!("cannot flush {}", self.tmp.display()))?;
+        self.done = true;
+        Ok(self.tmp.clone())
+    }
+
+    /// Flushes the content and renames it into place; the folder is flushed
+    /// by the caller ([`sync_dir`]), once for several files.
+    pub fn install(self) -> Result<()> {
+        let dest = self.dest.clone();
+        let tmp = self.finish()?;
+        fs::rename(&tmp, &dest)
+            .with_context(|| format!("cannot rename {} to {}", tmp.display(), dest.display()))
+            .inspect_err(|_| {
+                let _ = fs::remove_file(&tmp);
+            })
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_file(&self.tmp);
         }
     }
 }
@@ -242,6 +310,26 @@ mod tests {
             fs::read_dir(p.parent().unwrap()).unwrap().count(),
             1,
             "a temp file was left"
+        );
+    }
+
+    #[test]
+    fn staged_files_appear_whole_or_not_at_all() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("l/a.csv"), d.path().join("l/a.xml"));
+        let mut sa = Staged::create(&a).unwrap();
+        let mut sb = Staged::create(&b).unwrap();
+        sa.writer().unwrap().write_all(b"csv").unwrap();
+        sb.writer().unwrap().write_all(b"xml").unwrap();
+        assert!(!a.exists() && !b.exists());
+        sa.install().unwrap();
+        drop(sb);
+        assert_eq!(fs::read(&a).unwrap(), b"csv");
+        assert!(!b.exists());
+        assert_eq!(
+            fs::read_dir(d.path().join("l")).unwrap().count(),
+            1,
+            "the abandoned temp file stays"
         );
     }
 

@@ -29,6 +29,9 @@ pub struct Processor {
     /// still being written).
     caisse_due: Option<Instant>,
     last_scan: Option<Instant>,
+    /// Files were finished since the outbound folders were last published:
+    /// published as soon as no work is waiting.
+    outbound_due: bool,
 }
 
 impl Processor {
@@ -42,6 +45,7 @@ impl Processor {
             later: Recheck::default(),
             caisse_due: None,
             last_scan: None,
+            outbound_due: true,
         }
     }
 
@@ -87,10 +91,24 @@ impl Processor {
             .flatten()
             .min()
             .unwrap_or(until_scan);
-            let work = match self.rx.recv_timeout(timeout) {
-                Ok(w) => w,
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            let work = if self.outbound_due {
+                // What the finished files changed in the listings, once the
+                // burst is over (no work waiting).
+                match self.rx.try_recv() {
+                    Ok(w) => w,
+                    Err(mpsc::TryRecvError::Empty) => {
+                        self.outbound_due = false;
+                        self.guarded("outbound", |me| me.p.publish_outbound());
+                        continue;
+                    }
+                    Err(mpsc::TryRecvError::Disconnected) => break,
+                }
+            } else {
+                match self.rx.recv_timeout(timeout) {
+                    Ok(w) => w,
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
             };
             match work {
                 Work::Shutdown => break,
@@ -143,7 +161,8 @@ impl Processor {
             tracing::error!(error = format!("{e:#}"), "rescan: recovery failed");
             self.p.note_error("processor", &format!("rescan: {e:#}"));
         }
-        self.p.publish_outbound();
+        // What failed to publish earlier is tried again.
+        self.outbound_due = true;
         self.caisse();
         match self.p.waiting() {
             Ok(files) => {
@@ -206,6 +225,7 @@ impl Processor {
         self.settle.forget(path);
         tracing::debug!(file = %path.display(), channel = channel.as_str(), "file complete: taking it");
         let mut failed = None;
+        self.outbound_due = true;
         self.guarded("file", |me| {
             if let Err(e) = me.p.process_file(path, channel) {
                 failed = Some(format!("{e:#}"));

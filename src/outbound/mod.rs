@@ -227,8 +227,9 @@ fn owed_listings(conn: &Connection) -> Result<Vec<(String, Listing)>> {
 /// Renders and writes one listing, then records the generation written.
 /// `false` when it was no longer owed (another publisher wrote it).
 fn publish_listing(conn: &mut Connection, spool: &Spool, provider: &str, kind: Listing) -> Result<bool> {
+    let dir = spool.outbound_of(provider);
     // One read snapshot: the generation and the content it stands for.
-    let (wanted, rendered) = {
+    let wanted = {
         let tx = conn.transaction()?;
         let row: Option<(i64, i64)> = tx
             .query_row(
@@ -240,19 +241,28 @@ fn publish_listing(conn: &mut Connection, spool: &Spool, provider: &str, kind: L
         let Some((wanted, _)) = row.filter(|(wanted, written)| written < wanted) else {
             return Ok(false);
         };
-        let rendered = match kind {
-            Listing::Commandes => crate::listing::commandes::render(&tx, provider),
-            Listing::Beneficiaires => crate::listing::beneficiaires::render(&tx, provider),
-        }
-        .with_context(|| format!("rendering the {} listing of {provider}", kind.as_str()))?;
+        let mut csv = fsutil::Staged::create(&dir.join(format!("{}.csv", kind.as_str())))?;
+        let mut xml = fsutil::Staged::create(&dir.join(format!("{}.xml", kind.as_str())))?;
+        let written: Result<()> = (|| {
+            match kind {
+                Listing::Commandes => {
+                    let r = crate::listing::commandes::render(&tx, provider)?;
+                    csv.writer()?.write_all(&r.csv)?;
+                    xml.writer()?.write_all(&r.xml)?;
+                }
+                // Streamed: a listing of 100 000 plans is tens of megabytes.
+                Listing::Beneficiaires => {
+                    crate::listing::beneficiaires::write(&tx, provider, csv.writer()?, xml.writer()?)?;
+                }
+            }
+            Ok(())
+        })();
+        written.with_context(|| format!("rendering the {} listing of {provider}", kind.as_str()))?;
         tx.commit()?;
-        (wanted, rendered)
+        csv.install()?;
+        xml.install()?;
+        wanted
     };
-    let dir = spool.outbound_of(provider);
-    for (ext, bytes) in [("csv", &rendered.csv), ("xml", &rendered.xml)] {
-        let path = dir.join(format!("{}.{ext}", kind.as_str()));
-        fsutil::write_atomic_unsynced(&path, |w| w.write_all(bytes))?;
-    }
     fsutil::sync_dir(&dir)?;
     conn.execute(
         "UPDATE listings SET written = ?3 WHERE provider = ?1 AND kind = ?2 AND written < ?3",

@@ -87,6 +87,22 @@ pub enum Validated {
     Attestations(crate::attestation::AttestationVerdict),
 }
 
+impl Validated {
+    pub fn verdict(&self) -> Verdict {
+        match self {
+            Validated::Billing(v) => v.verdict,
+            Validated::Attestations(v) => v.verdict,
+        }
+    }
+
+    pub fn anomalies(&self) -> &[Anomaly] {
+        match self {
+            Validated::Billing(v) => &v.anomalies,
+            Validated::Attestations(v) => &v.anomalies,
+        }
+    }
+}
+
 /// `validate`: every control against the current state; changes nothing.
 /// `provider`: the account the file would come from (default: the owner of
 /// the header's site for a billing file, of the first attestation's

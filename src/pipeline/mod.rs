@@ -310,10 +310,7 @@ impl Pipeline {
         // The decision's pages are copied into the database while the outputs are written.
         self.checkpointer.request();
         publish(self, id)?;
-        // The listings the decision marked (an order answered, plans
-        // consumed): the file's own outputs are written, so a failure here
-        // is the publisher's to retry, not the file's.
-        self.publish_outbound();
+        self.progress.beat();
         Ok(verdict)
     }
 
@@ -370,8 +367,12 @@ impl Pipeline {
     }
 
     /// Writes the documents and listings owed to providers' outbound
-    /// folders ([`crate::outbound`]). A failure is logged and noted for
-    /// `status`; what failed stays owed for the next call.
+    /// folders ([`crate::outbound`]): the listings a decision marked (an
+    /// order answered, plans consumed). Called once a burst of files is
+    /// done (the end of a pass, an idle processor), not after each file:
+    /// a listing of 100 000 plans is rewritten once for the burst. A
+    /// failure is logged and noted for `status`; it is the publisher's to
+    /// retry, never a file's: what failed stays owed for the next call.
     pub fn publish_outbound(&mut self) {
         self.progress.beat();
         let now = self.clock.now();

@@ -181,8 +181,20 @@ fn two_providers_validate_then_process_every_output() {
     let rb = report(&g, "saadB", &b, 1);
     assert_eq!((rb.verdict.as_str(), rb.lines, rb.accepted), ("accepted", 2, 2));
     assert!(rb.anomalies.is_empty());
-    // Per-provider isolation: each outbound folder holds its own reports only.
-    let stems = |p: &str| g.files(&format!("outbound/{p}"));
+    // Per-provider isolation: each outbound folder holds its own reports
+    // only, and its own listing of plans.
+    for p in ["saadA", "saadB"] {
+        let listing = g.read(&format!("outbound/{p}/beneficiaires.csv"));
+        assert!(
+            listing.contains(if p == "saadA" { NIR_A1 } else { NIR_B1 }),
+            "{listing}"
+        );
+        assert!(
+            !listing.contains(if p == "saadA" { NIR_B1 } else { NIR_A1 }),
+            "{listing}"
+        );
+    }
+    let stems = |p: &str| g.files(&format!("outbound/{p}/reports"));
     assert_eq!(stems("saadA").len(), 3);
     assert!(
         stems("saadA").iter().all(|f| f.contains(&a.rf_borfact())),

@@ -110,7 +110,7 @@ fn validate(p: &mut Pipeline, (name, body): (String, String)) -> Vec<&'static st
     let path = dir.join(name);
     fs::write(&path, body).unwrap();
     let v = crate::pipeline::validate_path(&mut p.conn, &p.cfg, &p.clock, &path, Some("saad1")).unwrap();
-    v.anomalies.iter().map(|a| a.code.as_str()).collect()
+    v.anomalies().iter().map(|a| a.code.as_str()).collect()
 }
 
 /// The CSV form's rows, without the BOM.
