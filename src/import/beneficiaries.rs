@@ -214,6 +214,12 @@ fn apply(
         .iter()
         .filter_map(|r| sites.get(&(r.id_cram.clone(), r.site.clone())).map(String::as_str))
         .collect();
+    // What each provider checks before billing changed.
+    let mut listed: Vec<&str> = providers.iter().copied().collect();
+    listed.sort_unstable();
+    for p in listed {
+        crate::habitat::mark_listing(tx, p, crate::habitat::Listing::Beneficiaires)?;
+    }
     history::record(
         tx,
         ctx.now,

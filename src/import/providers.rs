@@ -287,6 +287,18 @@ fn apply(tx: &Connection, ctx: &Ctx<'_>, recs: &[Rec]) -> Result<ImportSummary, 
         updated,
         note: None,
     };
+    // Which plans a home-care provider's listing shows follows its
+    // conventions: listed again.
+    let mut saad: Vec<&str> = recs
+        .iter()
+        .filter(|r| r.typ == "saad")
+        .map(|r| r.provider.as_str())
+        .collect();
+    saad.sort_unstable();
+    saad.dedup();
+    for p in saad {
+        crate::habitat::mark_listing(tx, p, crate::habitat::Listing::Beneficiaires)?;
+    }
     // A file of ergothérapeutes only is the "habitat" application; home help otherwise.
     let application = if !recs.is_empty() && recs.iter().all(|r| r.typ == "ergo") {
         "habitat"

@@ -128,7 +128,7 @@ fn every_bad_row_is_named_and_nothing_applied() {
         "no NIR nor name: {errs:#?}"
     );
     assert_eq!(k.count("SELECT COUNT(*) FROM orders"), 0);
-    assert_eq!(k.count("SELECT COUNT(*) FROM listings"), 0);
+    assert_eq!(k.count("SELECT COUNT(*) FROM listings WHERE kind = 'commandes'"), 0);
     assert_eq!(k.count("SELECT COUNT(*) FROM mail_queue"), 0);
     assert_eq!(k.count("SELECT COUNT(*) FROM history WHERE application = 'habitat'"), 0);
 }

@@ -47,7 +47,7 @@ fn imported_orders_are_listed_for_each_ergotherapeute_and_mailed() {
         g.files("outbound/ergo59"),
         ["outbound/ergo59/commandes.csv", "outbound/ergo59/commandes.xml"]
     );
-    assert!(!g.exists("outbound/saad21"));
+    assert!(!g.exists("outbound/saad21/commandes.csv"));
     let rows = read_listing_csv(&std::fs::read(g.path("outbound/ergo62/commandes.csv")).unwrap());
     assert_eq!(rows[0], HEADER_FR);
     assert_eq!(rows.len(), 3);

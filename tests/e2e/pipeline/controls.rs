@@ -178,7 +178,10 @@ fn f12_a_site_of_another_provider_is_never_billed_for_the_sender() {
     assert_eq!(r.verdict, "rejected");
     assert!(has(&r, "F12", 0), "{r:?}");
     assert!(!codes(&r).contains(&("F05", 0)));
-    assert!(g.files("outbound/saadA").is_empty(), "saadA never sees saadB's report");
+    assert!(
+        g.files("outbound/saadA/reports").is_empty(),
+        "saadA never sees saadB's report"
+    );
     assert!(g.files("outbox").is_empty());
     // The period was not taken: saadA bills it.
     let own = Bill::new(SITE_A, 11).line(BLine::month(NIR_A1, SITE_A, 1, "5"));
