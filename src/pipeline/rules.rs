@@ -4,17 +4,28 @@
 //! In: the header and each line after the stateless controls, and an open
 //! transaction. Out: anomalies; and, for every line that ends with none,
 //! its consumption of the plan and its period recorded — in memory for the
-//! lines that follow in the same file, and in `accepted_lines` when the
-//! caller records (processing), not when it only validates.
+//! lines that follow in the same file, and in the state when the caller
+//! records (processing), not when it only validates.
+//!
+//! Recording writes two tables: `accepted_lines`, in file order (appended:
+//! it has no secondary index), and `accepted_periods`, the lines' periods
+//! keyed by beneficiary and prestation, which the overlap check and the
+//! preload read. A file's NIRs come in an order unrelated to that key (it
+//! is sorted by month and name), so the periods are gathered in large
+//! chunks and each chunk is inserted sorted in the key's order: the pages
+//! of `accepted_periods` are then visited in order, once per chunk, instead
+//! of one random page per line.
 //!
 //! Reads are batched where a file has many lines: the provider's plans for
 //! the caisse (with what earlier files consumed, and the latest end of the
 //! periods already accepted for each beneficiary and prestation) are loaded
-//! once per file. The overlap check (L08) queries `accepted_lines` only for
-//! a line whose period starts no later than that end, or whose beneficiary
-//! has no plan here; a line of a beneficiary billed for the first time, or
-//! for a period after every accepted one, needs no query. The statements used per line
-//! are prepared once per file.
+//! once per file, in NIR order (index only). The overlap check (L08)
+//! queries `accepted_periods` only for a line whose period starts no later
+//! than that end, or whose beneficiary has no plan here; a line of a
+//! beneficiary billed for the first time, or for a period after every
+//! accepted one, needs no query. Lines of this file whose periods are not
+//! yet inserted are covered by the in-memory check. The statements used per
+//! line are prepared once per file.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashSet;
@@ -51,16 +62,42 @@ struct Beneficiary {
     latest_end: Option<i64>,
 }
 
-/// Accepted lines inserted by one statement.
+/// Accepted lines (or periods) inserted by one statement.
 const BATCH: usize = 256;
 /// Parameters of a line in the INSERT; ?1 (file_id) and ?2 (id_cram) are
 /// shared by every line of a statement.
 const PER_LINE: usize = 14;
+/// Accepted lines whose periods are sorted and inserted together: each
+/// page of `accepted_periods` is visited at most once per chunk. Bounds
+/// the memory they take (some 70 bytes a line).
+const PERIOD_CHUNK: usize = 16_384;
+/// Parameters of a period in its INSERT.
+const PERIOD_COLUMNS: usize = 7;
 
 /// L08: an accepted line of the beneficiary and prestation whose period
-/// meets `?4..=?3` (index-only in accepted_overlap).
+/// meets `?4..=?3` (one key range of accepted_periods).
 const OVERLAP_SQL: &str =
-    "SELECT 1 FROM accepted_lines WHERE nir_per = ?1 AND rf_prstpap = ?2 AND dtd <= ?3 AND dtf >= ?4 LIMIT 1";
+    "SELECT 1 FROM accepted_periods WHERE nir_per = ?1 AND rf_prstpap = ?2 AND dtd <= ?3 AND dtf >= ?4 LIMIT 1";
+
+const PERIOD_INSERT: &str =
+    "INSERT INTO accepted_periods (nir_per, rf_prstpap, dtd, dtf, line_id, plan_id, amount_e4) VALUES ";
+
+/// The INSERT of `rows` periods: `(?1, …, ?7), (?8, …)`.
+fn period_sql(rows: usize) -> String {
+    let mut sql = String::from(PERIOD_INSERT);
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        let cols: Vec<String> = (1..=PERIOD_COLUMNS)
+            .map(|j| format!("?{}", i * PERIOD_COLUMNS + j))
+            .collect();
+        sql.push('(');
+        sql.push_str(&cols.join(","));
+        sql.push(')');
+    }
+    sql
+}
 
 const INSERT_COLUMNS: &str = "INSERT INTO accepted_lines (file_id, line_no, plan_id, id_cram, nir_per, nom_per, pn_per,
     rf_prstpap, id_prest, dtd, dtf, nb_quant, mt_tu, mt_total, bo_regul, amount_e4) VALUES ";
@@ -105,6 +142,84 @@ struct Pending {
     text: String,
 }
 
+impl Pending {
+    /// The text of line `i`: nir, nom, prénom, prestation, site, bo_regul.
+    fn texts(&self, i: usize) -> [&str; 6] {
+        let mut from = if i == 0 { 0 } else { self.lines[i - 1].ends[5] };
+        let mut text = [""; 6];
+        for (t, &end) in text.iter_mut().zip(&self.lines[i].ends) {
+            *t = &self.text[from..end];
+            from = end;
+        }
+        text
+    }
+}
+
+/// An accepted line's row of `accepted_periods`, waiting for its INSERT;
+/// its NIR and prestation are `Periods::text[at..at + nir + prst]`.
+struct PeriodRow {
+    /// The NIR's first 8 bytes, big-endian, zero-padded: ordered as the
+    /// NIRs are (equal for NIRs that differ only later), so that most
+    /// comparisons of the sort need not read the text.
+    prefix: u64,
+    at: usize,
+    nir: u32,
+    prst: u32,
+    dtd: i64,
+    dtf: i64,
+    line_id: i64,
+    plan_id: i64,
+    amount_e4: i64,
+}
+
+/// Periods of recorded lines not yet in `accepted_periods`.
+#[derive(Default)]
+struct Periods {
+    rows: Vec<PeriodRow>,
+    text: String,
+}
+
+impl Periods {
+    /// Queues the period of line `l`, recorded as `line_id`.
+    fn push(&mut self, nir: &str, prst: &str, l: &PendingLine, line_id: i64) -> Result<()> {
+        let mut prefix = [0u8; 8];
+        let n = nir.len().min(8);
+        prefix[..n].copy_from_slice(&nir.as_bytes()[..n]);
+        self.rows.push(PeriodRow {
+            prefix: u64::from_be_bytes(prefix),
+            at: self.text.len(),
+            nir: u32::try_from(nir.len())?,
+            prst: u32::try_from(prst.len())?,
+            dtd: l.dtd,
+            dtf: l.dtf,
+            line_id,
+            plan_id: l.plan_id,
+            amount_e4: l.amount_e4,
+        });
+        self.text.push_str(nir);
+        self.text.push_str(prst);
+        Ok(())
+    }
+
+    /// NIR and prestation of `r`.
+    fn key(&self, r: &PeriodRow) -> (&str, &str) {
+        let mid = r.at + r.nir as usize;
+        (&self.text[r.at..mid], &self.text[mid..mid + r.prst as usize])
+    }
+
+    /// Sorts the rows in the order of the table's key (text compared as
+    /// bytes, as SQLite's BINARY collation does).
+    fn sort(&mut self) {
+        let mut rows = std::mem::take(&mut self.rows);
+        rows.sort_unstable_by(|a, b| {
+            a.prefix
+                .cmp(&b.prefix)
+                .then_with(|| (self.key(a), a.dtd, a.dtf, a.line_id).cmp(&(self.key(b), b.dtd, b.dtf, b.line_id)))
+        });
+        self.rows = rows;
+    }
+}
+
 fn make_key(buf: &mut String, nir: &str, prestation: &str) {
     buf.clear();
     buf.push_str(nir);
@@ -134,9 +249,14 @@ pub struct StateRules<'c> {
     overlap: Option<Statement<'c>>,
     insert_batch: Option<Prepared<'c>>,
     insert_one: Option<Prepared<'c>>,
+    /// The INSERTs of `BATCH` periods and of one (in `load`).
+    period_batch: Option<Prepared<'c>>,
+    period_one: Option<Prepared<'c>>,
     /// Accepted lines waiting for their INSERT ([`StateRules::finish`]
     /// inserts the last ones).
     pending: Pending,
+    /// Periods of inserted lines waiting for theirs (a chunk at a time).
+    periods: Periods,
     /// Rowids of the first and last accepted line recorded for this file.
     pub recorded: Option<(i64, i64)>,
     id_cram: String,
@@ -177,7 +297,10 @@ impl<'c> StateRules<'c> {
             overlap: None,
             insert_batch: None,
             insert_one: None,
+            period_batch: None,
+            period_one: None,
             pending: Pending::default(),
+            periods: Periods::default(),
             recorded: None,
             id_cram: String::new(),
             error: None,
@@ -193,16 +316,19 @@ impl<'c> StateRules<'c> {
             .collect::<rusqlite::Result<_>>()?;
         // Plans of the provider's sites with this caisse, what accepted
         // lines already consumed of each, and the latest end of the periods
-        // already accepted for the beneficiary and prestation (index-only
-        // in accepted_overlap). Only the end: the earliest start would cost
-        // one more subquery a plan and spare a query only for a line billed
-        // before every accepted period, which is rare.
+        // already accepted for the beneficiary and prestation (both read
+        // from the beneficiary and prestation's key range in
+        // accepted_periods, where a plan's lines are). Only the end: the
+        // earliest start would cost one more subquery a plan and spare a
+        // query only for a line billed before every accepted period, which
+        // is rare.
         // Read column by column (store::raw): one row a plan.
         let mut st = Prepared::prepare(
             self.conn,
             "SELECT p.id, p.nir_per, p.rf_prstpap, p.dt_debut, p.dt_fin, p.mt_total, p.mt_consomme,
-                    COALESCE((SELECT SUM(a.amount_e4) FROM accepted_lines a WHERE a.plan_id = p.id), 0),
-                    (SELECT MAX(a.dtf) FROM accepted_lines a WHERE a.nir_per = p.nir_per AND a.rf_prstpap = p.rf_prstpap)
+                    COALESCE((SELECT SUM(a.amount_e4) FROM accepted_periods a
+                              WHERE a.nir_per = p.nir_per AND a.rf_prstpap = p.rf_prstpap AND a.plan_id = p.id), 0),
+                    (SELECT MAX(a.dtf) FROM accepted_periods a WHERE a.nir_per = p.nir_per AND a.rf_prstpap = p.rf_prstpap)
              FROM plans p
              WHERE p.id_cram = ?1
                AND p.id_site IN (SELECT id_site FROM conventions WHERE provider = ?2 AND id_cram = ?1 AND validated = 1)",
@@ -248,6 +374,8 @@ impl<'c> StateRules<'c> {
         if self.record_as.is_some() {
             self.insert_batch = Some(Prepared::prepare(self.conn, &insert_sql(BATCH))?);
             self.insert_one = Some(Prepared::prepare(self.conn, &insert_sql(1))?);
+            self.period_batch = Some(Prepared::prepare(self.conn, &period_sql(BATCH))?);
+            self.period_one = Some(Prepared::prepare(self.conn, &period_sql(1))?);
         }
         Ok(())
     }
@@ -475,7 +603,8 @@ impl<'c> StateRules<'c> {
         Ok(())
     }
 
-    /// Inserts the queued lines (in file order: their rowids follow it).
+    /// Inserts the queued lines (in file order: their rowids follow it) and
+    /// queues their periods; inserts the periods once a chunk is full.
     fn flush(&mut self) -> Result<()> {
         let Some(file_id) = self.record_as else {
             return Ok(());
@@ -493,15 +622,10 @@ impl<'c> StateRules<'c> {
             } else {
                 (self.insert_one.as_mut().expect("prepared by load when recording"), 1)
             };
-            let mut from = if start == 0 { 0 } else { p.lines[start - 1].ends[5] };
             values.clear();
             values.extend([Value::Int(file_id), Value::Text(&self.id_cram)]);
-            for pl in &p.lines[start..start + rows] {
-                let mut text = [""; 6];
-                for (t, &end) in text.iter_mut().zip(&pl.ends) {
-                    *t = &p.text[from..end];
-                    from = end;
-                }
+            for (i, pl) in p.lines[start..start + rows].iter().enumerate() {
+                let text = p.texts(start + i);
                 // In the order of the parameters ?b+1 … ?b+14 (insert_sql).
                 values.extend([
                     Value::Int(i64::from(pl.line_no)),
@@ -526,19 +650,67 @@ impl<'c> StateRules<'c> {
             let last = self.conn.last_insert_rowid();
             let first = last - rows as i64 + 1;
             self.recorded = Some(self.recorded.map_or((first, last), |(f, _)| (f, last)));
+            for (i, pl) in p.lines[start..start + rows].iter().enumerate() {
+                let text = p.texts(start + i);
+                self.periods.push(text[0], text[3], pl, first + i as i64)?;
+            }
             start += rows;
         }
         self.pending.lines.clear();
         self.pending.text.clear();
+        if self.periods.rows.len() >= PERIOD_CHUNK {
+            self.flush_periods()?;
+        }
         Ok(())
     }
 
-    /// Inserts the accepted lines still queued: to call once the file is read.
+    /// Inserts the queued periods in the order of `accepted_periods`' key.
+    fn flush_periods(&mut self) -> Result<()> {
+        self.periods.sort();
+        let ps = &self.periods;
+        let mut values: Vec<Value<'_>> = Vec::with_capacity(BATCH * PERIOD_COLUMNS);
+        let mut rest = &ps.rows[..];
+        while !rest.is_empty() {
+            let (st, rows) = if rest.len() >= BATCH {
+                (
+                    self.period_batch.as_mut().expect("prepared by load when recording"),
+                    BATCH,
+                )
+            } else {
+                (self.period_one.as_mut().expect("prepared by load when recording"), 1)
+            };
+            values.clear();
+            for r in &rest[..rows] {
+                let (nir, prst) = ps.key(r);
+                values.extend([
+                    Value::Text(nir),
+                    Value::Text(prst),
+                    Value::Int(r.dtd),
+                    Value::Int(r.dtf),
+                    Value::Int(r.line_id),
+                    Value::Int(r.plan_id),
+                    Value::Int(r.amount_e4),
+                ]);
+            }
+            st.execute(&values)?;
+            rest = &rest[rows..];
+        }
+        self.periods.rows.clear();
+        self.periods.text.clear();
+        Ok(())
+    }
+
+    /// Inserts the accepted lines and periods still queued: to call once
+    /// the file is read.
     pub fn finish(&mut self) -> Result<()> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
-        self.flush()
+        self.flush()?;
+        if self.record_as.is_some() {
+            self.flush_periods()?;
+        }
+        Ok(())
     }
 }
 
@@ -593,5 +765,184 @@ mod tests {
             insert_sql(2),
             format!("{INSERT_COLUMNS}(?1,?3,?4,?2,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16),(?1,?17,?18,?2,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30)")
         );
+        assert_eq!(
+            period_sql(2),
+            format!("{PERIOD_INSERT}(?1,?2,?3,?4,?5,?6,?7),(?8,?9,?10,?11,?12,?13,?14)")
+        );
+    }
+
+    /// A NIR for beneficiary `i`, in an order unrelated to `i`.
+    fn nir(i: u64) -> String {
+        format!(
+            "{}{:012}",
+            1 + i % 2,
+            i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % 1_000_000_000_000
+        )
+    }
+
+    fn month(m: u32) -> (NaiveDate, NaiveDate) {
+        let d = NaiveDate::from_ymd_opt(2026, m, 1).unwrap();
+        (d, d + chrono::Months::new(1) - chrono::Days::new(1))
+    }
+
+    /// Runs the rules over `lines` (nir, month, hours) recorded as file `file`;
+    /// returns the codes found, by line index.
+    fn run(conn: &Connection, cfg: &Config, file: i64, lines: &[(String, u32, i64)]) -> Vec<(u32, Code)> {
+        let header = Header {
+            rf_borfact: format!("f{file}"),
+            log_fact: String::new(),
+            id_cram: "03".into(),
+            id_site: "S1".into(),
+            rf_prstpap: "PPP100".into(),
+        };
+        let mut rules = StateRules::new(conn, cfg, "prov", Some(file));
+        let mut out = Vec::new();
+        rules.header(&header, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        let mut codes = Vec::new();
+        for (i, (nir, m, hours)) in lines.iter().enumerate() {
+            let (d, f) = month(*m);
+            let line = Line {
+                index: i as u32 + 1,
+                xml_line: 0,
+                nir_per: nir.clone(),
+                nom_per: "Nom".into(),
+                pn_per: "Prénom".into(),
+                rf_prstpap: "PPP100".into(),
+                id_prest: "S1".into(),
+                dtd_interv: Some(d),
+                dtf_interv: Some(f),
+                nb_quant: Some(Decimal::from(*hours)),
+                mt_tu: Some(Decimal::ONE),
+                mt_total: Some(Decimal::ZERO),
+                bo_regul: "F".into(),
+            };
+            out.clear();
+            rules.line(&header, &line, &mut out);
+            codes.extend(out.iter().map(|a| (line.index, a.code)));
+        }
+        rules.finish().unwrap();
+        codes
+    }
+
+    #[test]
+    fn periods_recorded_in_chunks_serve_the_next_lines_and_files() {
+        let conn = crate::store::open_in_memory().unwrap();
+        let cfg = Config::default();
+        let people = 3000u64;
+        conn.execute_batch(
+            "INSERT INTO providers VALUES ('prov', 'P', '1', 'p@example.org', '01 02 03 04 05', 'saad', 't');
+             INSERT INTO conventions VALUES ('prov', '03', 'C1', 'S1', 1, 't');
+             INSERT INTO received_files (id, provider, name, channel, sha256, size, received_at, work_path, state)
+                 VALUES (1, 'prov', 'a.xml', 'depot', 'a', 1, 't', 'w/a', 'received'),
+                        (2, 'prov', 'b.xml', 'depot', 'b', 1, 't', 'w/b', 'received');",
+        )
+        .unwrap();
+        {
+            let mut st = conn
+                .prepare(
+                    "INSERT INTO plans (id_cram, id_site, nir_per, nom_per, pn_per, rf_prstpap, dt_debut, dt_fin,
+                         mt_total, mt_consomme, updated_at)
+                     VALUES ('03', 'S1', ?1, 'N', 'P', 'PPP100', '2026-01-01', '2026-12-31', 10000, 0, 't')",
+                )
+                .unwrap();
+            for i in (0..people).rev() {
+                st.execute([nir(i)]).unwrap();
+            }
+        }
+        // File 1: months 1 to 7 by month, then beneficiaries in index
+        // order: more lines than a chunk, NIRs scattered. The last line
+        // repeats the first one's period (L08 within the file, across a
+        // chunk already inserted).
+        let mut lines: Vec<(String, u32, i64)> = (1..=7)
+            .flat_map(|m| (0..people).map(move |i| (nir(i), m, 10)))
+            .collect();
+        assert!(lines.len() > PERIOD_CHUNK);
+        lines.push((nir(0), 1, 1));
+        let n = lines.len() as u32;
+        let codes = run(&conn, &cfg, 1, &lines);
+        assert_eq!(codes, [(n, Code::L08)], "{:?}", &codes[..codes.len().min(5)]);
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(count("SELECT COUNT(*) FROM accepted_lines"), i64::from(n) - 1);
+        assert_eq!(count("SELECT COUNT(*) FROM accepted_periods"), i64::from(n) - 1);
+        // Each period is its line's, and the lines are in file order.
+        assert_eq!(
+            count(
+                "SELECT COUNT(*) FROM accepted_periods p JOIN accepted_lines a ON a.id = p.line_id
+                 WHERE a.nir_per = p.nir_per AND a.rf_prstpap = p.rf_prstpap AND a.dtd = p.dtd AND a.dtf = p.dtf
+                   AND a.plan_id IS p.plan_id AND a.amount_e4 = p.amount_e4 AND a.line_no = a.id - (SELECT MIN(id) FROM accepted_lines) + 1"
+            ),
+            i64::from(n) - 1
+        );
+        // File 2: month 7 again for beneficiary 1 (L08 with file 1); month
+        // 8 for beneficiaries 2 and 3: 30 hours left of 100 (L07 above);
+        // month 6 for beneficiary 4 (L08).
+        let codes = run(
+            &conn,
+            &cfg,
+            2,
+            &[(nir(1), 7, 5), (nir(2), 8, 31), (nir(3), 8, 30), (nir(4), 6, 1)],
+        );
+        assert_eq!(codes, [(1, Code::L08), (2, Code::L07), (4, Code::L08)]);
+        assert_eq!(
+            count("SELECT COUNT(*) FROM accepted_periods WHERE line_id > (SELECT MAX(id) - 1 FROM accepted_lines)"),
+            1
+        );
+    }
+
+    #[test]
+    fn periods_sort_in_the_order_of_the_table_key() {
+        // SQLite orders text keys as bytes (BINARY), then the integers.
+        let nirs = [
+            "1850575123456",
+            "185057512345",
+            "18505751",
+            "1850575",
+            "185057",
+            "285012A001002",
+            "285012B001002",
+            "1850575123456",
+            "0",
+            "",
+            "Ž850575123456",
+        ];
+        let mut periods = Periods::default();
+        let mut expected = Vec::new();
+        for (i, nir) in nirs.iter().enumerate() {
+            for (j, prst) in ["PPP119", "PPP100"].iter().enumerate() {
+                let (dtd, dtf) = (20260100 + (i as i64 * 7 + j as i64) % 5, 20260131 - i as i64 % 3);
+                let line_id = 100 - (i * 2 + j) as i64;
+                let line = PendingLine {
+                    line_no: 1,
+                    plan_id: 1,
+                    ends: [0; 6],
+                    dtd,
+                    dtf,
+                    nb_quant: 0,
+                    mt_tu: 0,
+                    mt_total: 0,
+                    amount_e4: 1,
+                };
+                periods.push(nir, prst, &line, line_id).unwrap();
+                expected.push((nir.as_bytes().to_vec(), prst.as_bytes().to_vec(), dtd, dtf, line_id));
+            }
+        }
+        periods.sort();
+        expected.sort();
+        let got: Vec<_> = periods
+            .rows
+            .iter()
+            .map(|r| {
+                let (nir, prst) = periods.key(r);
+                (
+                    nir.as_bytes().to_vec(),
+                    prst.as_bytes().to_vec(),
+                    r.dtd,
+                    r.dtf,
+                    r.line_id,
+                )
+            })
+            .collect();
+        assert_eq!(got, expected);
     }
 }
