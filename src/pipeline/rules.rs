@@ -338,23 +338,23 @@ impl<'c> StateRules<'c> {
         let benef = &mut self.benef;
         st.for_each_row(&[Value::Text(id_cram), Value::Text(&self.provider)], |r| {
             // Text as stored (UTF-8 written by this program).
-            let text = |i| std::str::from_utf8(r.bytes(i)).unwrap_or_default();
-            let (Some(start), Some(end)) = (day(text(3)), day(text(4))) else {
+            let text = |i| r.bytes(i).map(|b| std::str::from_utf8(b).unwrap_or_default());
+            let (Some(start), Some(end)) = (day(text(3)?), day(text(4)?)) else {
                 return Ok(());
             };
-            make_key(&mut key, text(1), text(2));
+            make_key(&mut key, text(1)?, text(2)?);
             let plan = PlanState {
-                id: r.int(0),
+                id: r.int(0)?,
                 start,
                 end,
-                total_e4: r.int(5) * 100,
-                consumed_e4: r.int(6) * 100 + r.int(7),
+                total_e4: r.int(5)? * 100,
+                consumed_e4: r.int(6)? * 100 + r.int(7)?,
             };
             match benef.entry(key.clone()) {
                 Entry::Occupied(mut b) => b.get_mut().plans.push(plan),
                 Entry::Vacant(v) => {
                     // NULL: no period accepted before.
-                    let latest_end = (!r.is_null(8)).then(|| r.int(8));
+                    let latest_end = if r.is_null(8)? { None } else { Some(r.int(8)?) };
                     v.insert(Beneficiary {
                         plans: vec![plan],
                         periods: Vec::new(),
