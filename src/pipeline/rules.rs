@@ -27,7 +27,6 @@
 //! yet inserted are covered by the in-memory check. The statements used per
 //! line are prepared once per file.
 
-use std::collections::hash_map::Entry;
 use std::collections::HashSet;
 
 use anyhow::Result;
@@ -51,15 +50,62 @@ struct PlanState {
     consumed_e4: i64,
 }
 
-#[derive(Debug, Default)]
+/// `nir␟prestation`, the key of a beneficiary's plans. Held in place up to
+/// 23 bytes, which every valid NIR (13) with any prestation code (at most
+/// 6) fits: a lookup allocates nothing and compares the key where the map
+/// holds it, instead of following a pointer to a random place of the heap
+/// for each line. Longer keys (invalid lines only) are on the heap.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Key {
+    Short(u8, [u8; 23]),
+    Long(Box<[u8]>),
+}
+
+impl Key {
+    fn new(nir: &str, prestation: &str) -> Key {
+        let (nir, prestation) = (nir.as_bytes(), prestation.as_bytes());
+        let n = nir.len() + 1 + prestation.len();
+        let mut short = [0u8; 23];
+        let b: &mut [u8] = if n <= short.len() {
+            &mut short[..n]
+        } else {
+            return Key::Long([nir, b"\x1f", prestation].concat().into_boxed_slice());
+        };
+        b[..nir.len()].copy_from_slice(nir);
+        b[nir.len()] = 0x1f;
+        b[nir.len() + 1..].copy_from_slice(prestation);
+        Key::Short(n as u8, short)
+    }
+}
+
+#[derive(Debug)]
 struct Beneficiary {
-    plans: Vec<PlanState>,
-    /// Periods accepted earlier in this file.
-    periods: Vec<(NaiveDate, NaiveDate)>,
+    /// Its plans: `StateRules::plans[plans.0..plans.1]`, in start order
+    /// (then id): the first covering a period wins.
+    plans: (u32, u32),
+    /// Periods accepted earlier in this file: the first, then the others.
+    first_period: Option<(NaiveDate, NaiveDate)>,
+    more_periods: Vec<(NaiveDate, NaiveDate)>,
     /// Latest end of the periods accepted before this file (any provider,
     /// any caisse), as stored (yyyymmdd); `None` when there is none. A
     /// period starting after it overlaps none of them.
     latest_end: Option<i64>,
+}
+
+impl Beneficiary {
+    /// Whether a period accepted earlier in this file meets `d..=f`.
+    fn accepted_meets(&self, d: NaiveDate, f: NaiveDate) -> bool {
+        let meets = |&(pd, pf): &(NaiveDate, NaiveDate)| pd <= f && d <= pf;
+        self.first_period.iter().chain(&self.more_periods).any(meets)
+    }
+
+    fn accept(&mut self, d: NaiveDate, f: NaiveDate) {
+        if self.first_period.is_none() {
+            self.first_period = Some((d, f));
+        } else {
+            self.more_periods.push((d, f));
+        }
+    }
 }
 
 /// Accepted lines (or periods) inserted by one statement.
@@ -68,9 +114,10 @@ const BATCH: usize = 256;
 /// shared by every line of a statement.
 const PER_LINE: usize = 14;
 /// Accepted lines whose periods are sorted and inserted together: each
-/// page of `accepted_periods` is visited at most once per chunk. Bounds
-/// the memory they take (some 70 bytes a line).
-const PERIOD_CHUNK: usize = 16_384;
+/// page of `accepted_periods` is visited at most once per chunk, so the
+/// larger the better; bounds the memory they take (some 75 bytes a line,
+/// under 10 MB). A file of up to this many lines is sorted in one chunk.
+const PERIOD_CHUNK: usize = 131_072;
 /// Parameters of a period in its INSERT.
 const PERIOD_COLUMNS: usize = 7;
 
@@ -162,9 +209,9 @@ struct PeriodRow {
     /// NIRs are (equal for NIRs that differ only later), so that most
     /// comparisons of the sort need not read the text.
     prefix: u64,
-    at: usize,
-    nir: u32,
-    prst: u32,
+    at: u32,
+    nir: u16,
+    prst: u16,
     dtd: i64,
     dtf: i64,
     line_id: i64,
@@ -187,9 +234,9 @@ impl Periods {
         prefix[..n].copy_from_slice(&nir.as_bytes()[..n]);
         self.rows.push(PeriodRow {
             prefix: u64::from_be_bytes(prefix),
-            at: self.text.len(),
-            nir: u32::try_from(nir.len())?,
-            prst: u32::try_from(prst.len())?,
+            at: u32::try_from(self.text.len())?,
+            nir: u16::try_from(nir.len())?,
+            prst: u16::try_from(prst.len())?,
             dtd: l.dtd,
             dtf: l.dtf,
             line_id,
@@ -203,8 +250,9 @@ impl Periods {
 
     /// NIR and prestation of `r`.
     fn key(&self, r: &PeriodRow) -> (&str, &str) {
-        let mid = r.at + r.nir as usize;
-        (&self.text[r.at..mid], &self.text[mid..mid + r.prst as usize])
+        let at = r.at as usize;
+        let mid = at + usize::from(r.nir);
+        (&self.text[at..mid], &self.text[mid..mid + usize::from(r.prst)])
     }
 
     /// Sorts the rows in the order of the table's key (text compared as
@@ -220,13 +268,6 @@ impl Periods {
     }
 }
 
-fn make_key(buf: &mut String, nir: &str, prestation: &str) {
-    buf.clear();
-    buf.push_str(nir);
-    buf.push('\u{1f}');
-    buf.push_str(prestation);
-}
-
 /// The stateful rules for one file.
 pub struct StateRules<'c> {
     conn: &'c Connection,
@@ -240,9 +281,9 @@ pub struct StateRules<'c> {
     /// header's caisse, and the periods accepted earlier in this file.
     /// (foldhash: seeded per process, several times faster than SipHash
     /// on these short keys.)
-    benef: foldhash::HashMap<String, Beneficiary>,
-    /// Reused lookup key (no allocation per line).
-    key: String,
+    benef: foldhash::HashMap<Key, Beneficiary>,
+    /// The plans of every beneficiary, each one's together.
+    plans: Vec<PlanState>,
     /// Statements run per line, prepared once per file: the overlap query
     /// (at its first use), the INSERT of `BATCH` accepted lines and that of
     /// one (in `load`).
@@ -257,6 +298,8 @@ pub struct StateRules<'c> {
     pending: Pending,
     /// Periods of inserted lines waiting for theirs (a chunk at a time).
     periods: Periods,
+    /// Lines in a chunk of periods ([`PERIOD_CHUNK`]; fewer in tests).
+    period_chunk: usize,
     /// Rowids of the first and last accepted line recorded for this file.
     pub recorded: Option<(i64, i64)>,
     id_cram: String,
@@ -293,7 +336,7 @@ impl<'c> StateRules<'c> {
             record_as,
             sites: HashSet::new(),
             benef: foldhash::HashMap::default(),
-            key: String::new(),
+            plans: Vec::new(),
             overlap: None,
             insert_batch: None,
             insert_one: None,
@@ -301,6 +344,7 @@ impl<'c> StateRules<'c> {
             period_one: None,
             pending: Pending::default(),
             periods: Periods::default(),
+            period_chunk: PERIOD_CHUNK,
             recorded: None,
             id_cram: String::new(),
             error: None,
@@ -333,16 +377,13 @@ impl<'c> StateRules<'c> {
              WHERE p.id_cram = ?1
                AND p.id_site IN (SELECT id_site FROM conventions WHERE provider = ?2 AND id_cram = ?1 AND validated = 1)",
         )?;
-        self.benef.clear();
-        let mut key = String::new();
-        let benef = &mut self.benef;
+        let mut rows: Vec<(Key, Option<i64>, PlanState)> = Vec::new();
         st.for_each_row(&[Value::Text(id_cram), Value::Text(&self.provider)], |r| {
             // Text as stored (UTF-8 written by this program).
             let text = |i| r.bytes(i).map(|b| std::str::from_utf8(b).unwrap_or_default());
             let (Some(start), Some(end)) = (day(text(3)?), day(text(4)?)) else {
                 return Ok(());
             };
-            make_key(&mut key, text(1)?, text(2)?);
             let plan = PlanState {
                 id: r.int(0)?,
                 start,
@@ -350,25 +391,33 @@ impl<'c> StateRules<'c> {
                 total_e4: r.int(5)? * 100,
                 consumed_e4: r.int(6)? * 100 + r.int(7)?,
             };
-            match benef.entry(key.clone()) {
-                Entry::Occupied(mut b) => b.get_mut().plans.push(plan),
-                Entry::Vacant(v) => {
-                    // NULL: no period accepted before.
-                    let latest_end = if r.is_null(8)? { None } else { Some(r.int(8)?) };
-                    v.insert(Beneficiary {
-                        plans: vec![plan],
-                        periods: Vec::new(),
-                        latest_end,
-                    });
-                }
-            }
+            // NULL: no period accepted before.
+            let latest_end = if r.is_null(8)? { None } else { Some(r.int(8)?) };
+            rows.push((Key::new(text(1)?, text(2)?), latest_end, plan));
             Ok(())
         })?;
-        // The first plan covering a period wins: plans in start order (then id).
-        for b in self.benef.values_mut() {
-            if b.plans.len() > 1 {
-                b.plans.sort_by_key(|p| (p.start, p.id));
+        // A beneficiary's plans together, in start order (then id): the
+        // first plan covering a period wins.
+        rows.sort_unstable_by(|a, b| (&a.0, a.2.start, a.2.id).cmp(&(&b.0, b.2.start, b.2.id)));
+        self.plans.clear();
+        self.plans.reserve_exact(rows.len());
+        self.benef.clear();
+        let keys = rows.chunk_by(|a, b| a.0 == b.0).count();
+        self.benef.reserve(keys);
+        let mut rows = rows.into_iter().peekable();
+        while let Some((key, latest_end, plan)) = rows.next() {
+            let first = u32::try_from(self.plans.len())?;
+            self.plans.push(plan);
+            while let Some((_, _, plan)) = rows.next_if(|r| r.0 == key) {
+                self.plans.push(plan);
             }
+            let b = Beneficiary {
+                plans: (first, u32::try_from(self.plans.len())?),
+                first_period: None,
+                more_periods: Vec::new(),
+                latest_end,
+            };
+            self.benef.insert(key, b);
         }
         self.id_cram = id_cram.to_string();
         if self.record_as.is_some() {
@@ -467,14 +516,11 @@ impl<'c> StateRules<'c> {
                 ),
             ));
         }
-        let mut key = std::mem::take(&mut self.key);
-        make_key(&mut key, &l.nir_per, &l.rf_prstpap);
-        let r = self.checks_for(l, &key, out);
-        self.key = key;
-        r
+        let key = Key::new(&l.nir_per, &l.rf_prstpap);
+        self.checks_for(l, &key, out)
     }
 
-    fn checks_for(&mut self, l: &Line, key: &str, out: &mut Vec<Anomaly>) -> Result<()> {
+    fn checks_for(&mut self, l: &Line, key: &Key, out: &mut Vec<Anomaly>) -> Result<()> {
         let at = l.xml_line;
         let period = l.dtd_interv.zip(l.dtf_interv).filter(|(d, f)| d <= f);
         let amount = match (l.nb_quant, l.mt_tu) {
@@ -483,7 +529,7 @@ impl<'c> StateRules<'c> {
         };
         let mut plan_idx = None;
         let benef = self.benef.get(key);
-        match benef.filter(|b| !b.plans.is_empty()) {
+        match benef.filter(|b| b.plans.0 < b.plans.1) {
             None => out.push(Anomaly::line(
                 Code::L04,
                 l.index,
@@ -495,7 +541,7 @@ impl<'c> StateRules<'c> {
                 ),
             )),
             Some(b) => {
-                let plans = &b.plans;
+                let plans = &self.plans[b.plans.0 as usize..b.plans.1 as usize];
                 if let Some((d, f)) = period {
                     plan_idx = plans.iter().position(|p| p.start <= d && f <= p.end);
                     if plan_idx.is_none() {
@@ -529,7 +575,7 @@ impl<'c> StateRules<'c> {
             }
         }
         if let Some((d, f)) = period {
-            let earlier_in_file = benef.is_some_and(|b| b.periods.iter().any(|&(pd, pf)| pd <= f && d <= pf));
+            let earlier_in_file = benef.is_some_and(|b| b.accepted_meets(d, f));
             // Earlier files: only worth a query when the period starts no
             // later than the latest end accepted before (or that is unknown).
             let (di, fi) = (dates::to_int(d), dates::to_int(f));
@@ -550,9 +596,10 @@ impl<'c> StateRules<'c> {
         if out.is_empty() {
             if let (Some(i), Some(amount), Some((d, f))) = (plan_idx, amount, period) {
                 let b = self.benef.get_mut(key).expect("plan found above");
-                b.plans[i].consumed_e4 += amount;
-                let plan_id = b.plans[i].id;
-                b.periods.push((d, f));
+                let plan = &mut self.plans[b.plans.0 as usize + i];
+                plan.consumed_e4 += amount;
+                let plan_id = plan.id;
+                b.accept(d, f);
                 if self.record_as.is_some() {
                     self.record(plan_id, l, d, f, amount)?;
                 }
@@ -658,7 +705,7 @@ impl<'c> StateRules<'c> {
         }
         self.pending.lines.clear();
         self.pending.text.clear();
-        if self.periods.rows.len() >= PERIOD_CHUNK {
+        if self.periods.rows.len() >= self.period_chunk {
             self.flush_periods()?;
         }
         Ok(())
@@ -780,14 +827,31 @@ mod tests {
         )
     }
 
+    /// Month `m` from January 2026 (13: January 2027).
     fn month(m: u32) -> (NaiveDate, NaiveDate) {
-        let d = NaiveDate::from_ymd_opt(2026, m, 1).unwrap();
+        let d = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() + chrono::Months::new(m - 1);
         (d, d + chrono::Months::new(1) - chrono::Days::new(1))
     }
+
+    /// Lines in a chunk of periods in these tests.
+    const CHUNK: usize = 2000;
 
     /// Runs the rules over `lines` (nir, month, hours) recorded as file `file`;
     /// returns the codes found, by line index.
     fn run(conn: &Connection, cfg: &Config, file: i64, lines: &[(String, u32, i64)]) -> Vec<(u32, Code)> {
+        run_messages(conn, cfg, file, lines)
+            .into_iter()
+            .map(|(i, c, _)| (i, c))
+            .collect()
+    }
+
+    /// As [`run`], with each anomaly's message.
+    fn run_messages(
+        conn: &Connection,
+        cfg: &Config,
+        file: i64,
+        lines: &[(String, u32, i64)],
+    ) -> Vec<(u32, Code, String)> {
         let header = Header {
             rf_borfact: format!("f{file}"),
             log_fact: String::new(),
@@ -796,6 +860,7 @@ mod tests {
             rf_prstpap: "PPP100".into(),
         };
         let mut rules = StateRules::new(conn, cfg, "prov", Some(file));
+        rules.period_chunk = CHUNK;
         let mut out = Vec::new();
         rules.header(&header, &mut out);
         assert!(out.is_empty(), "{out:?}");
@@ -819,7 +884,7 @@ mod tests {
             };
             out.clear();
             rules.line(&header, &line, &mut out);
-            codes.extend(out.iter().map(|a| (line.index, a.code)));
+            codes.extend(out.iter().map(|a| (line.index, a.code, a.message.clone())));
         }
         rules.finish().unwrap();
         codes
@@ -857,7 +922,7 @@ mod tests {
         let mut lines: Vec<(String, u32, i64)> = (1..=7)
             .flat_map(|m| (0..people).map(move |i| (nir(i), m, 10)))
             .collect();
-        assert!(lines.len() > PERIOD_CHUNK);
+        assert!(lines.len() > 5 * CHUNK);
         lines.push((nir(0), 1, 1));
         let n = lines.len() as u32;
         let codes = run(&conn, &cfg, 1, &lines);
@@ -888,6 +953,63 @@ mod tests {
             count("SELECT COUNT(*) FROM accepted_periods WHERE line_id > (SELECT MAX(id) - 1 FROM accepted_lines)"),
             1
         );
+    }
+
+    #[test]
+    fn the_first_plan_covering_a_period_by_start_then_id_is_consumed() {
+        let conn = crate::store::open_in_memory().unwrap();
+        let cfg = Config::default();
+        // Plans of one beneficiary on two sites of the provider, listed in
+        // neither start nor id order.
+        conn.execute_batch(
+            "INSERT INTO providers VALUES ('prov', 'P', '1', 'p@example.org', '01 02 03 04 05', 'saad', 't');
+             INSERT INTO conventions VALUES ('prov', '03', 'C1', 'S1', 1, 't'), ('prov', '03', 'C2', 'S2', 1, 't');
+             INSERT INTO received_files (id, provider, name, channel, sha256, size, received_at, work_path, state)
+                 VALUES (1, 'prov', 'a.xml', 'depot', 'a', 1, 't', 'w/a', 'received');
+             INSERT INTO plans (id, id_cram, id_site, nir_per, nom_per, pn_per, rf_prstpap, dt_debut, dt_fin,
+                     mt_total, mt_consomme, updated_at)
+                 VALUES (7, '03', 'S1', '1850575123456', 'N', 'P', 'PPP100', '2026-07-01', '2026-12-31', 1000, 0, 't'),
+                        (9, '03', 'S2', '1850575123456', 'N', 'P', 'PPP100', '2026-03-01', '2026-09-30', 10000, 0, 't'),
+                        (8, '03', 'S1', '1850575123456', 'N', 'P', 'PPP100', '2026-01-01', '2026-06-30', 1000, 0, 't'),
+                        (6, '03', 'S1', '1850575123456', 'N', 'P', 'PPP119', '2026-01-01', '2026-12-31', 1000, 0, 't');",
+        )
+        .unwrap();
+        let nir = "1850575123456".to_string();
+        let codes = run_messages(
+            &conn,
+            &cfg,
+            1,
+            &[
+                (nir.clone(), 3, 10), // plan 8 (starts first), 0 left
+                (nir.clone(), 4, 5),  // plan 8 still: L07
+                (nir.clone(), 8, 5),  // plan 9 (starts before plan 7)
+                (nir.clone(), 13, 1), // none: L05, the plans in start order
+            ],
+        );
+        let spans = "2026-01-01 au 2026-06-30, 2026-03-01 au 2026-09-30, 2026-07-01 au 2026-12-31";
+        assert_eq!(codes.len(), 2, "{codes:?}");
+        assert_eq!((codes[0].0, codes[0].1), (2, Code::L07));
+        assert_eq!((codes[1].0, codes[1].1), (4, Code::L05));
+        assert!(codes[1].2.contains(spans), "{}", codes[1].2);
+        let plans: Vec<i64> = conn
+            .prepare("SELECT plan_id FROM accepted_lines ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(plans, [8, 9]);
+    }
+
+    #[test]
+    fn keys_long_or_short_are_equal_only_to_themselves() {
+        let long = "9".repeat(30);
+        assert!(matches!(Key::new("1850575123456", "PPP100"), Key::Short(20, _)));
+        assert!(matches!(Key::new(&long, "PPP100"), Key::Long(_)));
+        assert_eq!(Key::new(&long, "PPP100"), Key::new(&long, "PPP100"));
+        assert_ne!(Key::new(&long, "PPP100"), Key::new(&long, "PPP119"));
+        assert_ne!(Key::new("12", "3"), Key::new("1", "23"));
+        assert_eq!(Key::new("1850575123456", ""), Key::new("1850575123456", ""));
     }
 
     #[test]
