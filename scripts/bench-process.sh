@@ -79,11 +79,18 @@ EOF
 
 echo "== importing reference data" >&2
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# The state after the imports, made by binary $1 in folder $2 (each binary
+# its own: a newer schema is refused by an older binary).
+import_state() {
+    rm -rf spool
+    "$1" --config gateway.toml import providers providers.csv >/dev/null 2>imports.log
+    "$1" --config gateway.toml import beneficiaries beneficiaries.csv >/dev/null 2>>imports.log
+    cp -a spool/state "$2"
+}
 t0=$(ms)
-"$bin" --config gateway.toml import providers providers.csv >/dev/null 2>imports.log
-"$bin" --config gateway.toml import beneficiaries beneficiaries.csv >/dev/null 2>>imports.log
+import_state "$bin" state0
 import_ms=$(( $(ms) - t0 ))
-cp -a spool/state state0
+[[ -z "$BASELINE" ]] || import_state "$BASELINE" state0-baseline
 
 # One timed run of a command: prints "<wall ms> <peak RSS kB> <CPU ms>"
 # (CPU = user + system: what the run costs whatever the other load).
@@ -95,10 +102,10 @@ timed() {
     echo "$(( t1 - t0 )) $(tail -1 rss.txt | awk '{ printf "%d %d", $1, ($2 + $3) * 1000 }')"
 }
 
-# A fresh spool for one `process --once`: the state after the imports and
-# the file waiting in the inbound folder.
+# A fresh spool for one `process --once`: the state after the imports
+# (folder $1, default state0) and the file waiting in the inbound folder.
 fresh_spool() {
-    rm -rf spool && mkdir -p "spool/inbound/saadbench" && cp -a state0 spool/state
+    rm -rf spool && mkdir -p "spool/inbound/saadbench" && cp -a "${1:-state0}" spool/state
     cp "$name" "spool/inbound/saadbench/$name"
 }
 # After a `process --once`: every line reached the outbox.
@@ -118,7 +125,7 @@ for ((r = 1; r <= RUNS; r++)); do
     lint_ms+=("$t"); lint_rss+=("$m"); lint_cpu+=("$c")
     line="   run $r: process ${proc_ms[-1]} ms (CPU ${proc_cpu[-1]} ms, ${proc_rss[-1]} kB), xmllint ${lint_ms[-1]} ms (CPU ${lint_cpu[-1]} ms, ${lint_rss[-1]} kB)"
     if [[ -n "$BASELINE" ]]; then
-        fresh_spool
+        fresh_spool state0-baseline
         read -r t m c < <(timed "$BASELINE" --config gateway.toml process --once)
         check_outbox
         base_ms+=("$t"); base_rss+=("$m"); base_cpu+=("$c")
