@@ -65,16 +65,14 @@ impl Key {
     fn new(nir: &str, prestation: &str) -> Key {
         let (nir, prestation) = (nir.as_bytes(), prestation.as_bytes());
         let n = nir.len() + 1 + prestation.len();
-        let mut short = [0u8; 23];
-        let b: &mut [u8] = if n <= short.len() {
-            &mut short[..n]
-        } else {
+        let mut b = [0u8; 23];
+        if n > b.len() {
             return Key::Long([nir, b"\x1f", prestation].concat().into_boxed_slice());
-        };
+        }
         b[..nir.len()].copy_from_slice(nir);
         b[nir.len()] = 0x1f;
-        b[nir.len() + 1..].copy_from_slice(prestation);
-        Key::Short(n as u8, short)
+        b[nir.len() + 1..n].copy_from_slice(prestation);
+        Key::Short(n as u8, b)
     }
 }
 
