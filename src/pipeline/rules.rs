@@ -113,8 +113,8 @@ const BATCH: usize = 256;
 const PER_LINE: usize = 14;
 /// Accepted lines whose periods are sorted and inserted together: each
 /// page of `accepted_periods` is visited at most once per chunk, so the
-/// larger the better; bounds the memory they take (some 75 bytes a line,
-/// under 10 MB). A file of up to this many lines is sorted in one chunk.
+/// larger the better; bounds the memory they take (some 85 bytes a line,
+/// 11 MB). A file of up to this many lines is sorted in one chunk.
 const PERIOD_CHUNK: usize = 131_072;
 /// Parameters of a period in its INSERT.
 const PERIOD_COLUMNS: usize = 7;
@@ -203,10 +203,11 @@ impl Pending {
 /// An accepted line's row of `accepted_periods`, waiting for its INSERT;
 /// its NIR and prestation are `Periods::text[at..at + nir + prst]`.
 struct PeriodRow {
-    /// The NIR's first 8 bytes, big-endian, zero-padded: ordered as the
-    /// NIRs are (equal for NIRs that differ only later), so that most
-    /// comparisons of the sort need not read the text.
-    prefix: u64,
+    /// The NIR's first 16 bytes (all of a valid one), big-endian,
+    /// zero-padded: ordered as the NIRs are (equal for NIRs that differ
+    /// only later), so that the sort reads the text only to compare the
+    /// lines of one beneficiary.
+    prefix: u128,
     at: u32,
     nir: u16,
     prst: u16,
@@ -227,11 +228,11 @@ struct Periods {
 impl Periods {
     /// Queues the period of line `l`, recorded as `line_id`.
     fn push(&mut self, nir: &str, prst: &str, l: &PendingLine, line_id: i64) -> Result<()> {
-        let mut prefix = [0u8; 8];
-        let n = nir.len().min(8);
+        let mut prefix = [0u8; 16];
+        let n = nir.len().min(16);
         prefix[..n].copy_from_slice(&nir.as_bytes()[..n]);
         self.rows.push(PeriodRow {
-            prefix: u64::from_be_bytes(prefix),
+            prefix: u128::from_be_bytes(prefix),
             at: u32::try_from(self.text.len())?,
             nir: u16::try_from(nir.len())?,
             prst: u16::try_from(prst.len())?,
@@ -1025,6 +1026,9 @@ mod tests {
             "0",
             "",
             "Ž850575123456",
+            "1850575123456789B",
+            "1850575123456789A",
+            "1850575123456789",
         ];
         let mut periods = Periods::default();
         let mut expected = Vec::new();
