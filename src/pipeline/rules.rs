@@ -38,7 +38,7 @@ use crate::billing::check::LineRules;
 use crate::billing::{Anomaly, Code, Header, Line, Verdict};
 use crate::config::Config;
 use crate::store::dates;
-use crate::store::raw::{Prepared, Value};
+use crate::store::raw::{Prepared, Row, Value};
 
 /// A plan as the controls see it: amounts in ten-thousandths.
 #[derive(Debug, Clone)]
@@ -267,6 +267,54 @@ impl Periods {
     }
 }
 
+/// The plans of the provider's sites with the caisse (?1 id_cram, ?2
+/// provider), of prestation ?3 when `of_prestation`, of NIR ?4 when
+/// `of_nir`; with what accepted lines already consumed of each, and the
+/// latest end of the periods already accepted for the beneficiary and
+/// prestation (both read from the beneficiary and prestation's key range in
+/// accepted_periods, where a plan's lines are). Only the end: the earliest
+/// start would cost one more subquery a plan and spare a query only for a
+/// line billed before every accepted period, which is rare. Index only
+/// (plans_preload), in NIR order within a site and prestation.
+fn plans_sql(of_prestation: bool, of_nir: bool) -> String {
+    let mut sql = String::from(
+        "SELECT p.id, p.nir_per, p.rf_prstpap, p.dt_debut, p.dt_fin, p.mt_total, p.mt_consomme,
+                COALESCE((SELECT SUM(a.amount_e4) FROM accepted_periods a
+                          WHERE a.nir_per = p.nir_per AND a.rf_prstpap = p.rf_prstpap AND a.plan_id = p.id), 0),
+                (SELECT MAX(a.dtf) FROM accepted_periods a WHERE a.nir_per = p.nir_per AND a.rf_prstpap = p.rf_prstpap)
+         FROM plans p
+         WHERE p.id_cram = ?1
+           AND p.id_site IN (SELECT id_site FROM conventions WHERE provider = ?2 AND id_cram = ?1 AND validated = 1)",
+    );
+    if of_prestation {
+        sql.push_str(" AND p.rf_prstpap = ?3");
+    }
+    if of_nir {
+        sql.push_str(" AND p.nir_per = ?4");
+    }
+    sql
+}
+
+/// A row of [`plans_sql`]: the key, the latest accepted end, the plan
+/// (`None` for a plan whose dates are not dates).
+fn plan_row(r: &Row<'_>) -> Result<Option<(Key, Option<i64>, PlanState)>> {
+    // Text as stored (UTF-8 written by this program).
+    let text = |i| r.bytes(i).map(|b| std::str::from_utf8(b).unwrap_or_default());
+    let (Some(start), Some(end)) = (day(text(3)?), day(text(4)?)) else {
+        return Ok(None);
+    };
+    let plan = PlanState {
+        id: r.int(0)?,
+        start,
+        end,
+        total_e4: r.int(5)? * 100,
+        consumed_e4: r.int(6)? * 100 + r.int(7)?,
+    };
+    // NULL: no period accepted before.
+    let latest_end = if r.is_null(8)? { None } else { Some(r.int(8)?) };
+    Ok(Some((Key::new(text(1)?, text(2)?), latest_end, plan)))
+}
+
 /// The stateful rules for one file.
 pub struct StateRules<'c> {
     conn: &'c Connection,
@@ -283,6 +331,13 @@ pub struct StateRules<'c> {
     benef: foldhash::HashMap<Key, Beneficiary>,
     /// The plans of every beneficiary, each one's together.
     plans: Vec<PlanState>,
+    /// The prestation whose plans were all preloaded (the header's, when
+    /// known; `None`: every prestation's). Keys of other prestations are
+    /// read at their first line, and kept in `benef`, or in `absent` when
+    /// they have no plan.
+    preloaded: Option<String>,
+    absent: HashSet<Key>,
+    plans_of_key: Option<Prepared<'c>>,
     /// Statements run per line, prepared once per file: the overlap query
     /// (at its first use), the INSERT of `BATCH` accepted lines and that of
     /// one (in `load`).
@@ -336,6 +391,9 @@ impl<'c> StateRules<'c> {
             sites: HashSet::new(),
             benef: foldhash::HashMap::default(),
             plans: Vec::new(),
+            preloaded: None,
+            absent: HashSet::new(),
+            plans_of_key: None,
             overlap: None,
             insert_batch: None,
             insert_one: None,
@@ -350,49 +408,30 @@ impl<'c> StateRules<'c> {
         }
     }
 
-    fn load(&mut self, id_cram: &str) -> Result<()> {
+    /// Reads the provider's sites, then the plans of the beneficiaries
+    /// (those of the header's prestation when it is a known one: another
+    /// prestation's plans matter only to lines already refused as L01,
+    /// which look theirs up one beneficiary at a time).
+    fn load(&mut self, id_cram: &str, prestation: &str) -> Result<()> {
         let mut st = self
             .conn
             .prepare_cached("SELECT id_site FROM conventions WHERE provider = ?1 AND validated = 1")?;
         self.sites = st
             .query_map([&self.provider], |r| r.get::<_, String>(0))?
             .collect::<rusqlite::Result<_>>()?;
-        // Plans of the provider's sites with this caisse, what accepted
-        // lines already consumed of each, and the latest end of the periods
-        // already accepted for the beneficiary and prestation (both read
-        // from the beneficiary and prestation's key range in
-        // accepted_periods, where a plan's lines are). Only the end: the
-        // earliest start would cost one more subquery a plan and spare a
-        // query only for a line billed before every accepted period, which
-        // is rare.
-        // Read column by column (store::raw): one row a plan.
-        let mut st = Prepared::prepare(
-            self.conn,
-            "SELECT p.id, p.nir_per, p.rf_prstpap, p.dt_debut, p.dt_fin, p.mt_total, p.mt_consomme,
-                    COALESCE((SELECT SUM(a.amount_e4) FROM accepted_periods a
-                              WHERE a.nir_per = p.nir_per AND a.rf_prstpap = p.rf_prstpap AND a.plan_id = p.id), 0),
-                    (SELECT MAX(a.dtf) FROM accepted_periods a WHERE a.nir_per = p.nir_per AND a.rf_prstpap = p.rf_prstpap)
-             FROM plans p
-             WHERE p.id_cram = ?1
-               AND p.id_site IN (SELECT id_site FROM conventions WHERE provider = ?2 AND id_cram = ?1 AND validated = 1)",
-        )?;
+        self.id_cram = id_cram.to_string();
+        self.preloaded = self
+            .cfg
+            .billing
+            .prestations
+            .contains_key(prestation)
+            .then(|| prestation.to_string());
         let mut rows: Vec<(Key, Option<i64>, PlanState)> = Vec::new();
-        st.for_each_row(&[Value::Text(id_cram), Value::Text(&self.provider)], |r| {
-            // Text as stored (UTF-8 written by this program).
-            let text = |i| r.bytes(i).map(|b| std::str::from_utf8(b).unwrap_or_default());
-            let (Some(start), Some(end)) = (day(text(3)?), day(text(4)?)) else {
-                return Ok(());
-            };
-            let plan = PlanState {
-                id: r.int(0)?,
-                start,
-                end,
-                total_e4: r.int(5)? * 100,
-                consumed_e4: r.int(6)? * 100 + r.int(7)?,
-            };
-            // NULL: no period accepted before.
-            let latest_end = if r.is_null(8)? { None } else { Some(r.int(8)?) };
-            rows.push((Key::new(text(1)?, text(2)?), latest_end, plan));
+        let mut st = Prepared::prepare(self.conn, &plans_sql(self.preloaded.is_some(), false))?;
+        let mut values = vec![Value::Text(id_cram), Value::Text(&self.provider)];
+        values.extend(self.preloaded.as_deref().map(Value::Text));
+        st.for_each_row(&values, |r| {
+            rows.extend(plan_row(r)?);
             Ok(())
         })?;
         // A beneficiary's plans together, in start order (then id): the
@@ -401,8 +440,22 @@ impl<'c> StateRules<'c> {
         self.plans.clear();
         self.plans.reserve_exact(rows.len());
         self.benef.clear();
+        self.absent.clear();
         let keys = rows.chunk_by(|a, b| a.0 == b.0).count();
         self.benef.reserve(keys);
+        self.add_plans(rows)?;
+        if self.record_as.is_some() {
+            self.insert_batch = Some(Prepared::prepare(self.conn, &insert_sql(BATCH))?);
+            self.insert_one = Some(Prepared::prepare(self.conn, &insert_sql(1))?);
+            self.period_batch = Some(Prepared::prepare(self.conn, &period_sql(BATCH))?);
+            self.period_one = Some(Prepared::prepare(self.conn, &period_sql(1))?);
+        }
+        Ok(())
+    }
+
+    /// Adds beneficiaries and their plans, from plan rows sorted by key,
+    /// then start, then id.
+    fn add_plans(&mut self, rows: Vec<(Key, Option<i64>, PlanState)>) -> Result<()> {
         let mut rows = rows.into_iter().peekable();
         while let Some((key, latest_end, plan)) = rows.next() {
             let first = u32::try_from(self.plans.len())?;
@@ -418,14 +471,40 @@ impl<'c> StateRules<'c> {
             };
             self.benef.insert(key, b);
         }
-        self.id_cram = id_cram.to_string();
-        if self.record_as.is_some() {
-            self.insert_batch = Some(Prepared::prepare(self.conn, &insert_sql(BATCH))?);
-            self.insert_one = Some(Prepared::prepare(self.conn, &insert_sql(1))?);
-            self.period_batch = Some(Prepared::prepare(self.conn, &period_sql(BATCH))?);
-            self.period_one = Some(Prepared::prepare(self.conn, &period_sql(1))?);
-        }
         Ok(())
+    }
+
+    /// Reads the plans of line `l`'s beneficiary and prestation when the
+    /// preload left them out (another prestation than the header's).
+    fn load_key(&mut self, l: &Line, key: &Key) -> Result<()> {
+        if self.preloaded.as_deref().is_none_or(|p| p == l.rf_prstpap)
+            || self.benef.contains_key(key)
+            || self.absent.contains(key)
+        {
+            return Ok(());
+        }
+        let st = match &mut self.plans_of_key {
+            Some(st) => st,
+            None => self
+                .plans_of_key
+                .insert(Prepared::prepare(self.conn, &plans_sql(true, true))?),
+        };
+        let mut rows = Vec::new();
+        let values = [
+            Value::Text(&self.id_cram),
+            Value::Text(&self.provider),
+            Value::Text(&l.rf_prstpap),
+            Value::Text(&l.nir_per),
+        ];
+        st.for_each_row(&values, |r| {
+            rows.extend(plan_row(r)?);
+            Ok(())
+        })?;
+        if rows.is_empty() {
+            self.absent.insert(key.clone());
+        }
+        rows.sort_unstable_by(|a, b| (&a.0, a.2.start, a.2.id).cmp(&(&b.0, b.2.start, b.2.id)));
+        self.add_plans(rows)
     }
 
     fn header_checks(&mut self, h: &Header, out: &mut Vec<Anomaly>) -> Result<()> {
@@ -498,7 +577,7 @@ impl<'c> StateRules<'c> {
                 ),
             ));
         }
-        self.load(&h.id_cram)
+        self.load(&h.id_cram, &h.rf_prstpap)
     }
 
     fn line_checks(&mut self, l: &Line, out: &mut Vec<Anomaly>) -> Result<()> {
@@ -520,6 +599,7 @@ impl<'c> StateRules<'c> {
     }
 
     fn checks_for(&mut self, l: &Line, key: &Key, out: &mut Vec<Anomaly>) -> Result<()> {
+        self.load_key(l, key)?;
         let at = l.xml_line;
         let period = l.dtd_interv.zip(l.dtf_interv).filter(|(d, f)| d <= f);
         let amount = match (l.nb_quant, l.mt_tu) {
@@ -998,6 +1078,104 @@ mod tests {
             .collect::<rusqlite::Result<_>>()
             .unwrap();
         assert_eq!(plans, [8, 9]);
+    }
+
+    #[test]
+    fn lines_of_another_prestation_than_the_header_find_their_plans() {
+        let conn = crate::store::open_in_memory().unwrap();
+        let cfg = Config::default();
+        conn.execute_batch(
+            "INSERT INTO providers VALUES ('prov', 'P', '1', 'p@example.org', '01 02 03 04 05', 'saad', 't');
+             INSERT INTO conventions VALUES ('prov', '03', 'C1', 'S1', 1, 't');
+             INSERT INTO received_files (id, provider, name, channel, sha256, size, received_at, work_path, state)
+                 VALUES (1, 'prov', 'a.xml', 'depot', 'a', 1, 't', 'w/a', 'received'),
+                        (2, 'prov', 'b.xml', 'depot', 'b', 1, 't', 'w/b', 'received');
+             INSERT INTO plans (id_cram, id_site, nir_per, nom_per, pn_per, rf_prstpap, dt_debut, dt_fin,
+                     mt_total, mt_consomme, updated_at)
+                 VALUES ('03', 'S1', '1000000000001', 'N', 'P', 'PPP100', '2026-01-01', '2026-12-31', 10000, 0, 't'),
+                        ('03', 'S1', '1000000000001', 'N', 'P', 'PPP119', '2026-01-01', '2026-12-31', 500, 0, 't'),
+                        ('03', 'S1', '1000000000002', 'N', 'P', 'PPP100', '2026-01-01', '2026-12-31', 10000, 0, 't');",
+        )
+        .unwrap();
+        // File 1 (PPP119): beneficiary 1's March.
+        let h119 = Header {
+            rf_borfact: "f1".into(),
+            log_fact: String::new(),
+            id_cram: "03".into(),
+            id_site: "S1".into(),
+            rf_prstpap: "PPP119".into(),
+        };
+        let line = |i: u32, nir: &str, prst: &str, m: u32, hours: i64| {
+            let (d, f) = month(m);
+            Line {
+                index: i,
+                xml_line: 0,
+                nir_per: nir.into(),
+                nom_per: "Nom".into(),
+                pn_per: "Prénom".into(),
+                rf_prstpap: prst.into(),
+                id_prest: "S1".into(),
+                dtd_interv: Some(d),
+                dtf_interv: Some(f),
+                nb_quant: Some(Decimal::from(hours)),
+                mt_tu: Some(Decimal::ONE),
+                mt_total: Some(Decimal::ZERO),
+                bo_regul: "F".into(),
+            }
+        };
+        let mut rules = StateRules::new(&conn, &cfg, "prov", Some(1));
+        let mut out = Vec::new();
+        rules.header(&h119, &mut out);
+        rules.line(&h119, &line(1, "1000000000001", "PPP119", 3, 2), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        rules.finish().unwrap();
+        drop(rules);
+        // File 2 (PPP100), with PPP119 lines (L01 already, from the
+        // stateless controls): beneficiary 1's PPP119 plan is found (5
+        // hours, 2 consumed: L07 above 3; March taken: L08), beneficiary
+        // 2 has none (L04). None of them is recorded.
+        let mut h100 = h119.clone();
+        h100.rf_prstpap = "PPP100".into();
+        let mut rules = StateRules::new(&conn, &cfg, "prov", Some(2));
+        rules.header(&h100, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        let mut codes = Vec::new();
+        for l in [
+            line(1, "1000000000001", "PPP119", 4, 4),
+            line(2, "1000000000001", "PPP119", 3, 1),
+            line(3, "1000000000002", "PPP119", 4, 1),
+            line(4, "1000000000002", "PPP119", 5, 1),
+            line(5, "1000000000001", "PPP119", 5, 3),
+            line(6, "1000000000002", "PPP100", 4, 1),
+        ] {
+            out.clear();
+            if l.rf_prstpap != h100.rf_prstpap {
+                out.push(Anomaly::line(Code::L01, l.index, 0, "rf-prstpap", "L01"));
+            }
+            rules.line(&h100, &l, &mut out);
+            codes.extend(out.iter().map(|a| (l.index, a.code)));
+        }
+        rules.finish().unwrap();
+        assert_eq!(
+            codes,
+            [
+                (1, Code::L01),
+                (1, Code::L07),
+                (2, Code::L01),
+                (2, Code::L08),
+                (3, Code::L01),
+                (3, Code::L04),
+                (4, Code::L01),
+                (4, Code::L04),
+                (5, Code::L01)
+            ]
+        );
+        let n: i64 = conn
+            .query_row("SELECT COUNT(*) FROM accepted_lines WHERE file_id = 2", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(n, 1);
     }
 
     #[test]

@@ -317,12 +317,29 @@ mod tests {
             overlap.contains("USING PRIMARY KEY (nir_per=? AND rf_prstpap=? AND dtd<?)"),
             "{overlap}"
         );
-        let preload = query_plan(
-            &c,
-            "SELECT p.id, p.nir_per, p.rf_prstpap, p.dt_debut, p.dt_fin, p.mt_total, p.mt_consomme FROM plans p
-             WHERE p.id_cram = '03' AND p.id_site IN (SELECT id_site FROM conventions WHERE provider = 'p')",
-        );
-        assert!(preload.contains("COVERING INDEX plans_preload"), "{preload}");
+        let preload = |more: &str| {
+            query_plan(
+                &c,
+                &format!(
+                    "SELECT p.id, p.nir_per, p.rf_prstpap, p.dt_debut, p.dt_fin, p.mt_total, p.mt_consomme FROM plans p
+                     WHERE p.id_cram = '03' AND p.id_site IN (SELECT id_site FROM conventions WHERE provider = 'p'){more}"
+                ),
+            )
+        };
+        for (more, range) in [
+            ("", "(id_cram=? AND id_site=?)"),
+            (" AND p.rf_prstpap = 'X'", "(id_cram=? AND id_site=? AND rf_prstpap=?)"),
+            (
+                " AND p.rf_prstpap = 'X' AND p.nir_per = '2'",
+                "(id_cram=? AND id_site=? AND rf_prstpap=? AND nir_per=?)",
+            ),
+        ] {
+            let plan = preload(more);
+            assert!(
+                plan.contains(&format!("COVERING INDEX plans_preload {range}")),
+                "{plan}"
+            );
+        }
     }
 
     #[test]

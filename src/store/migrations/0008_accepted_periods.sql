@@ -71,9 +71,10 @@ DROP TABLE accepted_lines;
 ALTER TABLE accepted_lines_new RENAME TO accepted_lines;
 
 -- The per-file plan preload reads the plans of the provider's sites with
--- the caisse. Through the unique index (id_cram, id_site, nir_per, …) it
--- then read each plan's row from the table, in the table's (import)
--- order: a random page a plan. With the columns it reads in the index, it
--- reads the index alone, in NIR order, which is also the order of its
--- lookups in accepted_periods.
-CREATE INDEX plans_preload ON plans(id_cram, id_site, nir_per, rf_prstpap, dt_debut, dt_fin, mt_total, mt_consomme);
+-- the caisse for the file's prestation. Through the unique index (id_cram,
+-- id_site, nir_per, …) it read every prestation's and then each plan's row
+-- from the table, in the table's (import) order: a random page a plan.
+-- With the prestation before the NIR and the columns it reads in the index,
+-- it reads one range of the index alone, in NIR order, which is also the
+-- order of its lookups in accepted_periods.
+CREATE INDEX plans_preload ON plans(id_cram, id_site, rf_prstpap, nir_per, dt_debut, dt_fin, mt_total, mt_consomme);
