@@ -8,9 +8,9 @@
 #
 # The data is shaped like a real file (scripts/gen_factbord.py --plans):
 # beneficiaries with random valid-looking NIRs and distinct names, billed
-# for 1 to 8 months each, the file sorted by month then by name, so NIRs
-# arrive in an order unrelated to the file's; their plans (PPP100, PPP119)
-# imported in yet another order.
+# for 1 to 8 months each (MAX_MONTHS), the file sorted by month then by
+# name, so NIRs arrive in an order unrelated to the file's; their plans
+# (PPP100, PPP119) imported in yet another order.
 #
 # Usage: scripts/bench-process.sh [N] [RUNS]
 #   N     lines of the billing file (default 100000)
@@ -19,6 +19,9 @@
 #   DATA=consecutive  the same population with NIRs numbered in file order
 #                     and plans imported in that order (every index insert
 #                     an append: the shape of earlier benchmarks), to compare
+#   MAX_MONTHS=K      months billed per beneficiary, at most (1 to 10,
+#                     default 8); 1 gives one line per beneficiary: as many
+#                     beneficiaries as lines, and more plans
 #   BASELINE=PATH     another ppas-gateway binary, timed in the same runs
 #                     (alternated with the others) for a before/after
 #   KEEP=1            keep the work folder (printed)
@@ -32,6 +35,7 @@ set -euo pipefail
 N=${1:-100000}
 RUNS=${2:-5}
 DATA=${DATA:-scattered}
+MAX_MONTHS=${MAX_MONTHS:-8}
 BASELINE=${BASELINE:-}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$repo/target}
@@ -63,7 +67,7 @@ printf '%s\n' "provider;raison-sociale;siret;email;telephone;type;id-cram;code-c
     "saadbench;SAAD Banc d'essai;73282932000074;bench@saad.example;03 80 00 00 00;saad;03;$site;$site" \
     >providers.csv
 python3 "$repo/scripts/gen_factbord.py" "$N" --out . --date 011126 --id-site "$site" \
-    --plans beneficiaries.csv --nirs "$DATA" >/dev/null
+    --plans beneficiaries.csv --nirs "$DATA" --max-months "$MAX_MONTHS" >/dev/null
 [[ -f "$name" ]] || { echo "bench-process: the generator did not write $name" >&2; exit 2; }
 plans=$(($(wc -l <beneficiaries.csv) - 1))
 people=$(grep -o '<nir-per>[^<]*' "$name" | sort -u | wc -l)

@@ -19,8 +19,8 @@ is also accepted by the stateful controls of `process`, as in a real file:
 - each beneficiary has a random, valid-looking NIR (sex 1/2, year and month
   of birth, department, 2A/2B now and then, commune, order: 13 characters),
   a surname of its own and a first name;
-- it is billed for 1 to 8 distinct months of the 10 before the file's month,
-  one line a month; the file is sorted by month, then by surname and first
+- it is billed for 1 to 8 (--max-months) distinct months of the 10 before
+  the file's month, one line a month; the file is sorted by month, then by surname and first
   name, as providers' software sorts it: a beneficiary's lines are spread
   through the file and the NIRs come in an order unrelated to the file's;
 - its plans (PPP100, PPP119 or both; a fifth of them split in two halves of
@@ -163,7 +163,7 @@ def population(a, day, rng):
                 plans.append((who, name, first, prest, start.isoformat(), end.isoformat(), total, consumed))
         if not has[a.prestation]:
             continue
-        k = min(1 + rng.below(8), a.lines - billed)
+        k = min(1 + rng.below(a.max_months), a.lines - billed)
         months = list(range(-MONTHS, 0))
         for i in range(k):  # k distinct months (partial Fisher-Yates)
             j = i + rng.below(len(months) - i)
@@ -220,6 +220,8 @@ def main():
     p.add_argument("--plans", metavar="CSV", help="bill a population of beneficiaries whose plans are written there")
     p.add_argument("--nirs", default="scattered", choices=["scattered", "consecutive"],
                    help="with --plans: random NIRs (default) or consecutive ones in file order")
+    p.add_argument("--max-months", type=int, default=8, choices=range(1, MONTHS + 1), metavar="1-10",
+                   help="with --plans: months billed per beneficiary, at most (default 8; 1: one line each)")
     a = p.parse_args()
     if a.lines < 0:
         p.error("lines must be >= 0")
