@@ -14,8 +14,8 @@
 //! whose (caisse, site) is one of its validated conventions — the plans L04
 //! can match a line to. The consumption of a plan is what L07 counts
 //! (`crate::pipeline::rules`): the caisse's `mt_consomme` plus every accepted
-//! line of the plan (`accepted_lines.amount_e4`, ten-thousandths of an
-//! hour, whoever sent it); rejected lines are never in `accepted_lines`, so
+//! line of the plan (`accepted_periods.amount_e4`, ten-thousandths of an
+//! hour, whoever sent it); rejected lines are never accepted, so
 //! they consume nothing. The hours left are the plan's total minus that,
 //! shown as they are when negative (a later import may lower a total below
 //! what was already billed).
@@ -59,13 +59,16 @@ const SITES_SQL: &str = "SELECT DISTINCT id_cram, id_site FROM conventions
 /// The plans of one (caisse, site) by NIR, prestation and start date — the
 /// order of the plans' unique key (id_cram, id_site, nir_per, rf_prstpap,
 /// dt_debut), so SQLite reads its index in order and sorts nothing — each
-/// with its accepted lines (`accepted_plan`), one row a line (one row with
-/// a NULL amount for a plan without any): the lines of a plan are adjacent
-/// and [`Stream`] adds them up. A join rather than a correlated `SUM`
-/// subquery a plan, which costs SQLite a sub-program run per plan.
+/// with its accepted lines' periods (`accepted_periods`, keyed by NIR and
+/// prestation, where L07's preload reads the same amounts), one row a line
+/// (one row with a NULL amount for a plan without any): the lines of a
+/// plan are adjacent and [`Stream`] adds them up. A join rather than a
+/// correlated `SUM` subquery a plan, which costs SQLite a sub-program run
+/// per plan.
 const PLANS_SQL: &str = "SELECT p.id, p.nir_per, p.rf_prstpap, p.dt_debut, p.nom_per, p.pn_per, p.dt_fin,
         p.mt_total, p.mt_consomme, a.amount_e4
- FROM plans p LEFT JOIN accepted_lines a ON a.plan_id = p.id
+ FROM plans p LEFT JOIN accepted_periods a
+   ON a.nir_per = p.nir_per AND a.rf_prstpap = p.rf_prstpap AND a.plan_id = p.id
  WHERE p.id_cram = ?1 AND p.id_site = ?2
  ORDER BY p.nir_per, p.rf_prstpap, p.dt_debut";
 

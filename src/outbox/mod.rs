@@ -148,7 +148,7 @@ pub fn render(conn: &Connection, file_id: i64, out: &mut impl Write) -> Result<(
     st.for_each_row(&[Value::Int(from), Value::Int(to), Value::Int(file_id)], |r| {
         // Text as stored (UTF-8 written by this program): copied as bytes.
         let s = |i| r.bytes(i);
-        let (q, tu, mt) = (r.int(7), r.int(8), r.int(9));
+        let (q, tu, mt) = (r.int(7)?, r.int(8)?, r.int(9)?);
         n += 1;
         hours += q;
         total += mt;
@@ -161,14 +161,14 @@ pub fn render(conn: &Connection, file_id: i64, out: &mut impl Write) -> Result<(
             ("rf-prstpap", 3),
             ("id-prest", 4),
         ] {
-            put_elem(&mut buf, FIELD, tag, s(i));
+            put_elem(&mut buf, FIELD, tag, s(i)?);
         }
-        put_date_elem(&mut buf, "dtd-interv", r.int(5));
-        put_date_elem(&mut buf, "dtf-interv", r.int(6));
+        put_date_elem(&mut buf, "dtd-interv", r.int(5)?);
+        put_date_elem(&mut buf, "dtf-interv", r.int(6)?);
         put_num_elem(&mut buf, FIELD, "nb-quant", q);
         put_num_elem(&mut buf, FIELD, "mt-tu", tu);
         put_num_elem(&mut buf, FIELD, "mt-total", mt);
-        put_elem(&mut buf, FIELD, "bo-regul", s(10));
+        put_elem(&mut buf, FIELD, "bo-regul", s(10)?);
         buf.extend_from_slice(b" </factprest>\n");
         out.write_all(&buf)?;
         Ok(())

@@ -37,6 +37,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/0006_accepted_dates.sql"),
     ),
     ("0007_hardening", include_str!("migrations/0007_hardening.sql")),
+    (
+        "0008_accepted_periods",
+        include_str!("migrations/0008_accepted_periods.sql"),
+    ),
     ("0009_habitat", include_str!("migrations/0009_habitat.sql")),
 ];
 
@@ -314,7 +318,7 @@ mod tests {
 
     #[test]
     fn accepted_dates_become_integers_keeping_rows_and_rowids() {
-        let mut c = Connection::open_in_memory().unwrap();
+        let c = Connection::open_in_memory().unwrap();
         configure(&c).unwrap();
         for (_, sql) in &MIGRATIONS[..5] {
             c.execute_batch(sql).unwrap();
@@ -329,7 +333,7 @@ mod tests {
                         (42, 7, 2, NULL, '03', '1', 'N', 'P', 'X', 'S', '2026-11-01', '2026-11-15', 100, 200, 0, 'F', 20000);",
         )
         .unwrap();
-        migrate(&mut c).unwrap();
+        c.execute_batch(MIGRATIONS[5].1).unwrap();
         let rows: Vec<(i64, i64, i64, String)> = c
             .prepare("SELECT id, dtd, dtf, typeof(dtd) || typeof(dtf) FROM accepted_lines ORDER BY id")
             .unwrap()
@@ -352,6 +356,119 @@ mod tests {
             )
             .unwrap();
         assert!(plan.contains("COVERING INDEX accepted_overlap"), "{plan}");
+    }
+
+    /// The query plan of `sql`, its steps joined.
+    fn query_plan(c: &Connection, sql: &str) -> String {
+        c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .unwrap()
+            .join("; ")
+    }
+
+    #[test]
+    fn accepted_periods_take_the_periods_keeping_lines_and_rowids() {
+        let mut c = Connection::open_in_memory().unwrap();
+        configure(&c).unwrap();
+        for (_, sql) in &MIGRATIONS[..7] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", 7).unwrap();
+        c.execute_batch(
+            "INSERT INTO plans (id, id_cram, id_site, nir_per, nom_per, pn_per, rf_prstpap, dt_debut, dt_fin,
+                 mt_total, mt_consomme, updated_at)
+                 VALUES (5, '03', 'S', '2', 'N', 'P', 'X', '2026-01-01', '2026-12-31', 100, 0, 't');
+             INSERT INTO received_files (id, provider, name, channel, sha256, size, received_at, work_path, state)
+                 VALUES (7, 'p', 'f.xml', 'sftp', 'ab', 10, '2026-11-02T08:00:00Z', 'p/f.xml', 'done');
+             INSERT INTO accepted_lines (id, file_id, line_no, plan_id, id_cram, nir_per, nom_per, pn_per, rf_prstpap,
+                 id_prest, dtd, dtf, nb_quant, mt_tu, mt_total, bo_regul, amount_e4)
+                 VALUES (41, 7, 1, 5, '03', '2', 'N', 'P', 'X', 'S', 20261001, 20261031, 100, 200, 0, 'F', 20000),
+                        (42, 7, 2, NULL, '03', '1', 'M', 'Q', 'X', 'S', 20261101, 20261115, 150, 100, 0, 'F', 15000),
+                        (43, 7, 3, 5, '03', '2', 'N', 'P', 'X', 'S', 20260901, 20260930, 50, 100, 0, 'F', 5000);",
+        )
+        .unwrap();
+        let lines = |c: &Connection| -> Vec<String> {
+            c.prepare("SELECT id || '|' || file_id || '|' || line_no || '|' || quote(plan_id) || '|' || nir_per || '|' || nom_per
+                           || '|' || dtd || '|' || dtf || '|' || nb_quant || '|' || amount_e4 FROM accepted_lines ORDER BY id")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        let before = lines(&c);
+        migrate(&mut c).unwrap();
+        assert_eq!(lines(&c), before);
+        let periods: Vec<(String, i64, i64, i64, Option<i64>, i64)> = c
+            .prepare("SELECT nir_per, dtd, dtf, line_id, plan_id, amount_e4 FROM accepted_periods")
+            .unwrap()
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let p = |n: &str, d, f, id, plan, a| (n.to_string(), d, f, id, plan, a);
+        assert_eq!(
+            periods,
+            [
+                p("1", 20261101, 20261115, 42, None, 15000),
+                p("2", 20260901, 20260930, 43, Some(5), 5000),
+                p("2", 20261001, 20261031, 41, Some(5), 20000)
+            ]
+        );
+        // accepted_lines: no index left, only the key to received_files.
+        let n: i64 = c
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'accepted_lines'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 0);
+        let parents: Vec<String> = c
+            .prepare("SELECT \"table\" FROM pragma_foreign_key_list('accepted_lines')")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(parents, ["received_files"]);
+        // The overlap check and the preload read key ranges, index only.
+        let overlap = query_plan(
+            &c,
+            "SELECT 1 FROM accepted_periods WHERE nir_per = '1' AND rf_prstpap = 'X' AND dtd <= 20261120 AND dtf >= 20261110",
+        );
+        assert!(
+            overlap.contains("USING PRIMARY KEY (nir_per=? AND rf_prstpap=? AND dtd<?)"),
+            "{overlap}"
+        );
+        let preload = |more: &str| {
+            query_plan(
+                &c,
+                &format!(
+                    "SELECT p.id, p.nir_per, p.rf_prstpap, p.dt_debut, p.dt_fin, p.mt_total, p.mt_consomme FROM plans p
+                     WHERE p.id_cram = '03' AND p.id_site IN (SELECT id_site FROM conventions WHERE provider = 'p'){more}"
+                ),
+            )
+        };
+        for (more, range) in [
+            ("", "(id_cram=? AND id_site=?)"),
+            (" AND p.rf_prstpap = 'X'", "(id_cram=? AND id_site=? AND rf_prstpap=?)"),
+            (
+                " AND p.rf_prstpap = 'X' AND p.nir_per = '2'",
+                "(id_cram=? AND id_site=? AND rf_prstpap=? AND nir_per=?)",
+            ),
+        ] {
+            let plan = preload(more);
+            assert!(
+                plan.contains(&format!("COVERING INDEX plans_preload {range}")),
+                "{plan}"
+            );
+        }
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! clears the bindings before it returns, while the bound strings are still
 //! borrowed: SQLite never keeps a pointer to them past that call.
 //! [`Prepared::for_each_row`] hands each row to a closure, which cannot keep
-//! the row's text past the next step.
+//! the row's text past the next step; a [`Row`] checks every column index
+//! against the row's column count before it asks SQLite for the value, so
+//! a wrong index is an error, not a read SQLite must guard.
 
 use std::ffi::{c_int, CStr};
 use std::marker::PhantomData;
@@ -73,6 +75,10 @@ impl<'c> Prepared<'c> {
                 match unsafe { ffi::sqlite3_step(self.st) } {
                     ffi::SQLITE_ROW => f(&Row {
                         st: self.st,
+                        // SAFETY: the statement is on a row. Asked at each
+                        // row: SQLite re-prepares a statement after a schema
+                        // change, and `SELECT *` may then have more or fewer.
+                        columns: unsafe { ffi::sqlite3_data_count(self.st) },
                         _row: PhantomData,
                     })?,
                     ffi::SQLITE_DONE => return Ok(()),
@@ -127,36 +133,52 @@ impl<'c> Prepared<'c> {
     }
 }
 
-/// The current row of [`Prepared::for_each_row`].
+/// The current row of [`Prepared::for_each_row`]. Columns are numbered
+/// from 0; an index that is not a column of the row is an error.
 pub struct Row<'s> {
     st: *mut ffi::sqlite3_stmt,
+    /// Columns of the row (`sqlite3_data_count`).
+    columns: c_int,
     _row: PhantomData<&'s ()>,
 }
 
 impl Row<'_> {
-    /// Column `i` (from 0) as an integer (0 for NULL).
-    pub fn int(&self, i: c_int) -> i64 {
-        // SAFETY: the statement is on a row; an index out of range gives 0.
-        unsafe { ffi::sqlite3_column_int64(self.st, i) }
+    /// `i` if it is a column of the row.
+    fn column(&self, i: c_int) -> Result<c_int> {
+        if (0..self.columns).contains(&i) {
+            Ok(i)
+        } else {
+            bail!("column {i} asked of a row of {} column(s)", self.columns)
+        }
     }
 
-    /// Whether column `i` (from 0) is NULL.
-    pub fn is_null(&self, i: c_int) -> bool {
-        // SAFETY: the statement is on a row.
-        unsafe { ffi::sqlite3_column_type(self.st, i) == ffi::SQLITE_NULL }
+    /// Column `i` as an integer (0 for NULL).
+    pub fn int(&self, i: c_int) -> Result<i64> {
+        let i = self.column(i)?;
+        // SAFETY: the statement is on a row and `i` is one of its columns.
+        Ok(unsafe { ffi::sqlite3_column_int64(self.st, i) })
     }
 
-    /// Column `i` (from 0) as text bytes (empty for NULL or out of range).
-    pub fn bytes(&self, i: c_int) -> &[u8] {
-        // SAFETY: the text first, then its length (SQLite's documented
-        // order); valid until the next step, which the borrow outlives not.
+    /// Whether column `i` is NULL.
+    pub fn is_null(&self, i: c_int) -> Result<bool> {
+        let i = self.column(i)?;
+        // SAFETY: the statement is on a row and `i` is one of its columns.
+        Ok(unsafe { ffi::sqlite3_column_type(self.st, i) == ffi::SQLITE_NULL })
+    }
+
+    /// Column `i` as text bytes (empty for NULL).
+    pub fn bytes(&self, i: c_int) -> Result<&[u8]> {
+        let i = self.column(i)?;
+        // SAFETY: the statement is on a row and `i` is one of its columns;
+        // the text first, then its length (SQLite's documented order);
+        // valid until the next step, which the borrow outlives not.
         unsafe {
             let p = ffi::sqlite3_column_text(self.st, i);
             if p.is_null() {
-                return &[];
+                return Ok(&[]);
             }
             let n = ffi::sqlite3_column_bytes(self.st, i);
-            std::slice::from_raw_parts(p, usize::try_from(n).unwrap_or(0))
+            Ok(std::slice::from_raw_parts(p, usize::try_from(n).unwrap_or(0)))
         }
     }
 }
@@ -213,5 +235,23 @@ mod tests {
         let s = |a: &str, b: &str| (a.to_string(), b.to_string());
         assert_eq!(rows, [s("Lefèvr", ""), s("", "Lefèvr"), s("x", "y"), s("y", "x")]);
         assert!(Prepared::prepare(&c, "INSERT INTO nowhere VALUES (1)").is_err());
+    }
+
+    #[test]
+    fn a_column_index_outside_the_row_is_an_error() {
+        let c = Connection::open_in_memory().unwrap();
+        let mut st = Prepared::prepare(&c, "SELECT 7, 'abc' UNION ALL SELECT NULL, NULL").unwrap();
+        let mut rows = Vec::new();
+        st.for_each_row(&[], |r| {
+            rows.push((r.int(0)?, r.is_null(0)?, r.bytes(1)?.to_vec()));
+            for i in [2, 3, -1, c_int::MIN, c_int::MAX] {
+                let e = r.int(i).unwrap_err().to_string();
+                assert_eq!(e, format!("column {i} asked of a row of 2 column(s)"));
+                assert!(r.bytes(i).is_err() && r.is_null(i).is_err());
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(rows, [(7, false, b"abc".to_vec()), (0, true, Vec::new())]);
     }
 }
