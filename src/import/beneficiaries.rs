@@ -82,6 +82,19 @@ pub(super) fn import(tx: &Connection, ctx: &Ctx<'_>) -> Result<ImportSummary, Im
     if !errors.is_empty() {
         return Err(ctx.invalid(errors));
     }
+    // Upserted in the order of the plans' unique key: a caisse file lists
+    // beneficiaries in an order unrelated to it, and scattered inserts
+    // into the key's index (and plans_preload) outgrow SQLite's page cache
+    // on a large file (180 000 plans: 5.4 s scattered, 1.6 s sorted).
+    recs.sort_by(|a, b| {
+        (&a.id_cram, &a.site, &a.nir, &a.prestation, a.debut).cmp(&(
+            &b.id_cram,
+            &b.site,
+            &b.nir,
+            &b.prestation,
+            b.debut,
+        ))
+    });
     apply(tx, ctx, &recs, &sites)
 }
 

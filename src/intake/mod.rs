@@ -127,6 +127,14 @@ pub enum Readiness {
 ///
 /// A writer that may pause longer than the quiet period in the middle of a
 /// file must write under a temporary name and rename it when done.
+///
+/// One shortcut, for the XML files (billing, attestations) only: a file
+/// whose document is visibly whole — its last bytes close the root element
+/// its first bytes open — and that nobody holds open for writing (where the
+/// kernel can tell) is taken without waiting for the quiet period. A file
+/// written in chunks is not whole until its last chunk (the root is closed
+/// last), so the shortcut only spares the wait to files already complete,
+/// copied in at once. A CSV has no such mark: it always waits.
 #[derive(Debug)]
 pub struct Settle {
     quiet: Duration,
@@ -175,7 +183,7 @@ impl Settle {
             .and_then(|m| SystemTime::now().duration_since(m).ok())
             .unwrap_or_default();
         let quiet_for = age.max(now.duration_since(entry.1));
-        if quiet_for < self.quiet {
+        if quiet_for < self.quiet && !(xml_document_whole(path) && writer_known_absent(path)) {
             return Readiness::Wait(self.quiet - quiet_for);
         }
         if crate::pipeline::open_for_writing(path) {
@@ -197,6 +205,54 @@ impl Settle {
     pub fn retain(&mut self, listed: &[PathBuf]) {
         let keep: std::collections::HashSet<&PathBuf> = listed.iter().collect();
         self.seen.retain(|p, _| keep.contains(p));
+    }
+}
+
+/// Whether the kernel can tell, and tells, that nobody holds `path` open
+/// for writing (a read lease granted: the file's owner, or CAP_LEASE).
+fn writer_known_absent(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = std::fs::File::open(path) else { return false };
+    // SAFETY: fcntl on a descriptor we own; no memory is involved.
+    let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLEASE, libc::F_RDLCK) };
+    if rc == 0 {
+        // SAFETY: as above; releases the lease just taken.
+        unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
+    }
+    rc == 0
+}
+
+/// Whether the XML document in `path` is whole: the root element named in
+/// its first bytes is closed by its last non-blank bytes (`</factbord>`).
+/// ASCII-compatible encodings only (UTF-16 files wait the quiet period).
+pub fn xml_document_whole(path: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut head = vec![0u8; 4096];
+    let Ok(n) = f.read(&mut head) else { return false };
+    head.truncate(n);
+    let Some(root) = crate::xml::sniff::root_in_prefix(&head) else {
+        return false;
+    };
+    let Ok(len) = f.seek(SeekFrom::End(0)) else {
+        return false;
+    };
+    let back = len.min(1024);
+    let mut tail = vec![0u8; back as usize];
+    if f.seek(SeekFrom::Start(len - back)).is_err() || f.read_exact(&mut tail).is_err() {
+        return false;
+    }
+    let end = tail.iter().rposition(|b| !b" \t\r\n".contains(b)).map_or(0, |i| i + 1);
+    let close = format!("</{root}>");
+    tail[..end].ends_with(close.as_bytes()) || {
+        // `</factbord >`: blanks are allowed before the `>`.
+        let t = &tail[..end];
+        t.ends_with(b">") && {
+            let body = t[..t.len() - 1].trim_ascii_end();
+            body.ends_with(format!("</{root}").as_bytes())
+        }
     }
 }
 
@@ -339,6 +395,36 @@ mod tests {
         assert_eq!(s.check(d.path()), Readiness::Gone, "a folder is never a drop");
         let mut zero = Settle::new(Duration::ZERO);
         assert_eq!(zero.check(&f), Readiness::Ready);
+    }
+
+    #[test]
+    fn a_whole_xml_document_is_taken_at_once_a_cut_one_waits() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("a.xml");
+        let whole = "<?xml version=\"1.0\"?>\n<factbord>\n <rf-borfact>x</rf-borfact>\n</factbord>\n\n";
+        let mut s = Settle::new(Duration::from_secs(3600));
+        for (text, ready) in [
+            (whole, true),
+            ("<factbord>\n <rf-borfact>x</rf-borfact>\n", false),
+            ("<factbord><a>x</a></factbord >", true),
+            ("<attvisites><attvisite/></attvisites>", true),
+            ("<attvisites><attvisite/></factbord>", false),
+            ("not xml at all", false),
+        ] {
+            std::fs::write(&f, text).unwrap();
+            s.forget(&f);
+            assert_eq!(s.check(&f) == Readiness::Ready, ready, "{text:?}");
+        }
+        // Whole, but its writer still holds it open: waits.
+        std::fs::write(&f, whole).unwrap();
+        let w = std::fs::OpenOptions::new().append(true).open(&f).unwrap();
+        s.forget(&f);
+        assert!(matches!(s.check(&f), Readiness::Wait(_)));
+        drop(w);
+        // A CSV has no end mark: it waits the quiet period.
+        let c = d.path().join("a.csv");
+        std::fs::write(&c, "a;b\n1;2\n").unwrap();
+        assert!(matches!(s.check(&c), Readiness::Wait(_)));
     }
 
     #[test]
