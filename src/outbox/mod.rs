@@ -7,6 +7,8 @@
 
 use std::io::Write;
 
+pub mod deliver;
+
 use anyhow::{Context, Result};
 use rusqlite::Connection;
 

@@ -20,7 +20,7 @@
 //! are written again under the same names.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection};
@@ -226,44 +226,25 @@ fn archive(p: &Pipeline, f: &ReceivedFile) -> Result<String> {
 
 /// Delivers the payment chain's file of `f` once (see the module header).
 fn deliver_outbox(p: &mut Pipeline, f: &ReceivedFile, o: &Output, convention: Option<&str>) -> Result<()> {
-    let dest = p.spool.abs(&o.path);
-    let dir = dest
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let staged = match &o.staged_path {
-        Some(rel) => p.spool.abs(rel),
-        None => {
-            let conn = &p.conn;
-            let tmp = fsutil::write_temp(&dest, |w| {
-                crate::outbox::render(conn, f.id, w).map_err(std::io::Error::other)
-            })?;
-            // The temporary file must outlive a power loss before its name is
-            // committed: recovery reads a missing staged file as "renamed".
-            fsutil::sync_dir(&dir)?;
-            let rel = p
-                .spool
-                .rel(&tmp)
-                .with_context(|| format!("{} is outside the spool", tmp.display()))?;
-            p.conn
-                .execute("UPDATE outputs SET staged_path = ?2 WHERE id = ?1", params![o.id, rel])?;
-            tmp
-        }
-    };
-    match std::fs::rename(&staged, &dest) {
-        Ok(()) => fsutil::sync_dir(&dir)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && o.staged_path.is_some() => {
-            // Renamed before an interruption (and maybe already taken by the
-            // payment chain): delivered, never written again.
-            tracing::warn!(
-                file = f.name,
-                outbox = o.path,
-                "outbox file was renamed into place before an interruption: recorded as delivered, not written again"
-            );
-        }
-        Err(e) => {
-            return Err(e).with_context(|| format!("cannot rename {} to {}", staged.display(), dest.display()));
-        }
+    let conn = &p.conn;
+    let delivered = crate::outbox::deliver::deliver_once(
+        &p.spool,
+        &o.path,
+        o.staged_path.as_deref(),
+        |w| crate::outbox::render(conn, f.id, w).map_err(std::io::Error::other),
+        |rel| {
+            conn.execute("UPDATE outputs SET staged_path = ?2 WHERE id = ?1", params![o.id, rel])?;
+            Ok(())
+        },
+    )?;
+    if delivered == crate::outbox::deliver::Delivered::Earlier {
+        // Renamed before an interruption (and maybe already taken by the
+        // payment chain): delivered, never written again.
+        tracing::warn!(
+            file = f.name,
+            outbox = o.path,
+            "outbox file was renamed into place before an interruption: recorded as delivered, not written again"
+        );
     }
     let tx = p.conn.transaction()?;
     record_written(&tx, p.clock.now(), f, o, convention)?;
