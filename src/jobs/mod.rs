@@ -33,8 +33,14 @@ pub enum Job {
 }
 
 impl Job {
-    pub const ALL: [Job; 6] =
-        [Job::InvoiceThreshold, Job::InvoiceWeekly, Job::Relances, Job::Bordereaux, Job::Purge, Job::Mail];
+    pub const ALL: [Job; 6] = [
+        Job::InvoiceThreshold,
+        Job::InvoiceWeekly,
+        Job::Relances,
+        Job::Bordereaux,
+        Job::Purge,
+        Job::Mail,
+    ];
 
     /// The name `run JOB` takes.
     pub fn as_str(self) -> &'static str {
@@ -68,11 +74,16 @@ impl fmt::Display for Job {
 /// daemon's processor) and says what it did.
 pub fn run(conn: &mut Connection, cfg: &Config, clock: &Clock, job: Job) -> Result<String> {
     Ok(match job {
-        Job::InvoiceThreshold => crate::invoicing::run(conn, cfg, clock, crate::invoicing::Mode::Threshold)?.to_string(),
+        Job::InvoiceThreshold => {
+            crate::invoicing::run(conn, cfg, clock, crate::invoicing::Mode::Threshold)?.to_string()
+        }
         Job::InvoiceWeekly => crate::invoicing::run(conn, cfg, clock, crate::invoicing::Mode::Weekly)?.to_string(),
         Job::Relances => {
             let s = crate::habitat::relances::run(conn, cfg, clock)?;
-            format!("{} commande(s) signalée(s) en relance, {} e-mail(s) en file", s.flagged, s.mails)
+            format!(
+                "{} commande(s) signalée(s) en relance, {} e-mail(s) en file",
+                s.flagged, s.mails
+            )
         }
         Job::Bordereaux => crate::bordereaux::run(conn, cfg, clock)?.to_string(),
         Job::Purge => crate::retention::purge(conn, cfg, clock)?.to_string(),
