@@ -11,6 +11,7 @@ mod check_spec;
 mod check_support;
 mod config;
 mod crash;
+mod crash_attestations;
 mod habitat;
 mod history;
 mod import;
