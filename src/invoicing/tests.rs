@@ -192,7 +192,7 @@ fn the_hourly_check_invoices_a_convention_from_its_fiftieth_due_line() {
     assert_eq!((inv.lines, inv.amount), (50, 750_000));
     assert_eq!(inv.path, format!("outbox/04/invoices/{}.xml", inv.reference));
     assert!(inv.delivered_at.is_some() && inv.staged_path.is_some(), "{inv:?}");
-    assert_eq!(outbox_files(&k), [inv.path.clone()]);
+    assert_eq!(outbox_files(&k), std::slice::from_ref(&inv.path));
     assert_valid(&k.path(&inv.path));
     assert_eq!(
         k.count(&format!(
@@ -442,7 +442,7 @@ fn a_crash_between_staging_and_the_rename_renames_the_staged_file_at_the_next_ru
     assert_eq!(deliver_pending(&mut k.conn, &cfg, &at(DUE0)).unwrap(), 1);
     assert_eq!(std::fs::read(k.path(&inv.path)).unwrap(), bytes);
     assert!(!k.path(&staged).exists());
-    assert_eq!(outbox_files(&k), [inv.path.clone()]);
+    assert_eq!(outbox_files(&k), std::slice::from_ref(&inv.path));
     assert_eq!(deliver_pending(&mut k.conn, &cfg, &at(DUE0)).unwrap(), 0);
 }
 
