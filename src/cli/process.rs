@@ -87,7 +87,22 @@ pub fn run_job(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Outcome> {
             );
             Ok(Outcome::Ok)
         }
-        "invoice-threshold" | "invoice-weekly" | "bordereaux" | "purge" => {
+        "invoice-threshold" | "invoice-weekly" => {
+            let _lock = SpoolLock::acquire(&ctx.cfg)?;
+            let mut conn = crate::store::open(&ctx.cfg.paths.database)?;
+            let (mode, what) = if a.job == "invoice-threshold" {
+                (
+                    crate::invoicing::Mode::Threshold,
+                    format!("facturation (seuil de {} lignes)", crate::invoicing::THRESHOLD_LINES),
+                )
+            } else {
+                (crate::invoicing::Mode::Weekly, "facturation hebdomadaire".to_string())
+            };
+            let s = crate::invoicing::run(&mut conn, &ctx.cfg, &ctx.clock, mode)?;
+            println!("{what} : {s}");
+            Ok(Outcome::Ok)
+        }
+        "bordereaux" | "purge" => {
             anyhow::bail!("job {} is not available in this version", a.job)
         }
         other => anyhow::bail!(

@@ -56,11 +56,16 @@ impl Pipeline {
     }
 
     /// Temp files left by dead writers in the output folders and the mail
-    /// folder; a staged outbox file (its rename still owed) is kept.
+    /// folder; a staged outbox file (its rename still owed: a received
+    /// file's, an invoice's) is kept.
     fn remove_stale_temps(&self) -> Result<()> {
         let staged: Vec<PathBuf> = self
             .conn
-            .prepare("SELECT staged_path FROM outputs WHERE staged_path IS NOT NULL AND done_at IS NULL")?
+            .prepare(
+                "SELECT staged_path FROM outputs WHERE staged_path IS NOT NULL AND done_at IS NULL
+                 UNION ALL
+                 SELECT staged_path FROM invoices WHERE staged_path IS NOT NULL AND delivered_at IS NULL",
+            )?
             .query_map([], |r| r.get::<_, String>(0))?
             .map(|r| r.map(|rel| self.spool.abs(&rel)))
             .collect::<rusqlite::Result<_>>()?;

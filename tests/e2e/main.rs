@@ -15,6 +15,7 @@ mod crash_attestations;
 mod habitat;
 mod history;
 mod import;
+mod invoicing;
 mod listing_beneficiaires;
 mod mail;
 mod mail_secrets;
