@@ -32,6 +32,13 @@ impl Pipeline {
         self.record_orphans()?;
         if startup {
             self.count_interrupted()?;
+            // An invoice committed but not delivered when the last process
+            // stopped goes out now, by the same deliver-once protocol.
+            let now_cfg = self.cfg.clone();
+            if let Err(e) = crate::invoicing::deliver_pending(&mut self.conn, &now_cfg, &self.clock) {
+                tracing::error!(error = format!("{e:#}"), "invoices owed to the payment chain not all delivered");
+                self.note_error("invoicing", &format!("{e:#}"));
+            }
         }
         let pending = ReceivedFile::select(&self.conn, "state != 'done' AND quarantined_at IS NULL")?;
         // One file that cannot be finished (its work copy deleted by hand,
