@@ -36,7 +36,10 @@ impl Pipeline {
             // stopped goes out now, by the same deliver-once protocol.
             let now_cfg = self.cfg.clone();
             if let Err(e) = crate::invoicing::deliver_pending(&mut self.conn, &now_cfg, &self.clock) {
-                tracing::error!(error = format!("{e:#}"), "invoices owed to the payment chain not all delivered");
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "invoices owed to the payment chain not all delivered"
+                );
                 self.note_error("invoicing", &format!("{e:#}"));
             }
         }
