@@ -132,6 +132,8 @@ pub fn execute(
     }
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let _hb = beat.map(|b| Heartbeat::install(conn, b));
+        // A job that panics, on demand (debug builds; see crate::fault).
+        crate::fault::hit("job", job.as_str());
         super::run(conn, cfg, clock, job)
     }));
     let outcome: Result<String, String> = match outcome {
@@ -158,13 +160,17 @@ pub fn execute(
             summary,
             "job run"
         ),
+        Err(error) if cause == Cause::Manual => {
+            tracing::error!(job = job.as_str(), occurrence = rec.occurrence, error, "job failed");
+            crate::pipeline::note_error(conn, clock, "jobs", &format!("{job} ({}): {error}", rec.occurrence));
+        }
         Err(error) => {
             tracing::error!(
                 job = job.as_str(),
                 occurrence = rec.occurrence,
                 cause = rec.cause,
                 error,
-                "job failed; its next occurrence comes as scheduled"
+                "job failed; not retried: its next occurrence comes as scheduled"
             );
             crate::pipeline::note_error(conn, clock, "jobs", &format!("{job} ({}): {error}", rec.occurrence));
         }
