@@ -14,6 +14,7 @@ mod crash;
 mod habitat;
 mod history;
 mod import;
+mod jobs;
 mod listing_beneficiaires;
 mod mail;
 mod mail_secrets;
