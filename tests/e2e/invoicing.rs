@@ -140,7 +140,7 @@ fn the_hourly_check_takes_a_convention_from_50_due_lines_and_the_weekly_run_ever
     let out = invoice(&g, "invoice-threshold", DUE);
     assert_eq!(
         out,
-        "facturation (seuil de 50 lignes) : 1 facture(s), 50 ligne(s) facturée(s) pour 7 500,00 € ; \
+        "invoice-threshold : 1 facture(s), 50 ligne(s) facturée(s) pour 7 500,00 € ; \
          2 ligne(s) due(s) sous le seuil de 50 par convention, laissée(s) à la facturation hebdomadaire"
     );
     let files = invoice_files(&g);
@@ -173,18 +173,15 @@ fn the_hourly_check_takes_a_convention_from_50_due_lines_and_the_weekly_run_ever
     let out = invoice(&g, "invoice-weekly", DUE);
     assert_eq!(
         out,
-        "facturation hebdomadaire : 1 facture(s), 2 ligne(s) facturée(s) pour 300,00 €"
+        "invoice-weekly : 1 facture(s), 2 ligne(s) facturée(s) pour 300,00 €"
     );
     let out = invoice(&g, "invoice-weekly", DUE);
-    assert_eq!(out, "facturation hebdomadaire : 0 facture(s), 0 ligne(s) facturée(s)");
+    assert_eq!(out, "invoice-weekly : 0 facture(s), 0 ligne(s) facturée(s)");
     assert_eq!(invoice_files(&g).len(), 2);
 
     // A week later: the 3 lines transmitted on the 21st, one invoice per convention.
     let out = invoice(&g, "invoice-weekly", "2026-11-29T10:00:00+01:00");
-    assert!(
-        out.starts_with("facturation hebdomadaire : 2 facture(s), 3 ligne(s)"),
-        "{out}"
-    );
+    assert!(out.starts_with("invoice-weekly : 2 facture(s), 3 ligne(s)"), "{out}");
     assert_eq!(
         g.count("SELECT COUNT(*) FROM invoice_lines WHERE invoice_id IS NULL"),
         0

@@ -16,6 +16,7 @@ mod habitat;
 mod history;
 mod import;
 mod invoicing;
+mod jobs;
 mod listing_beneficiaires;
 mod mail;
 mod mail_secrets;
