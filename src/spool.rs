@@ -111,6 +111,56 @@ impl Spool {
     }
 }
 
+/// Free and total bytes of the file system holding a folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct DiskSpace {
+    /// Bytes an unprivileged writer can still use.
+    pub free: u64,
+    pub total: u64,
+}
+
+impl DiskSpace {
+    /// Below this, the spool is reported full: a billing file, its reports
+    /// and the database pages they need no longer fit for sure.
+    pub const LOW: u64 = 1024 * 1024;
+
+    /// The file system of `dir` (or of its nearest existing parent).
+    pub fn of(dir: &Path) -> Option<DiskSpace> {
+        let mut at = dir;
+        loop {
+            match rustix::fs::statvfs(at) {
+                Ok(v) => {
+                    return Some(DiskSpace {
+                        free: v.f_bavail.saturating_mul(v.f_frsize),
+                        total: v.f_blocks.saturating_mul(v.f_frsize),
+                    })
+                }
+                Err(_) => at = at.parent()?,
+            }
+        }
+    }
+
+    pub fn is_low(&self) -> bool {
+        self.free < Self::LOW
+    }
+}
+
+/// `n` bytes for a reader: `12.3 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +179,16 @@ mod tests {
         assert!(!is_safe_component(".."));
         assert!(!is_safe_component("a/b"));
         assert!(!is_safe_component(""));
+    }
+
+    #[test]
+    fn disk_space_of_a_folder_or_its_nearest_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let here = DiskSpace::of(dir.path()).unwrap();
+        assert!(here.total > 0 && here.free <= here.total);
+        let below = DiskSpace::of(&dir.path().join("not/yet/made")).unwrap();
+        assert_eq!(below.total, here.total);
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(3 * 1024 * 1024 / 2), "1.5 MiB");
     }
 }

@@ -32,6 +32,10 @@ pub struct Status {
     /// Whether a processing instance (`serve` or `process --once`) holds
     /// this spool's lock right now.
     pub daemon_running: bool,
+    /// Free and total bytes of the spool's file system: below
+    /// [`crate::spool::DiskSpace::LOW`] files wait in `inbound/` and
+    /// outputs stay owed until space is freed (then all is finished).
+    pub spool_space: Option<crate::spool::DiskSpace>,
     pub schema_version: i64,
     pub schema_version_known: i64,
     /// Files waiting in `inbound/<provider>/`, per provider (temporary names excluded).
@@ -176,6 +180,7 @@ pub fn gather(conn: &mut Connection, ctx: &Ctx) -> Result<Status> {
     Ok(Status {
         database: ctx.cfg.paths.database.display().to_string(),
         daemon_running: crate::pipeline::SpoolLock::is_held(&ctx.cfg),
+        spool_space: crate::spool::DiskSpace::of(&ctx.cfg.paths.spool),
         schema_version,
         schema_version_known: crate::store::SCHEMA_VERSION,
         inbound_total: inbound.values().sum(),
@@ -262,6 +267,20 @@ pub fn write_human(out: &mut impl Write, s: &Status) -> std::io::Result<()> {
             "not running on this spool"
         }
     )?;
+    if let Some(d) = s.spool_space {
+        use crate::spool::human_bytes;
+        writeln!(
+            out,
+            "spool space     {} free of {}{}",
+            human_bytes(d.free),
+            human_bytes(d.total),
+            if d.is_low() {
+                " — FULL: files wait and outputs stay owed until space is freed, then all is finished"
+            } else {
+                ""
+            }
+        )?;
+    }
     writeln!(out, "inbound waiting {}", s.inbound_total)?;
     for (provider, n) in s.inbound.iter().filter(|(_, n)| **n > 0) {
         writeln!(out, "  {:<24} {n}", clean(provider))?;

@@ -140,17 +140,12 @@ pub async fn serve(
             Some(Input::Overflow) => break End::Protocol,
             Some(Input::Gone) | None => break End::ClientGone,
         }
-        while buf.len() >= 4 {
-            let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-            if len == 0 || len > MAX_PACKET {
-                break 'session End::Protocol;
-            }
-            if buf.len() < 4 + len {
-                buf.reserve(4 + len - buf.len());
-                break;
-            }
-            let mut packet = buf.split_to(4 + len).freeze();
-            packet.advance(4);
+        loop {
+            let packet = match next_frame(&mut buf) {
+                Frame::Request(packet) => packet,
+                Frame::Incomplete => break,
+                Frame::Bad => break 'session End::Protocol,
+            };
             let reply = dispatch(&mut ops, packet).await;
             // A client that stops reading its replies is gone as well.
             match tokio::time::timeout(idle, write.data_bytes(reply)).await {
@@ -170,20 +165,97 @@ pub async fn serve(
     end
 }
 
-/// Handles one request (without its length prefix); returns the encoded reply.
-async fn dispatch(ops: &mut Ops, packet: Bytes) -> Bytes {
-    let kind = packet[0];
-    let id = Cursor(&packet[1..]).u32().unwrap_or(0);
-    let result = match kind {
-        SSH_FXP_READ => read(ops, &packet).await,
-        SSH_FXP_WRITE => write(ops, &packet).await,
+/// What the framing finds at the head of the session's buffer.
+#[derive(Debug)]
+pub enum Frame {
+    /// One whole request, without its length prefix (never empty).
+    Request(Bytes),
+    /// Not all of it has come yet (room is reserved for the rest).
+    Incomplete,
+    /// A length of 0 or past [`MAX_PACKET`]: the stream cannot be trusted.
+    Bad,
+}
+
+/// Takes the next length-prefixed request off `buf`.
+pub fn next_frame(buf: &mut BytesMut) -> Frame {
+    if buf.len() < 4 {
+        return Frame::Incomplete;
+    }
+    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    if len == 0 || len > MAX_PACKET {
+        return Frame::Bad;
+    }
+    if buf.len() < 4 + len {
+        buf.reserve(4 + len - buf.len());
+        return Frame::Incomplete;
+    }
+    let mut packet = buf.split_to(4 + len).freeze();
+    packet.advance(4);
+    Frame::Request(packet)
+}
+
+/// One request as decoded off the wire.
+#[derive(Debug)]
+pub enum Request {
+    /// SSH_FXP_READ, decoded here (the hot path).
+    Read { handle: String, offset: u64, len: u32 },
+    /// SSH_FXP_WRITE; `data` is a slice of the request buffer, not a copy.
+    Write { handle: String, offset: u64, data: Bytes },
+    /// Every other request, decoded by russh-sftp.
+    Other(Packet),
+}
+
+/// The request id of `packet` (0 when it has none), for the status reply
+/// of a request that cannot be decoded.
+pub fn request_id(packet: &[u8]) -> u32 {
+    Cursor(packet.get(1..).unwrap_or_default()).u32().unwrap_or(0)
+}
+
+/// Decodes one request (a [`Frame::Request`]); a malformed one is a
+/// BAD_MESSAGE for its id, never a panic.
+pub fn decode(packet: &Bytes) -> Result<Request, Fail> {
+    let Some(&kind) = packet.first() else {
+        return Err(malformed());
+    };
+    match kind {
+        SSH_FXP_READ => {
+            let mut c = Cursor(&packet[1..]);
+            let (_id, handle, offset, len) =
+                (|| Some((c.u32()?, c.text()?, c.u64()?, c.u32()?)))().ok_or_else(malformed)?;
+            Ok(Request::Read { handle, offset, len })
+        }
+        SSH_FXP_WRITE => {
+            let mut c = Cursor(&packet[1..]);
+            let (_id, handle, offset, len) =
+                (|| Some((c.u32()?, c.text()?, c.u64()?, c.u32()? as usize)))().ok_or_else(malformed)?;
+            if c.0.len() < len {
+                return Err(malformed());
+            }
+            let start = packet.len() - c.0.len();
+            Ok(Request::Write {
+                handle,
+                offset,
+                data: packet.slice(start..start + len),
+            })
+        }
         _ => {
             let mut b = packet.clone();
-            match Packet::try_from(&mut b) {
-                Ok(p) => request(ops, p).await,
-                Err(_) => Err(Fail::new(StatusCode::BadMessage, "malformed request")),
-            }
+            Packet::try_from(&mut b).map(Request::Other).map_err(|_| malformed())
         }
+    }
+}
+
+/// Handles one request (without its length prefix); returns the encoded reply.
+async fn dispatch(ops: &mut Ops, packet: Bytes) -> Bytes {
+    let id = request_id(&packet);
+    let result = match decode(&packet) {
+        Ok(Request::Read { handle, offset, len }) => ops.read(id, &handle, offset, len).await,
+        Ok(Request::Write { handle, offset, data }) => match ops.write(&handle, offset, data).await {
+            Ok(_) => ok(id),
+            Err(f) => Err(f),
+        },
+        Ok(Request::Other(p)) => request(ops, p).await,
+        Err(f) => Err(f),
     };
     let reply = match result {
         Ok(bytes) => return bytes,
@@ -248,28 +320,6 @@ impl<'a> Cursor<'a> {
 
 fn malformed() -> Fail {
     Fail::new(StatusCode::BadMessage, "malformed request")
-}
-
-/// SSH_FXP_READ: id, handle, offset, length.
-async fn read(ops: &mut Ops, packet: &Bytes) -> Result<Bytes, Fail> {
-    let mut c = Cursor(&packet[1..]);
-    let (id, handle, offset, len) = (|| Some((c.u32()?, c.text()?, c.u64()?, c.u32()?)))().ok_or_else(malformed)?;
-    ops.read(id, &handle, offset, len).await
-}
-
-/// SSH_FXP_WRITE: id, handle, offset, data — the data stays a slice of the
-/// request buffer.
-async fn write(ops: &mut Ops, packet: &Bytes) -> Result<Bytes, Fail> {
-    let mut c = Cursor(&packet[1..]);
-    let (id, handle, offset, len) =
-        (|| Some((c.u32()?, c.text()?, c.u64()?, c.u32()? as usize)))().ok_or_else(malformed)?;
-    let start = packet.len() - c.0.len();
-    if c.0.len() < len {
-        return Err(malformed());
-    }
-    let data = packet.slice(start..start + len);
-    ops.write(&handle, offset, data).await?;
-    ok(id)
 }
 
 /// Every other request, decoded by russh-sftp.
@@ -381,95 +431,5 @@ async fn extended(ops: &mut Ops, id: u32, request: &str, data: &[u8]) -> Result<
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursor_reads_wire_fields_and_stops_short() {
-        let mut v = Vec::new();
-        v.extend_from_slice(&7u32.to_be_bytes());
-        v.extend_from_slice(&2u32.to_be_bytes());
-        v.extend_from_slice(b"h1");
-        v.extend_from_slice(&5u64.to_be_bytes());
-        let mut c = Cursor(&v);
-        assert_eq!(c.u32(), Some(7));
-        assert_eq!(c.text().as_deref(), Some("h1"));
-        assert_eq!(c.u64(), Some(5));
-        assert_eq!(c.u32(), None);
-        let mut short = Cursor(&[0, 0, 0, 9, b'x']);
-        assert_eq!(short.string(), None, "a string longer than the packet");
-    }
-
-    /// Whatever a client sends, the answer is a well-framed packet, never a
-    /// panic and never a file outside the provider's folders.
-    #[test]
-    fn arbitrary_requests_get_framed_answers() {
-        use proptest::prelude::*;
-        use std::sync::atomic::AtomicBool;
-
-        struct Quiet;
-        impl crate::sftp::SftpEvents for Quiet {
-            fn upload_complete(&self, _: &str, _: &std::path::Path) {}
-            fn downloaded(&self, _: &str, _: &str, _: &str, _: u64) {}
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let space = crate::sftp::space::Space::open(
-            crate::sftp::space::SpaceConfig {
-                spool: &dir.path().join("spool"),
-                limits: Arc::new(crate::sftp::space::UploadLimits::new(1 << 20, false)),
-                events: Arc::new(Quiet),
-                closing: Arc::new(AtomicBool::new(false)),
-            },
-            "alice",
-            "p1",
-        )
-        .unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let ops = std::cell::RefCell::new(Ops::new(Arc::new(space)));
-        // A request type (valid or not) followed by arbitrary bytes, with
-        // plausible strings (paths, handles) mixed in.
-        let piece = prop_oneof![
-            any::<u32>().prop_map(|n| n.to_be_bytes().to_vec()),
-            "(/|\\.\\.|in|out|x\\.xml|1|\\.sftp-0|\\x00){0,6}".prop_map(|p| {
-                let mut v = (p.len() as u32).to_be_bytes().to_vec();
-                v.extend_from_slice(p.as_bytes());
-                v
-            }),
-            proptest::collection::vec(any::<u8>(), 0..16),
-        ];
-        let request = (0u8..=210, proptest::collection::vec(piece, 0..6));
-        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(512));
-        runner
-            .run(&request, |(kind, pieces)| {
-                let mut p = vec![kind];
-                for piece in pieces {
-                    p.extend_from_slice(&piece);
-                }
-                let reply = rt.block_on(dispatch(&mut ops.borrow_mut(), Bytes::from(p)));
-                prop_assert!(reply.len() >= 5);
-                let len = u32::from_be_bytes([reply[0], reply[1], reply[2], reply[3]]) as usize;
-                prop_assert_eq!(len + 4, reply.len());
-                Ok(())
-            })
-            .unwrap();
-        rt.block_on(ops.borrow_mut().finish());
-        // Nothing but the two folders ever appeared in the spool.
-        let mut top: Vec<_> = std::fs::read_dir(dir.path().join("spool"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        top.sort();
-        assert_eq!(top, ["inbound", "outbound"]);
-    }
-
-    #[test]
-    fn status_replies_encode_with_their_length() {
-        let b = encode(status(3, StatusCode::Failure, "no"));
-        let len = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
-        assert_eq!(len + 4, b.len());
-        assert_eq!(b[4], 101, "SSH_FXP_STATUS");
-    }
-}
+#[path = "channel_tests.rs"]
+mod tests;

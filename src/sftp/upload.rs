@@ -153,6 +153,14 @@ impl Upload {
             Err(e) => {
                 self.file = Some(w);
                 let f = Fail::io(&e);
+                // A full disk, say: the client is told, the partial file
+                // removed, and the operator reads why.
+                tracing::warn!(
+                    login = %space.login,
+                    name = %self.name,
+                    error = %e,
+                    "upload failed: partial file removed, the client may send it again"
+                );
                 self.fail(space, f.msg.clone()).await;
                 Err(f)
             }
@@ -209,6 +217,12 @@ impl Upload {
             })();
             if let Err(e) = done {
                 let _ = space.inbound.remove_file(&temp);
+                tracing::warn!(
+                    login = %space.login,
+                    %name,
+                    error = %e.msg,
+                    "upload failed at close: partial file removed, the client may send it again"
+                );
                 return Err(e);
             }
             if fsync {

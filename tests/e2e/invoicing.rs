@@ -14,14 +14,14 @@ use crate::pipeline_support::*;
 
 /// Attestations transmitted on 20 November 2026 at 10:00 in Paris (the
 /// tests' clock): due on 22 November at 10:00.
-const DUE: &str = "2026-11-22T10:00:00+01:00";
+pub(crate) const DUE: &str = "2026-11-22T10:00:00+01:00";
 const JUST_BEFORE_DUE: &str = "2026-11-22T09:59:59+01:00";
 /// A day later: due on 23 November at 10:00.
 const LATER: &str = "2026-11-21T10:00:00+01:00";
 
 /// Orders: `n62` of ergo62 under 04/62739900 (A001…), `n59` of ergo59
 /// under 04/59111100 (B001…).
-fn gw(n62: usize, n59: usize) -> Gw {
+pub(crate) fn gw(n62: usize, n59: usize) -> Gw {
     let g = Gw::new_with("\n[habitat]\nvisit_fee = 140\n[habitat.visit_fees]\n04 = 150\n");
     g.import("providers", PROVIDERS);
     let mut rows = Vec::new();
@@ -56,13 +56,13 @@ fn visits(prefix: &str, conv: &str, nir: &str, from: usize, to: usize) -> String
 }
 
 /// ergo62 attests A`from..=to`, processed with the clock at `now`.
-fn attest62(g: &Gw, name: &str, from: usize, to: usize, now: &str) {
+pub(crate) fn attest62(g: &Gw, name: &str, from: usize, to: usize, now: &str) {
     g.drop_file("ergo62", name, visits("A", "62739900", "15412999", from, to).as_bytes());
     expect(&run_at(g, now, &["process", "--once"]), 0);
 }
 
 /// ergo59 attests B`from..=to`, processed with the clock at `now`.
-fn attest59(g: &Gw, name: &str, from: usize, to: usize, now: &str) {
+pub(crate) fn attest59(g: &Gw, name: &str, from: usize, to: usize, now: &str) {
     g.drop_file("ergo59", name, visits("B", "59111100", "26003210", from, to).as_bytes());
     expect(&run_at(g, now, &["process", "--once"]), 0);
 }
@@ -76,7 +76,7 @@ fn invoice(g: &Gw, job: &str, now: &str) -> String {
 
 /// The invoice files the payment chain takes (not the hidden ones),
 /// spool-relative.
-fn invoice_files(g: &Gw) -> Vec<String> {
+pub(crate) fn invoice_files(g: &Gw) -> Vec<String> {
     g.files("outbox")
         .into_iter()
         .filter(|f| f.contains("/invoices/") && !f.rsplit('/').next().unwrap_or("").starts_with('.'))
@@ -84,7 +84,7 @@ fn invoice_files(g: &Gw) -> Vec<String> {
 }
 
 /// The text of each `<name>` element of `xml`, in order.
-fn all<'a>(xml: &'a str, name: &str) -> Vec<&'a str> {
+pub(crate) fn all<'a>(xml: &'a str, name: &str) -> Vec<&'a str> {
     let open = format!("<{name}>");
     let close = format!("</{name}>");
     xml.split(open.as_str())

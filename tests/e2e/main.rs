@@ -12,6 +12,7 @@ mod check_support;
 mod config;
 mod crash;
 mod crash_attestations;
+mod crash_jobs;
 mod habitat;
 mod history;
 mod import;
