@@ -4,6 +4,7 @@
 use std::fmt;
 
 use anyhow::Result;
+use chrono::{Months, NaiveDate};
 use rusqlite::Connection;
 
 use crate::clock::Clock;
@@ -20,6 +21,12 @@ impl fmt::Display for PurgeSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} fichier(s) et {} entrée(s) d'historique supprimés", self.files, self.history)
     }
+}
+
+/// The first day kept on `today` by a period of `months`: `today − months`
+/// (Europe/Paris days; the 31st becomes the last day of a shorter month).
+pub fn keep_from(today: NaiveDate, months: u32) -> NaiveDate {
+    today.checked_sub_months(Months::new(months)).unwrap_or(NaiveDate::MIN)
 }
 
 /// Removes what is past its keeping period.
