@@ -87,7 +87,14 @@ pub fn run_job(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Outcome> {
             );
             Ok(Outcome::Ok)
         }
-        "invoice-threshold" | "invoice-weekly" | "bordereaux" | "purge" => {
+        "purge" => {
+            let _lock = SpoolLock::acquire(&ctx.cfg)?;
+            let mut conn = crate::store::open(&ctx.cfg.paths.database)?;
+            let s = crate::retention::purge(&mut conn, &ctx.cfg, &ctx.clock)?;
+            println!("{s}");
+            Ok(Outcome::Ok)
+        }
+        "invoice-threshold" | "invoice-weekly" | "bordereaux" => {
             anyhow::bail!("job {} is not available in this version", a.job)
         }
         other => anyhow::bail!(
