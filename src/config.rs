@@ -32,6 +32,7 @@ pub struct Config {
     pub accounts: Accounts,
     pub habitat: Habitat,
     pub retention: Retention,
+    pub jobs: Jobs,
     pub log: Log,
 }
 
@@ -294,6 +295,52 @@ impl Retention {
     pub const MAX_MONTHS: u32 = 600;
 }
 
+/// When the scheduled jobs run (spec §6): one cron expression per job
+/// (`minute hour day-of-month month day-of-week`), in Europe/Paris wall-clock
+/// time; an empty string disables the job. See [`crate::jobs::schedule`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Jobs {
+    /// The hourly check: a convention with 50 due invoice lines or more.
+    pub invoice_threshold: String,
+    /// The weekly invoicing of every due line.
+    pub invoice_weekly: String,
+    /// Orders without attestation 60 days after their date.
+    pub relances: String,
+    /// Payment statements due for publication.
+    pub bordereaux: String,
+    /// Retention: what is past its keeping period.
+    pub purge: String,
+}
+
+impl Default for Jobs {
+    fn default() -> Self {
+        Jobs {
+            invoice_threshold: "0 * * * *".into(),
+            invoice_weekly: "0 6 * * 1".into(),
+            relances: "0 7 * * *".into(),
+            bordereaux: "15 * * * *".into(),
+            purge: "30 3 * * *".into(),
+        }
+    }
+}
+
+impl Jobs {
+    /// The expression of `job` (`None` for `mail`, which `[mail] poll_secs`
+    /// paces); an empty one means disabled.
+    pub fn expr(&self, job: crate::jobs::Job) -> Option<&str> {
+        use crate::jobs::Job;
+        Some(match job {
+            Job::InvoiceThreshold => &self.invoice_threshold,
+            Job::InvoiceWeekly => &self.invoice_weekly,
+            Job::Relances => &self.relances,
+            Job::Bordereaux => &self.bordereaux,
+            Job::Purge => &self.purge,
+            Job::Mail => return None,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -437,6 +484,7 @@ impl Config {
                 );
             }
         }
+        crate::jobs::Schedules::from_config(&self.jobs)?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .with_context(|| format!("[log] level: {:?}", self.log.level))?;
         Ok(())
@@ -500,6 +548,21 @@ mod tests {
         ] {
             assert!(Config::parse(&format!("[retention]\n{bad}\n")).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn jobs_have_defaults_can_be_disabled_and_a_bad_one_is_named() {
+        let c = Config::parse("[jobs]\nrelances = \"0 8 * * mon-fri\"\nbordereaux = \"\"\n").unwrap();
+        assert_eq!(c.jobs.relances, "0 8 * * mon-fri");
+        assert_eq!(c.jobs.purge, "30 3 * * *");
+        let s = crate::jobs::Schedules::from_config(&c.jobs).unwrap();
+        assert!(s.get(crate::jobs::Job::Bordereaux).is_none());
+        let e = Config::parse("[jobs]\ninvoice_weekly = \"0 6 * * 8\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("[jobs] invoice_weekly"), "{e:#}");
+        let e = Config::parse("[jobs]\nmail = \"* * * * *\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("mail"), "{e:#}");
+        let again = Config::parse(&c.to_toml()).unwrap();
+        assert_eq!(again.jobs, c.jobs);
     }
 
     #[test]

@@ -42,7 +42,9 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/0008_accepted_periods.sql"),
     ),
     ("0009_habitat", include_str!("migrations/0009_habitat.sql")),
-    // 0010–0012: other areas' migrations take these places.
+    ("0010_jobs", include_str!("migrations/0010_jobs.sql")),
+    ("0011_invoicing", include_str!("migrations/0011_invoicing.sql")),
+    // 0012: the payments' migration takes this place.
     ("0013_retention", include_str!("migrations/0013_retention.sql")),
 ];
 

@@ -47,10 +47,22 @@ fn notices_queued_while_the_relay_is_down_survive_a_restart_and_arrive_once() {
     // Four files rejected (no plan for the NIR: L04), from two providers:
     // four notices.
     let bills: Vec<(&str, Bill)> = vec![
-        ("saadA", Bill::new(SITE_A, 2).line(BLine::month(NIR_NONE, SITE_A, 1, "5"))),
-        ("saadA", Bill::new(SITE_A, 3).line(BLine::month(NIR_NONE, SITE_A, 2, "5"))),
-        ("saadB", Bill::new(SITE_B, 4).line(BLine::month(NIR_NONE, SITE_B, 1, "5"))),
-        ("saadB", Bill::new(SITE_B, 5).line(BLine::month(NIR_NONE, SITE_B, 2, "5"))),
+        (
+            "saadA",
+            Bill::new(SITE_A, 2).line(BLine::month(NIR_NONE, SITE_A, 1, "5")),
+        ),
+        (
+            "saadA",
+            Bill::new(SITE_A, 3).line(BLine::month(NIR_NONE, SITE_A, 2, "5")),
+        ),
+        (
+            "saadB",
+            Bill::new(SITE_B, 4).line(BLine::month(NIR_NONE, SITE_B, 1, "5")),
+        ),
+        (
+            "saadB",
+            Bill::new(SITE_B, 5).line(BLine::month(NIR_NONE, SITE_B, 2, "5")),
+        ),
     ];
     for (p, b) in &bills {
         g.drop_bill(p, b);
@@ -70,7 +82,9 @@ fn notices_queued_while_the_relay_is_down_survive_a_restart_and_arrive_once() {
     assert_eq!(g.count("SELECT COUNT(*) FROM mail_queue WHERE sent_at IS NOT NULL"), 0);
     let errors: Vec<Vec<String>> = g.rows("SELECT last_error FROM mail_queue");
     assert!(
-        errors.iter().all(|e| e[0].to_lowercase().contains("connection refused")),
+        errors
+            .iter()
+            .all(|e| e[0].to_lowercase().contains("connection refused")),
         "{errors:?}"
     );
 
@@ -114,7 +128,11 @@ fn notices_queued_while_the_relay_is_down_survive_a_restart_and_arrive_once() {
             .filter(|m| m["subject"].as_str().unwrap().contains(&b.name()))
             .collect();
         assert_eq!(about.len(), 1, "{p} {}: {got:#?}", b.name());
-        let to = if *p == "saadA" { "a@saada.example" } else { "b@saadb.example" };
+        let to = if *p == "saadA" {
+            "a@saada.example"
+        } else {
+            "b@saadb.example"
+        };
         assert_eq!(about[0]["rcpt_tos"], serde_json::json!([to]));
     }
     assert_eq!(g.count("SELECT COUNT(*) FROM history WHERE kind = 'mail'"), 4);

@@ -105,10 +105,12 @@ fn each_provider_finds_its_own_exchanges_of_six_months_refreshed_after_each() {
 
     let text_b = String::from_utf8(historique(&g, "saadB")).unwrap();
     assert!(text_b.contains(&b.name()) && !text_b.contains(&a.name()), "{text_b}");
-    assert!(!g.exists("outbound/saadC/historique.csv") || {
-        let rows = csv_rows(&historique(&g, "saadC"));
-        rows.len() == 1
-    });
+    assert!(
+        !g.exists("outbound/saadC/historique.csv") || {
+            let rows = csv_rows(&historique(&g, "saadC"));
+            rows.len() == 1
+        }
+    );
 
     // saadA's next exchange is in its listing at once; saadB's is left as it was.
     let before_b = historique(&g, "saadB");
@@ -150,7 +152,10 @@ fn purge_removes_each_kind_the_day_after_its_period_and_nothing_more() {
         "{out}"
     );
     assert!(out.contains("0 entrée(s) d'historique et 0 e-mail(s)"), "{out}");
-    assert_eq!(g.count("SELECT COUNT(*) FROM history WHERE provider = 'saadA'"), entries);
+    assert_eq!(
+        g.count("SELECT COUNT(*) FROM history WHERE provider = 'saadA'"),
+        entries
+    );
     assert!(String::from_utf8(historique(&g, "saadA")).unwrap().contains(&a.name()));
 
     // The next day: the history entries and the delivered notice go; the
@@ -222,7 +227,9 @@ fn purge_removes_each_kind_the_day_after_its_period_and_nothing_more() {
     assert!(runs.iter().all(|r| r["kind"] == "job" && r["provider"].is_null()));
     let latest = runs[1]["comment"].as_str().unwrap();
     assert!(
-        latest.starts_with("purge : 3 fichier(s) publié(s) supprimé(s) de outbound (12 mois, conservé depuis le 21/11/2026)"),
+        latest.starts_with(
+            "purge : 3 fichier(s) publié(s) supprimé(s) de outbound (12 mois, conservé depuis le 21/11/2026)"
+        ),
         "{latest}"
     );
 }
