@@ -6,6 +6,7 @@
 //! `PPAS_GATEWAY_NOW`, never by sleeping.
 
 use std::process::Output;
+use std::time::Duration;
 
 use crate::pipeline_support::*;
 
@@ -148,28 +149,41 @@ fn purge_removes_each_kind_the_day_after_its_period_and_nothing_more() {
     // Six months on, the same day: everything kept.
     let out = purge(&g, "2027-05-20T10:00:00+02:00");
     assert!(
-        out.starts_with("purge : 0 fichier(s) publié(s) supprimé(s) de outbound, 0 original(aux)"),
+        out.starts_with(
+            "purge : 0 fichier(s) publié(s) supprimé(s) de outbound (12 mois, conservé depuis le 20/05/2026) ; \
+             0 original(aux)"
+        ),
         "{out}"
     );
-    assert!(out.contains("0 entrée(s) d'historique et 0 e-mail(s)"), "{out}");
+    assert!(
+        out.contains("0 entrée(s) d'historique et 0 exécution(s) de tâche supprimée(s) (6 mois, conservé depuis le 20/11/2026) ; 0 e-mail(s)"),
+        "{out}"
+    );
     assert_eq!(
         g.count("SELECT COUNT(*) FROM history WHERE provider = 'saadA'"),
         entries
     );
     assert!(String::from_utf8(historique(&g, "saadA")).unwrap().contains(&a.name()));
+    let body = g.rows("SELECT body FROM mail_queue");
+    assert!(body[0][0].contains(&a.name()), "{body:?}");
 
-    // The next day: the history entries and the delivered notice go; the
+    // The next day: the history entries go and the delivered notice is
+    // emptied (its row stays: the same notice is never queued again); the
     // provider's listing is rewritten without them; the files stay.
     let out = purge(&g, "2027-05-21T10:00:00+02:00");
-    assert!(out.contains("1 e-mail(s) envoyé(s)"), "{out}");
+    assert!(out.contains("1 e-mail(s) envoyé(s) vidé(s) de leur contenu"), "{out}");
     assert_eq!(g.count("SELECT COUNT(*) FROM history WHERE provider = 'saadA'"), 0);
-    assert_eq!(g.count("SELECT COUNT(*) FROM mail_queue"), 0);
+    assert_eq!(
+        g.rows("SELECT body, sent_at IS NOT NULL FROM mail_queue"),
+        [["[contenu supprimé : durée de conservation écoulée]", "1"]]
+    );
     assert_eq!(csv_rows(&historique(&g, "saadA")).len(), 1, "the header alone");
     assert_eq!(g.files("outbound/saadA/reports"), reports);
 
     // Twelve months on, the same day: the files are still there.
     let out = purge(&g, "2027-11-20T10:00:00+01:00");
     assert!(out.starts_with("purge : 0 fichier(s)"), "{out}");
+    assert!(out.contains(" 0 original(aux)"), "{out}");
     assert_eq!(g.files("outbound/saadA/reports"), reports);
     assert_eq!(g.files("archive/saadA"), archived);
 
@@ -177,7 +191,10 @@ fn purge_removes_each_kind_the_day_after_its_period_and_nothing_more() {
     // payment chain's file and the record of the received file stay.
     let out = purge(&g, "2027-11-21T10:00:00+01:00");
     assert!(
-        out.starts_with("purge : 3 fichier(s) publié(s) supprimé(s) de outbound, 1 original(aux)"),
+        out.starts_with(
+            "purge : 3 fichier(s) publié(s) supprimé(s) de outbound (12 mois, conservé depuis le 21/11/2026) ; \
+             1 original(aux)"
+        ),
         "{out}"
     );
     assert!(g.files("outbound/saadA/reports").is_empty());
@@ -196,13 +213,17 @@ fn purge_removes_each_kind_the_day_after_its_period_and_nothing_more() {
     let out = purge(&g, "2027-11-21T10:00:00+01:00");
     assert!(
         out.starts_with(
-            "purge : 0 fichier(s) publié(s) supprimé(s) de outbound, 0 original(aux) de fichiers reçus et 0 \
-             fichier(s) de la caisse supprimé(s) de archive, 0 entrée(s) d'historique et 0 e-mail(s)"
+            "purge : 0 fichier(s) publié(s) supprimé(s) de outbound (12 mois, conservé depuis le 21/11/2026) ; \
+             0 original(aux) de fichiers reçus et 0 fichier(s) de la caisse supprimé(s) de archive (12 mois, \
+             conservé depuis le 21/11/2026) ; 0 entrée(s) d'historique et 0 exécution(s) de tâche supprimée(s) (6 \
+             mois, conservé depuis le 21/05/2027) ; 0 e-mail(s)"
         ),
         "{out}"
     );
 
-    // Each run is in the history with its counts (those of the last 6 months).
+    // Each run is recorded with its counts: its history entry (those of
+    // the last 6 months) and its row in job_runs (the run of 20/05 is
+    // history too, now).
     let out = at(
         &g,
         "2027-11-21T10:00:00+01:00",
@@ -213,7 +234,7 @@ fn purge_removes_each_kind_the_day_after_its_period_and_nothing_more() {
             "--to",
             "2027-11-21",
             "--interface",
-            "purge",
+            "jobs",
             "--format",
             "json",
         ],
@@ -228,10 +249,182 @@ fn purge_removes_each_kind_the_day_after_its_period_and_nothing_more() {
     let latest = runs[1]["comment"].as_str().unwrap();
     assert!(
         latest.starts_with(
-            "purge : 3 fichier(s) publié(s) supprimé(s) de outbound (12 mois, conservé depuis le 21/11/2026)"
+            "purge (lancement manuel) : ok — 3 fichier(s) publié(s) supprimé(s) de outbound (12 mois, conservé \
+             depuis le 21/11/2026) ; 1 original(aux)"
         ),
         "{latest}"
     );
+    assert_eq!(g.count("SELECT COUNT(*) FROM history WHERE kind = 'job'"), 4);
+    let recorded = g.rows("SELECT started_at, outcome FROM job_runs WHERE job = 'purge' ORDER BY id");
+    assert_eq!(
+        recorded,
+        [
+            ["2027-05-21T08:00:00Z", "ok"],
+            ["2027-11-20T09:00:00Z", "ok"],
+            ["2027-11-21T09:00:00Z", "ok"],
+            ["2027-11-21T09:00:00Z", "ok"]
+        ]
+    );
+}
+
+#[test]
+fn each_period_is_configurable_and_crossed_the_day_after() {
+    let g =
+        Gw::new_with("\n[retention]\noutbound_months = 24\nhistory_months = 2\narchive_months = 3\nmail_months = 1\n");
+    g.import("providers", &providers_csv());
+    g.import("beneficiaries", &beneficiaries_csv());
+    let a = Bill::new(SITE_A, 2).lines([
+        BLine::month(NIR_A1, SITE_A, 1, "5"),
+        BLine::month(NIR_NONE, SITE_A, 1, "5"),
+    ]);
+    g.drop_bill("saadA", &a);
+    process_expecting(&g, 1);
+    let reports = g.files("outbound/saadA/reports");
+    assert_eq!(reports.len(), 3, "{reports:?}");
+    let entries = g.count("SELECT COUNT(*) FROM history WHERE provider = 'saadA'");
+    // The imports', the file's and the notice's, all of 20/11/2026.
+    let all_entries = g.count("SELECT COUNT(*) FROM history");
+    let body = || g.rows("SELECT body FROM mail_queue")[0][0].clone();
+    let full = body();
+    assert!(full.contains(&a.name()), "{full}");
+
+    // (day of the run, what it removes: mail bodies, history, originals, reports)
+    let steps: [(&str, [usize; 4]); 8] = [
+        ("2026-12-20T10:00:00+01:00", [0, 0, 0, 0]),
+        ("2026-12-21T10:00:00+01:00", [1, 0, 0, 0]),
+        ("2027-01-20T10:00:00+01:00", [0, 0, 0, 0]),
+        ("2027-01-21T10:00:00+01:00", [0, 1, 0, 0]),
+        ("2027-02-20T10:00:00+01:00", [0, 0, 0, 0]),
+        ("2027-02-21T10:00:00+01:00", [0, 0, 1, 0]),
+        ("2028-11-20T10:00:00+01:00", [0, 0, 0, 0]),
+        ("2028-11-21T10:00:00+01:00", [0, 0, 0, 3]),
+    ];
+    for (now, [mails, history, originals, files]) in steps {
+        let out = purge(&g, now);
+        let mut wants = vec![
+            format!("purge : {files} fichier(s) publié(s) supprimé(s) de outbound (24 mois"),
+            format!(" ; {originals} original(aux) de fichiers reçus et 0 fichier(s) de la caisse supprimé(s) de archive (3 mois"),
+            format!(" ; {mails} e-mail(s) envoyé(s) vidé(s) de leur contenu (1 mois"),
+        ];
+        // The runs' own records age out too: the count is checked on the
+        // day the entries of 20/11/2026 go.
+        if history == 1 {
+            wants.push(format!(" ; {all_entries} entrée(s) d'historique et "));
+        }
+        for want in wants {
+            assert!(out.contains(&want), "{now}: {want:?} in\n{out}");
+        }
+        let of_that_day = g.count("SELECT COUNT(*) FROM history WHERE at < '2026-11-21'");
+        let gone = now >= "2027-01-21";
+        assert_eq!(of_that_day, if gone { 0 } else { all_entries }, "{now}");
+        // Again the same day: nothing more.
+        let again = purge(&g, now);
+        assert!(
+            again.starts_with("purge : 0 fichier(s)")
+                && again.contains(" ; 0 original(aux)")
+                && again.contains(" ; 0 e-mail(s)"),
+            "{now}: {again}"
+        );
+        match now {
+            "2026-12-20T10:00:00+01:00" => assert_eq!(body(), full),
+            "2026-12-21T10:00:00+01:00" => assert_ne!(body(), full),
+            "2027-01-20T10:00:00+01:00" => assert_eq!(
+                g.count("SELECT COUNT(*) FROM history WHERE provider = 'saadA'"),
+                entries
+            ),
+            "2027-01-21T10:00:00+01:00" => {
+                assert_eq!(g.count("SELECT COUNT(*) FROM history WHERE provider = 'saadA'"), 0);
+                assert_eq!(csv_rows(&historique(&g, "saadA")).len(), 1, "the header alone");
+            }
+            "2027-02-20T10:00:00+01:00" => assert_eq!(g.files("archive/saadA").len(), 1),
+            "2027-02-21T10:00:00+01:00" => {
+                assert!(g.files("archive/saadA").is_empty());
+                assert_eq!(g.files("outbound/saadA/reports"), reports);
+            }
+            "2028-11-20T10:00:00+01:00" => assert_eq!(g.files("outbound/saadA/reports"), reports),
+            _ => assert!(g.files("outbound/saadA/reports").is_empty()),
+        }
+    }
+}
+
+#[test]
+fn the_daemon_purges_once_at_its_catch_up_across_restarts_and_keeps_what_is_owed() {
+    // The notices cannot be delivered (no relay listens there): owed,
+    // whatever their age. Only the purge is scheduled (daily 03:30).
+    let port = crate::mail::free_port();
+    let g = Gw::new_with(&format!(
+        "smtp_url = \"smtp://127.0.0.1:{port}\"\n\n[jobs]\ninvoice_threshold = \"\"\ninvoice_weekly = \"\"\n\
+         bordereaux = \"\"\nrelances = \"\"\n"
+    ));
+    g.import("providers", &providers_csv());
+    g.import("beneficiaries", &beneficiaries_csv());
+    let a = Bill::new(SITE_A, 2).lines([
+        BLine::month(NIR_A1, SITE_A, 1, "5"),
+        BLine::month(NIR_NONE, SITE_A, 1, "5"),
+    ]);
+    g.drop_bill("saadA", &a);
+    let log = g.dir.path().join("serve.log");
+    let done = || g.count("SELECT COUNT(*) FROM received_files WHERE state = 'done'");
+
+    // First start: the file is processed; the schedule is followed from now.
+    let d = crate::jobs::serve_at(&g, NOW, &log, None);
+    wait_for(Duration::from_secs(30), "the file done", || done() == 1);
+    assert_eq!(d.terminate().0, Some(0));
+    assert!(crate::jobs::runs(&g, "purge").is_empty());
+    let reports = g.files("outbound/saadA/reports");
+    assert_eq!(reports.len(), 3, "{reports:?}");
+    assert_eq!(g.count("SELECT COUNT(*) FROM mail_queue WHERE sent_at IS NULL"), 1);
+
+    // A year and a day later: the occurrence of 03:30 is caught up, once.
+    let later = "2027-11-21T10:00:00+01:00";
+    let d = crate::jobs::serve_at(&g, later, &log, None);
+    crate::jobs::wait_runs(&g, "purge", 1);
+    assert_eq!(d.terminate().0, Some(0));
+    assert_eq!(
+        crate::jobs::runs(&g, "purge"),
+        [["2027-11-21T03:30", "catch-up", "ok", "1"]]
+    );
+    let summary = &g.rows("SELECT summary FROM job_runs WHERE job = 'purge'")[0][0];
+    assert!(
+        summary.starts_with(
+            "3 fichier(s) publié(s) supprimé(s) de outbound (12 mois, conservé depuis le 21/11/2026) ; 1 original(aux)"
+        ),
+        "{summary}"
+    );
+    assert!(g.files("outbound/saadA/reports").is_empty());
+    assert!(g.files("archive/saadA").is_empty());
+    assert_eq!(g.count("SELECT COUNT(*) FROM history WHERE provider = 'saadA'"), 0);
+    assert_eq!(csv_rows(&historique(&g, "saadA")).len(), 1, "the header alone");
+    // The unsent notice is owed: kept with its body.
+    let mail = g.rows("SELECT sent_at IS NULL, body FROM mail_queue");
+    assert_eq!(mail.len(), 1);
+    assert!(mail[0][0] == "1" && mail[0][1].contains(&a.name()), "{mail:?}");
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.contains("purge done"), "{logs}");
+
+    // Restarted at the same instant: the occurrence has run; a file taken
+    // after the scheduler's look shows the processor went past it.
+    let b = Bill::new(SITE_A, 3).lines([
+        BLine::month(NIR_A1, SITE_A, 2, "5"),
+        BLine::month(NIR_NONE, SITE_A, 2, "5"),
+    ]);
+    let d = crate::jobs::serve_at(&g, later, &log, None);
+    g.drop_bill("saadA", &b);
+    wait_for(Duration::from_secs(30), "the second file done", || done() == 2);
+    assert_eq!(d.terminate().0, Some(0));
+    assert_eq!(crate::jobs::runs(&g, "purge").len(), 1, "no second run");
+    assert!(String::from_utf8(historique(&g, "saadA")).unwrap().contains(&b.name()));
+
+    // By hand at the same instant: nothing more to remove.
+    let out = purge(&g, later);
+    assert!(
+        out.starts_with("purge : 0 fichier(s) publié(s) supprimé(s)")
+            && out.contains(" ; 0 original(aux)")
+            && out.contains(" ; 0 entrée(s) d'historique"),
+        "{out}"
+    );
+    assert_eq!(g.files("outbound/saadA/reports").len(), 3, "the second file's reports");
+    assert_eq!(g.count("SELECT COUNT(*) FROM mail_queue WHERE sent_at IS NULL"), 2);
 }
 
 #[test]
@@ -239,10 +432,11 @@ fn run_purge_waits_for_the_spool_lock() {
     let g = Gw::with_cast();
     let log = g.dir.path().join("serve.log");
     let mut d = Daemon::start(&g, &log);
-    d.wait_ready(std::time::Duration::from_secs(20));
+    d.wait_ready(Duration::from_secs(20));
     let out = g.run(&["run", "purge"]);
     let _ = d.terminate();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
     assert!(text(&out.stderr).contains("lock"), "{}", text(&out.stderr));
-    assert_eq!(g.count("SELECT COUNT(*) FROM history WHERE interface = 'purge'"), 0);
+    assert_eq!(g.count("SELECT COUNT(*) FROM job_runs WHERE job = 'purge'"), 0);
+    assert_eq!(g.count("SELECT COUNT(*) FROM history WHERE kind = 'job'"), 0);
 }
