@@ -31,6 +31,7 @@ pub struct Config {
     pub billing: Billing,
     pub accounts: Accounts,
     pub habitat: Habitat,
+    pub retention: Retention,
     pub jobs: Jobs,
     pub log: Log,
 }
@@ -259,6 +260,41 @@ impl Habitat {
     }
 }
 
+/// How long the `purge` job keeps things (spec §6), in months; `0` keeps
+/// them for ever. A period runs in whole days of Europe/Paris: what dates
+/// from day D goes on the first day after D + the period.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// Files in `outbound/<provider>/` (reports, bordereaux, documents),
+    /// from their publication. The listings are rewritten, never removed.
+    pub outbound_months: u32,
+    /// Exchange-history entries.
+    pub history_months: u32,
+    /// Originals of received files kept under `archive/`, from the day they
+    /// were done, and the caisse's files kept under `archive/caisse/`.
+    pub archive_months: u32,
+    /// Delivered e-mails in the queue, from their sending (unsent ones are
+    /// never removed).
+    pub mail_months: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            outbound_months: 12,
+            history_months: 6,
+            archive_months: 12,
+            mail_months: 6,
+        }
+    }
+}
+
+impl Retention {
+    /// Longest period accepted (50 years): beyond it, say 0 (for ever).
+    pub const MAX_MONTHS: u32 = 600;
+}
+
 /// When the scheduled jobs run (spec §6): one cron expression per job
 /// (`minute hour day-of-month month day-of-week`), in Europe/Paris wall-clock
 /// time; an empty string disables the job. See [`crate::jobs::schedule`].
@@ -435,6 +471,19 @@ impl Config {
         if self.sftp.failure_delay_ms > 60_000 {
             bail!("[sftp] failure_delay_ms must be at most 60000 (one minute)");
         }
+        for (key, months) in [
+            ("outbound_months", self.retention.outbound_months),
+            ("history_months", self.retention.history_months),
+            ("archive_months", self.retention.archive_months),
+            ("mail_months", self.retention.mail_months),
+        ] {
+            if months > Retention::MAX_MONTHS {
+                bail!(
+                    "[retention] {key}: {months} months is more than {} (50 years); 0 keeps for ever",
+                    Retention::MAX_MONTHS
+                );
+            }
+        }
         crate::jobs::Schedules::from_config(&self.jobs)?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .with_context(|| format!("[log] level: {:?}", self.log.level))?;
@@ -474,6 +523,31 @@ mod tests {
         assert!(format!("{e:#}").contains("[sftp] listen"), "{e:#}");
         let e = Config::parse("[mail]\nfrom = \"not an address\"\n").unwrap_err();
         assert!(format!("{e:#}").contains("[mail] from"), "{e:#}");
+    }
+
+    #[test]
+    fn retention_periods_default_to_the_spec_and_are_bounded() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(
+            c.retention,
+            Retention {
+                outbound_months: 12,
+                history_months: 6,
+                archive_months: 12,
+                mail_months: 6
+            }
+        );
+        let c = Config::parse("[retention]\nhistory_months = 0\narchive_months = 600\n").unwrap();
+        assert_eq!((c.retention.history_months, c.retention.archive_months), (0, 600));
+        let e = Config::parse("[retention]\nmail_months = 601\n").unwrap_err();
+        assert!(format!("{e:#}").contains("[retention] mail_months"), "{e:#}");
+        for bad in [
+            "outbound_months = -1",
+            "history_months = \"6\"",
+            "documents_months = 12",
+        ] {
+            assert!(Config::parse(&format!("[retention]\n{bad}\n")).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -207,20 +207,34 @@ pub enum Listing {
     Commandes,
     /// `beneficiaires.csv` and `.xml`: a home-care provider's plans.
     Beneficiaires,
+    /// `historique.csv` (no XML): every provider's own exchanges of the
+    /// last 6 months, marked whenever an entry of the provider is recorded
+    /// and by the daily purge (entries age out).
+    Historique,
 }
 
 impl Listing {
+    pub const ALL: [Listing; 3] = [Listing::Commandes, Listing::Beneficiaires, Listing::Historique];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Listing::Commandes => "commandes",
             Listing::Beneficiaires => "beneficiaires",
+            Listing::Historique => "historique",
         }
     }
 
     pub fn parse(s: &str) -> Option<Listing> {
-        [Listing::Commandes, Listing::Beneficiaires]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        Listing::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The files it is written as, at the root of the outbound folder.
+    pub fn file_names(self) -> &'static [&'static str] {
+        match self {
+            Listing::Commandes => &["commandes.csv", "commandes.xml"],
+            Listing::Beneficiaires => &["beneficiaires.csv", "beneficiaires.xml"],
+            Listing::Historique => &["historique.csv"],
+        }
     }
 }
 

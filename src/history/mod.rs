@@ -30,22 +30,44 @@ pub struct Entry<'a> {
 /// `at` is stored as RFC 3339 UTC with whole seconds (`2026-11-02T09:00:00Z`):
 /// one fixed-width form, so that a period query compares text and uses the
 /// index on `at`.
+///
+/// An entry of a provider also marks that provider's `historique` listing
+/// owed (one upsert, in the same transaction): the outbound publisher
+/// rewrites `outbound/<provider>/historique.csv` at its next call. Called
+/// outside a transaction (a download recorded by the SFTP server), both
+/// writes are made one.
 pub fn record(conn: &Connection, at: DateTime<Utc>, e: &Entry<'_>) -> Result<()> {
-    conn.execute(
+    let provider = e.provider.filter(|p| !p.is_empty());
+    let tx = match provider {
+        Some(_) if conn.is_autocommit() => Some(conn.unchecked_transaction()?),
+        _ => None,
+    };
+    insert(conn, at, e)?;
+    if let Some(p) = provider {
+        crate::habitat::mark_listing(conn, p, crate::habitat::Listing::Historique)?;
+    }
+    if let Some(tx) = tx {
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn insert(conn: &Connection, at: DateTime<Utc>, e: &Entry<'_>) -> Result<()> {
+    conn.prepare_cached(
         "INSERT INTO history (at, kind, regime, id_cram, application, interface, provider, convention, comment)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
-            at.to_rfc3339_opts(SecondsFormat::Secs, true),
-            e.kind,
-            e.regime,
-            e.id_cram,
-            e.application,
-            e.interface,
-            e.provider,
-            e.convention,
-            e.comment
-        ],
-    )?;
+    )?
+    .execute(params![
+        at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        e.kind,
+        e.regime,
+        e.id_cram,
+        e.application,
+        e.interface,
+        e.provider,
+        e.convention,
+        e.comment
+    ])?;
     Ok(())
 }
 

@@ -11,6 +11,7 @@
 
 pub mod beneficiaires;
 pub mod commandes;
+pub mod historique;
 
 /// Both forms of a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,9 +10,10 @@
 //!   (`outbound/<provider>/documents/…`), its content checked against the
 //!   recorded SHA-256 on the way, then marked done with a "chargement"
 //!   history entry, in one transaction;
-//! - a listing (`commandes`, `beneficiaires`) is rendered from one read
-//!   snapshot together with its `wanted` generation, both forms are written
-//!   (`<kind>.csv`, `<kind>.xml`), then `written` is set to that generation
+//! - a listing (`commandes`, `beneficiaires`, `historique`) is rendered from
+//!   one read snapshot together with its `wanted` generation, its forms are
+//!   written (`<kind>.csv`, `<kind>.xml`; `historique.csv` alone), then
+//!   `written` is set to that generation
 //!   (never lowered): a change committed meanwhile bumped `wanted` again,
 //!   so the listing is written once more at the next call.
 //!
@@ -44,7 +45,7 @@ use crate::spool::Spool;
 pub struct Published {
     /// Documents copied into `outbound/<provider>/documents/`.
     pub documents: usize,
-    /// Listings written (each as `.csv` and `.xml`).
+    /// Listings written (each in all its forms: `.csv`, and `.xml` but for `historique`).
     pub listings: usize,
 }
 
@@ -80,7 +81,7 @@ pub fn publish_due(conn: &mut Connection, cfg: &Config, now: DateTime<Utc>) -> R
         }
     }
     for (provider, kind) in owed_listings(conn)? {
-        match publish_listing(conn, &spool, &provider, kind) {
+        match publish_listing(conn, cfg, &spool, &provider, kind, now) {
             Ok(true) => {
                 done.listings += 1;
                 tracing::info!(provider, listing = kind.as_str(), "listing published");
@@ -225,8 +226,16 @@ fn owed_listings(conn: &Connection) -> Result<Vec<(String, Listing)>> {
 }
 
 /// Renders and writes one listing, then records the generation written.
-/// `false` when it was no longer owed (another publisher wrote it).
-fn publish_listing(conn: &mut Connection, spool: &Spool, provider: &str, kind: Listing) -> Result<bool> {
+/// `false` when it was no longer owed (another publisher wrote it). `now`
+/// is the day the `historique` listing counts its six months back from.
+fn publish_listing(
+    conn: &mut Connection,
+    cfg: &Config,
+    spool: &Spool,
+    provider: &str,
+    kind: Listing,
+    now: DateTime<Utc>,
+) -> Result<bool> {
     let dir = spool.outbound_of(provider);
     // One read snapshot: the generation and the content it stands for.
     let wanted = {
@@ -241,26 +250,36 @@ fn publish_listing(conn: &mut Connection, spool: &Spool, provider: &str, kind: L
         let Some((wanted, _)) = row.filter(|(wanted, written)| written < wanted) else {
             return Ok(false);
         };
-        let mut csv = fsutil::Staged::create(&dir.join(format!("{}.csv", kind.as_str())))?;
-        let mut xml = fsutil::Staged::create(&dir.join(format!("{}.xml", kind.as_str())))?;
+        let mut files = kind
+            .file_names()
+            .iter()
+            .map(|name| fsutil::Staged::create(&dir.join(name)))
+            .collect::<Result<Vec<_>>>()?;
         let written: Result<()> = (|| {
-            match kind {
-                Listing::Commandes => {
+            match (kind, files.as_mut_slice()) {
+                (Listing::Commandes, [csv, xml]) => {
                     let r = crate::listing::commandes::render(&tx, provider)?;
                     csv.writer()?.write_all(&r.csv)?;
                     xml.writer()?.write_all(&r.xml)?;
                 }
                 // Streamed: a listing of 100 000 plans is tens of megabytes.
-                Listing::Beneficiaires => {
+                (Listing::Beneficiaires, [csv, xml]) => {
                     crate::listing::beneficiaires::write(&tx, provider, csv.writer()?, xml.writer()?)?;
                 }
+                // CSV only (see the module's header); streamed too.
+                (Listing::Historique, [csv]) => {
+                    let today = crate::clock::paris_day(now);
+                    crate::listing::historique::write(&tx, provider, today, &cfg.billing.caisses, csv.writer()?)?;
+                }
+                (kind, files) => bail!("{} file(s) staged for the {} listing", files.len(), kind.as_str()),
             }
             Ok(())
         })();
         written.with_context(|| format!("rendering the {} listing of {provider}", kind.as_str()))?;
         tx.commit()?;
-        csv.install()?;
-        xml.install()?;
+        for f in files {
+            f.install()?;
+        }
         wanted
     };
     fsutil::sync_dir(&dir)?;

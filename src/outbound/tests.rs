@@ -48,11 +48,13 @@ fn outbound(k: &Kit, provider: &str) -> Vec<String> {
 fn everything_owed_is_written_once_and_recorded() {
     let mut k = kit();
     let p = publish(&mut k).unwrap();
+    // Each provider's commandes, and its historique (the documents'
+    // "chargement" entries marked it).
     assert_eq!(
         p,
         Published {
             documents: 2,
-            listings: 2
+            listings: 4
         }
     );
     assert_eq!(
@@ -60,12 +62,18 @@ fn everything_owed_is_written_once_and_recorded() {
         [
             "commandes.csv",
             "commandes.xml",
-            "documents/C04-2026-000123.evaluation.pdf"
+            "documents/C04-2026-000123.evaluation.pdf",
+            "historique.csv"
         ]
     );
     assert_eq!(
         outbound(&k, "ergo59"),
-        ["commandes.csv", "commandes.xml", "documents/F59-1.decision.pdf"]
+        [
+            "commandes.csv",
+            "commandes.xml",
+            "documents/F59-1.decision.pdf",
+            "historique.csv"
+        ]
     );
     assert_eq!(
         read(&k, "outbound/ergo62/documents/C04-2026-000123.evaluation.pdf"),
@@ -136,11 +144,12 @@ fn a_kill_between_write_and_record_writes_the_same_bytes_again() {
     k.conn
         .execute("UPDATE listings SET written = 0 WHERE kind = 'commandes'", [])
         .unwrap();
+    // The documents' entries recorded again mark the historique listings.
     assert_eq!(
         publish(&mut k).unwrap(),
         Published {
             documents: 2,
-            listings: 2
+            listings: 4
         }
     );
     let after: Vec<Vec<u8>> = [
@@ -154,7 +163,7 @@ fn a_kill_between_write_and_record_writes_the_same_bytes_again() {
     assert_eq!(before, after);
     assert_eq!(
         outbound(&k, "ergo62").len(),
-        3,
+        4,
         "no temporary file left: {:?}",
         outbound(&k, "ergo62")
     );
@@ -214,7 +223,10 @@ fn a_missing_or_altered_source_holds_up_nothing_else() {
     assert!(!k
         .path("outbound/ergo62/documents/C04-2026-000123.evaluation.pdf")
         .exists());
-    assert_eq!(outbound(&k, "ergo62"), ["commandes.csv", "commandes.xml"]);
+    assert_eq!(
+        outbound(&k, "ergo62"),
+        ["commandes.csv", "commandes.xml", "historique.csv"]
+    );
 
     // Put back: published at the next call.
     std::fs::write(k.path(&source), &kept).unwrap();
@@ -222,8 +234,9 @@ fn a_missing_or_altered_source_holds_up_nothing_else() {
         publish(&mut k).unwrap(),
         Published {
             documents: 1,
-            listings: 0
-        }
+            listings: 1
+        },
+        "the document, and the historique its entry marked"
     );
     assert_eq!(
         read(&k, "outbound/ergo62/documents/C04-2026-000123.evaluation.pdf"),
@@ -236,11 +249,12 @@ fn a_published_version_is_never_replaced() {
     let mut k = kit();
     publish(&mut k).unwrap();
     k.import(Kind::Evaluations, "C04-2026-000123.pdf", &pdf("e2")).unwrap();
+    // commandes (the new version is listed) and historique (its entries).
     assert_eq!(
         publish(&mut k).unwrap(),
         Published {
             documents: 1,
-            listings: 1
+            listings: 2
         }
     );
     assert_eq!(

@@ -44,6 +44,8 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0009_habitat", include_str!("migrations/0009_habitat.sql")),
     ("0010_jobs", include_str!("migrations/0010_jobs.sql")),
     ("0011_invoicing", include_str!("migrations/0011_invoicing.sql")),
+    // 0012: the payments' migration takes this place.
+    ("0013_retention", include_str!("migrations/0013_retention.sql")),
 ];
 
 /// The newest schema version this binary knows (`PRAGMA user_version`).
@@ -471,6 +473,55 @@ mod tests {
                 "{plan}"
             );
         }
+    }
+
+    #[test]
+    fn retention_rebuilds_the_listings_keeping_their_rows_and_owes_every_historique() {
+        let mut c = Connection::open_in_memory().unwrap();
+        configure(&c).unwrap();
+        let at = MIGRATIONS.iter().position(|(n, _)| *n == "0013_retention").unwrap();
+        for (_, sql) in &MIGRATIONS[..at] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", at as i64).unwrap();
+        c.execute_batch(
+            "INSERT INTO providers VALUES ('ergo62', 'E', '44306184100047', 'e@x.example', '03 21 00 00 01', 'ergo', 'x');
+             INSERT INTO listings (provider, kind, wanted, written) VALUES ('ergo62', 'commandes', 7, 5),
+                 ('saad21', 'beneficiaires', 2, 2);
+             INSERT INTO history (at, kind, application, interface, provider) VALUES
+                 ('2026-11-02T09:00:00Z', 'received', 'aide-a-domicile', 'sftp', 'saad21'),
+                 ('2026-11-02T09:00:00Z', 'job', 'habitat', 'relances', NULL);",
+        )
+        .unwrap();
+        assert!(c
+            .execute("INSERT INTO listings (provider, kind) VALUES ('x', 'historique')", [])
+            .is_err());
+        migrate(&mut c).unwrap();
+        let rows: Vec<String> = c
+            .prepare("SELECT provider || '|' || kind || '|' || wanted || '|' || written FROM listings ORDER BY 1")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                "ergo62|commandes|7|5",
+                "ergo62|historique|1|0",
+                "saad21|beneficiaires|2|2",
+                "saad21|historique|1|0"
+            ]
+        );
+        assert!(c
+            .execute("INSERT INTO listings (provider, kind) VALUES ('x', 'other')", [])
+            .is_err());
+        let archived = query_plan(
+            &c,
+            "SELECT id FROM received_files WHERE archive_path IS NOT NULL AND archive_removed_at IS NULL
+             AND done_at < 'x'",
+        );
+        assert!(archived.contains("received_archived"), "{archived}");
     }
 
     #[test]

@@ -53,7 +53,7 @@ fn job<'a>(status: &'a Value, name: &str) -> &'a Value {
 
 /// `serve` with the clock at `now`, ready and past the scheduler's first
 /// look at the clock.
-fn serve_at(g: &Gw, now: &str, log: &std::path::Path, fault: Option<&str>) -> Daemon {
+pub(crate) fn serve_at(g: &Gw, now: &str, log: &std::path::Path, fault: Option<&str>) -> Daemon {
     let from = std::fs::read_to_string(log).map(|l| l.len()).unwrap_or(0);
     let mut cmd = g.cmd();
     cmd.env("PPAS_GATEWAY_NOW", now);
@@ -74,14 +74,14 @@ fn log_since(log: &std::path::Path, from: usize) -> String {
 }
 
 /// (occurrence, cause, outcome, attempts) of every run of `job`, in order.
-fn runs(g: &Gw, job: &str) -> Vec<Vec<String>> {
+pub(crate) fn runs(g: &Gw, job: &str) -> Vec<Vec<String>> {
     g.rows(&format!(
         "SELECT occurrence, cause, COALESCE(outcome, '-'), attempts FROM job_runs WHERE job = '{job}' ORDER BY id"
     ))
 }
 
 /// Waits until every run recorded is finished and `n` runs of `job` are.
-fn wait_runs(g: &Gw, job: &str, n: usize) {
+pub(crate) fn wait_runs(g: &Gw, job: &str, n: usize) {
     wait_for(Duration::from_secs(20), &format!("{n} run(s) of {job}"), || {
         g.count("SELECT COUNT(*) FROM job_runs WHERE finished_at IS NULL") == 0 && runs(g, job).len() == n
     });

@@ -157,10 +157,30 @@ fn a_failed_run_is_recorded_noted_and_its_occurrence_done() {
         .unwrap(),
         None
     );
-    // A failed run by hand does not cover an occurrence.
+    // A failed run by hand does not cover an occurrence (the purge fails:
+    // it finds no mail queue to empty).
+    e.conn
+        .execute_batch("ALTER TABLE mail_queue RENAME TO mail_queue_elsewhere")
+        .unwrap();
     let manual = RunKey::Manual(clock.now());
-    execute(&mut e.conn, &e.cfg, &clock, Job::Purge, manual, Cause::Manual, None).unwrap();
+    let rec = execute(&mut e.conn, &e.cfg, &clock, Job::Purge, manual, Cause::Manual, None)
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.outcome.as_deref(), Some("error"), "{rec:?}");
+    assert!(
+        rec.summary.as_deref().unwrap().contains("no such table: mail_queue"),
+        "{rec:?}"
+    );
     assert!(!has_run(&e.conn, Job::Purge, &occ("2026-11-20T03:30")).unwrap());
+    // The same run done: the occurrence before it is covered.
+    e.conn
+        .execute_batch("ALTER TABLE mail_queue_elsewhere RENAME TO mail_queue")
+        .unwrap();
+    let rec = execute(&mut e.conn, &e.cfg, &clock, Job::Purge, manual, Cause::Manual, None)
+        .unwrap()
+        .unwrap();
+    assert!(rec.ok(), "{rec:?}");
+    assert!(has_run(&e.conn, Job::Purge, &occ("2026-11-20T03:30")).unwrap());
 }
 
 #[test]
