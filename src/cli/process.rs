@@ -87,7 +87,14 @@ pub fn run_job(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Outcome> {
             );
             Ok(Outcome::Ok)
         }
-        "invoice-threshold" | "invoice-weekly" | "bordereaux" | "purge" => {
+        "bordereaux" => {
+            let _lock = SpoolLock::acquire(&ctx.cfg)?;
+            let mut conn = crate::store::open(&ctx.cfg.paths.database)?;
+            let s = crate::bordereaux::run(&mut conn, &ctx.cfg, &ctx.clock)?;
+            println!("bordereaux : {s}");
+            Ok(Outcome::Ok)
+        }
+        "invoice-threshold" | "invoice-weekly" | "purge" => {
             anyhow::bail!("job {} is not available in this version", a.job)
         }
         other => anyhow::bail!(

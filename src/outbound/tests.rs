@@ -52,7 +52,8 @@ fn everything_owed_is_written_once_and_recorded() {
         p,
         Published {
             documents: 2,
-            listings: 2
+            listings: 2,
+            reports: 0
         }
     );
     assert_eq!(
@@ -140,7 +141,8 @@ fn a_kill_between_write_and_record_writes_the_same_bytes_again() {
         publish(&mut k).unwrap(),
         Published {
             documents: 2,
-            listings: 2
+            listings: 2,
+            reports: 0
         }
     );
     let after: Vec<Vec<u8>> = [
@@ -181,7 +183,8 @@ fn written_follows_the_generation_read_and_is_never_lowered() {
         publish(&mut k).unwrap(),
         Published {
             documents: 0,
-            listings: 1
+            listings: 1,
+            reports: 0
         }
     );
     assert_eq!(k.listing("ergo62"), (10, 10));
@@ -222,7 +225,8 @@ fn a_missing_or_altered_source_holds_up_nothing_else() {
         publish(&mut k).unwrap(),
         Published {
             documents: 1,
-            listings: 0
+            listings: 0,
+            reports: 0
         }
     );
     assert_eq!(
@@ -240,7 +244,8 @@ fn a_published_version_is_never_replaced() {
         publish(&mut k).unwrap(),
         Published {
             documents: 1,
-            listings: 1
+            listings: 1,
+            reports: 0
         }
     );
     assert_eq!(

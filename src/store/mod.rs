@@ -42,6 +42,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/0008_accepted_periods.sql"),
     ),
     ("0009_habitat", include_str!("migrations/0009_habitat.sql")),
+    ("0012_payments", include_str!("migrations/0012_payments.sql")),
 ];
 
 /// The newest schema version this binary knows (`PRAGMA user_version`).

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod attestations;
+mod bordereaux;
 mod check_cli;
 mod check_oracle;
 mod check_props;
