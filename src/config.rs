@@ -31,6 +31,7 @@ pub struct Config {
     pub billing: Billing,
     pub accounts: Accounts,
     pub habitat: Habitat,
+    pub jobs: Jobs,
     pub log: Log,
 }
 
@@ -258,6 +259,52 @@ impl Habitat {
     }
 }
 
+/// When the scheduled jobs run (spec §6): one cron expression per job
+/// (`minute hour day-of-month month day-of-week`), in Europe/Paris wall-clock
+/// time; an empty string disables the job. See [`crate::jobs::schedule`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Jobs {
+    /// The hourly check: a convention with 50 due invoice lines or more.
+    pub invoice_threshold: String,
+    /// The weekly invoicing of every due line.
+    pub invoice_weekly: String,
+    /// Orders without attestation 60 days after their date.
+    pub relances: String,
+    /// Payment statements due for publication.
+    pub bordereaux: String,
+    /// Retention: what is past its keeping period.
+    pub purge: String,
+}
+
+impl Default for Jobs {
+    fn default() -> Self {
+        Jobs {
+            invoice_threshold: "0 * * * *".into(),
+            invoice_weekly: "0 6 * * 1".into(),
+            relances: "0 7 * * *".into(),
+            bordereaux: "15 * * * *".into(),
+            purge: "30 3 * * *".into(),
+        }
+    }
+}
+
+impl Jobs {
+    /// The expression of `job` (`None` for `mail`, which `[mail] poll_secs`
+    /// paces); an empty one means disabled.
+    pub fn expr(&self, job: crate::jobs::Job) -> Option<&str> {
+        use crate::jobs::Job;
+        Some(match job {
+            Job::InvoiceThreshold => &self.invoice_threshold,
+            Job::InvoiceWeekly => &self.invoice_weekly,
+            Job::Relances => &self.relances,
+            Job::Bordereaux => &self.bordereaux,
+            Job::Purge => &self.purge,
+            Job::Mail => return None,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -388,6 +435,7 @@ impl Config {
         if self.sftp.failure_delay_ms > 60_000 {
             bail!("[sftp] failure_delay_ms must be at most 60000 (one minute)");
         }
+        crate::jobs::Schedules::from_config(&self.jobs)?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .with_context(|| format!("[log] level: {:?}", self.log.level))?;
         Ok(())
@@ -426,6 +474,21 @@ mod tests {
         assert!(format!("{e:#}").contains("[sftp] listen"), "{e:#}");
         let e = Config::parse("[mail]\nfrom = \"not an address\"\n").unwrap_err();
         assert!(format!("{e:#}").contains("[mail] from"), "{e:#}");
+    }
+
+    #[test]
+    fn jobs_have_defaults_can_be_disabled_and_a_bad_one_is_named() {
+        let c = Config::parse("[jobs]\nrelances = \"0 8 * * mon-fri\"\nbordereaux = \"\"\n").unwrap();
+        assert_eq!(c.jobs.relances, "0 8 * * mon-fri");
+        assert_eq!(c.jobs.purge, "30 3 * * *");
+        let s = crate::jobs::Schedules::from_config(&c.jobs).unwrap();
+        assert!(s.get(crate::jobs::Job::Bordereaux).is_none());
+        let e = Config::parse("[jobs]\ninvoice_weekly = \"0 6 * * 8\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("[jobs] invoice_weekly"), "{e:#}");
+        let e = Config::parse("[jobs]\nmail = \"* * * * *\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("mail"), "{e:#}");
+        let again = Config::parse(&c.to_toml()).unwrap();
+        assert_eq!(again.jobs, c.jobs);
     }
 
     #[test]

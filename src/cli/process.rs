@@ -1,7 +1,10 @@
 //! `process --once`, `validate` and `run JOB`: the pipeline driven once
 //! from the command line (cron-style use, dry runs, jobs by hand).
 
+use anyhow::Context as _;
+
 use super::{Ctx, Outcome, ProcessArgs, RunArgs, ValidateArgs};
+use crate::jobs::{runs, Cause, Job, RunKey};
 use crate::pipeline::{Pipeline, SpoolLock};
 
 /// `process --once`: drains every inbound folder, then exits. Exit 1 when
@@ -65,40 +68,38 @@ pub fn validate(ctx: &Ctx, a: &ValidateArgs) -> anyhow::Result<Outcome> {
     super::check::print_checked(checked, a.json)
 }
 
-/// `run JOB`: one scheduled job now.
+/// `run JOB`: one scheduled job now, by hand, through the path the
+/// daemon's scheduler takes ([`crate::jobs::runs::execute`]): under the
+/// spool lock (refused while a daemon holds the spool: there the jobs are
+/// its scheduler's), recorded as a manual run (`manual:<instant>`) with its
+/// history entry; then what it changed in the outbound folders is
+/// published. Prints `JOB : summary`; exit 0, or 2 when the job failed
+/// (its error is printed, recorded and listed by `status`).
 pub fn run_job(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Outcome> {
-    match a.job.as_str() {
-        "mail" => {
-            let s = crate::mail::deliver::run_job(&ctx.cfg, &ctx.clock)?;
-            println!(
-                "e-mails : {} envoyé(s), {} à réessayer, {} en échec (voir `status`, puis `mail retry`), {} différé(s)",
-                s.sent, s.retried, s.failed, s.deferred
-            );
-            Ok(Outcome::Ok)
-        }
-        "relances" => {
-            let _lock = SpoolLock::acquire(&ctx.cfg)?;
-            let mut conn = crate::store::open(&ctx.cfg.paths.database)?;
-            let s = crate::habitat::relances::run(&mut conn, &ctx.cfg, &ctx.clock)?;
-            println!(
-                "relances : {} commande(s) signalée(s) en relance ({} prestataire(s)), {} e-mail(s) mis en file ; \
-                 publié : {} document(s), {} liste(s)",
-                s.flagged, s.providers, s.mails, s.published.documents, s.published.listings
-            );
-            Ok(Outcome::Ok)
-        }
-        "bordereaux" => {
-            let _lock = SpoolLock::acquire(&ctx.cfg)?;
-            let mut conn = crate::store::open(&ctx.cfg.paths.database)?;
-            let s = crate::bordereaux::run(&mut conn, &ctx.cfg, &ctx.clock)?;
-            println!("bordereaux : {s}");
-            Ok(Outcome::Ok)
-        }
-        "invoice-threshold" | "invoice-weekly" | "purge" => {
-            anyhow::bail!("job {} is not available in this version", a.job)
-        }
-        other => anyhow::bail!(
-            "unknown job {other:?} (invoice-threshold, invoice-weekly, relances, bordereaux, purge, mail)"
-        ),
+    let Some(job) = Job::parse(&a.job) else {
+        anyhow::bail!("unknown job {:?}: the jobs are {}", a.job, Job::names());
+    };
+    let _lock = SpoolLock::acquire(&ctx.cfg).with_context(|| {
+        format!("run {job}: a running daemon runs the jobs on its schedule; stop it to run one by hand")
+    })?;
+    let mut conn = crate::store::open(&ctx.cfg.paths.database)?;
+    let now = ctx.clock.now();
+    let rec = runs::execute(
+        &mut conn,
+        &ctx.cfg,
+        &ctx.clock,
+        job,
+        RunKey::Manual(now),
+        Cause::Manual,
+        None,
+    )?
+    .context("a run by hand is always recorded")?;
+    let summary = rec.summary.as_deref().unwrap_or_default();
+    if !rec.ok() {
+        anyhow::bail!("{job} : échec — {summary}");
     }
+    println!("{job} : {summary}");
+    crate::outbound::publish_due(&mut conn, &ctx.cfg, ctx.clock.now())
+        .with_context(|| format!("{job}: done, but the outbound files it changed were not all written"))?;
+    Ok(Outcome::Ok)
 }

@@ -5,7 +5,8 @@
 //! flight, the outputs owed but not yet written, the mail queue, the last
 //! files processed and the last errors, the database path and schema
 //! version, whether a daemon is processing this spool, the quarantined
-//! files and the e-mails that failed, each with its error. Everything is
+//! files and the e-mails that failed, each with its error, and every job
+//! with its schedule, last run and next occurrence. Everything is
 //! read in one read transaction so the counts agree with each other. A
 //! missing database is an error saying where it was looked for: `status`
 //! never creates state.
@@ -54,6 +55,10 @@ pub struct Status {
     pub quarantined: Vec<QuarantineLine>,
     pub last_files: Vec<FileLine>,
     pub last_errors: Vec<ErrorLine>,
+    /// Every job (`ppas-gateway run JOB` names): its schedule (a cron
+    /// expression in Europe/Paris time, or how it runs without one), its
+    /// last run (times in Paris time) and its next occurrence.
+    pub jobs: Vec<crate::jobs::runs::JobStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -158,6 +163,14 @@ pub fn gather(conn: &mut Connection, ctx: &Ctx) -> Result<Status> {
         .collect::<rusqlite::Result<Vec<_>>>()
         .context("cannot read the last errors")?;
     drop(stmt);
+    let mut jobs = crate::jobs::runs::status(&tx, &ctx.cfg, ctx.clock.now()).context("cannot read the job runs")?;
+    for j in &mut jobs {
+        if let Some(r) = &mut j.last_run {
+            r.started_at = paris(&r.started_at);
+            r.finished_at = r.finished_at.as_deref().map(paris);
+            r.due_at = r.due_at.as_deref().map(paris);
+        }
+    }
     tx.finish()?;
 
     Ok(Status {
@@ -177,6 +190,7 @@ pub fn gather(conn: &mut Connection, ctx: &Ctx) -> Result<Status> {
         quarantined,
         last_files,
         last_errors,
+        jobs,
     })
 }
 
@@ -322,6 +336,47 @@ pub fn write_human(out: &mut impl Write, s: &Status) -> std::io::Result<()> {
     }
     for e in &s.last_errors {
         writeln!(out, "  {}  {}: {}", e.at, clean(&e.worker), clean(&e.message))?;
+    }
+    writeln!(out, "jobs (Europe/Paris time)")?;
+    for j in &s.jobs {
+        let how = match (&j.schedule, &j.note) {
+            (Some(e), _) => format!("\"{e}\""),
+            (None, Some(n)) => n.clone(),
+            (None, None) => "-".into(),
+        };
+        let next = match (&j.next_occurrence, &j.next_run_at) {
+            (Some(o), Some(at)) if !o.replace('T', " ").starts_with(at.as_str()) => {
+                format!("  next {at} (occurrence {o})")
+            }
+            (_, Some(at)) => format!("  next {at}"),
+            _ => String::new(),
+        };
+        writeln!(out, "  {:<18} {how}{next}", j.job)?;
+        match &j.last_run {
+            None => writeln!(out, "      last run  (none)")?,
+            Some(r) => {
+                let why = match r.cause.as_str() {
+                    "manual" => "by hand".to_string(),
+                    "catch-up" => format!("catch-up of {}", r.occurrence),
+                    _ => format!("occurrence {}", r.occurrence),
+                };
+                let outcome = r.outcome.as_deref().unwrap_or("in hand or interrupted");
+                let summary = r
+                    .summary
+                    .as_deref()
+                    .map(|t| format!(": {}", clean(t)))
+                    .unwrap_or_default();
+                writeln!(out, "      last run  {} ({why}) {outcome}{summary}", r.started_at)?;
+            }
+        }
+        if let Some(o) = &j.owed {
+            let when = if s.daemon_running {
+                "the daemon runs it now"
+            } else {
+                "run at the daemon's next start"
+            };
+            writeln!(out, "      due       {o} without a run: {when}")?;
+        }
     }
     Ok(())
 }

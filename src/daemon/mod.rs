@@ -10,20 +10,28 @@
 //!   file is complete);
 //! - the **mail** worker: a pass over the queue every `[mail] poll_secs`;
 //! - the **SFTP** server, when enabled;
+//! - the **scheduler** ([`scheduler`]): tells when a job's occurrence is
+//!   due (`[jobs]`, Europe/Paris) and hands it to the processor, which runs
+//!   and records it like any other work (at start: the catch-up of what was
+//!   missed while stopped, and the runs a stop interrupted, once);
 //! - the **watchdog** ([`watchdog`]): WATCHDOG pings to systemd while the
 //!   processor is idle or making progress, so a long backlog never gets the
 //!   daemon killed and a stuck processor does.
 //!
 //! SIGTERM/SIGINT stop it cleanly: no new file is taken, the file in hand is
 //! finished (a file in flight is never left half-decided: see
-//! [`crate::pipeline`]), workers get an exit deadline. SIGHUP reloads the
+//! [`crate::pipeline`]), no new job starts and a job in hand gets
+//! [`JOB_EXIT_DEADLINE`] to finish (past it, its run stays recorded as
+//! started and is run again at the next start), workers get an exit
+//! deadline. SIGHUP reloads the
 //! configuration ([`reload`]): billing rules, limits, intake, mail, SFTP
 //! limits and the log level apply at once; the keys that need a restart
 //! are named in the log.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -36,6 +44,7 @@ use crate::pipeline::{Channel, Pipeline, SpoolLock};
 
 mod processor;
 pub mod reload;
+pub mod scheduler;
 mod sftp_glue;
 pub mod watchdog;
 
@@ -56,7 +65,19 @@ pub enum Work {
     Caisse,
     /// A reloaded configuration.
     Reload(Box<Config>),
+    /// A job's occurrence is due (from the scheduler, or a run to take
+    /// again at start).
+    Job(crate::jobs::Job, scheduler::Due),
     Shutdown,
+}
+
+/// What the daemon and its processor share about jobs: SIGTERM sets
+/// `stopping` (no new job starts), the processor names the job in hand
+/// (the daemon then waits for it longer).
+#[derive(Default)]
+pub struct JobsState {
+    pub stopping: AtomicBool,
+    pub in_hand: Mutex<Option<crate::jobs::Job>>,
 }
 
 /// Paths of SFTP uploads about to be renamed into an inbound folder: a file
@@ -79,6 +100,11 @@ pub fn arriving_key(path: &std::path::Path) -> String {
 /// How long workers get to stop after SIGTERM.
 const EXIT_DEADLINE: Duration = Duration::from_secs(8);
 
+/// How long a job in hand at SIGTERM gets to finish: within the unit's
+/// `TimeoutStopSec=15`. A job still running then is left to the next start,
+/// which runs its occurrence again (once).
+pub const JOB_EXIT_DEADLINE: Duration = Duration::from_secs(12);
+
 pub fn serve(config_path: Option<PathBuf>, cfg: Config, clock: Clock) -> Result<()> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "ppas-gateway starting");
     tracing::info!(spool = %cfg.paths.spool.display(), database = %cfg.paths.database.display(), "phase 1/4: spool and state");
@@ -97,11 +123,23 @@ pub fn serve(config_path: Option<PathBuf>, cfg: Config, clock: Clock) -> Result<
     result
 }
 
-async fn run(config_path: Option<PathBuf>, cfg: Config, clock: Clock, pipeline: Pipeline) -> Result<()> {
+async fn run(config_path: Option<PathBuf>, cfg: Config, clock: Clock, mut pipeline: Pipeline) -> Result<()> {
     let (work_tx, work_rx) = mpsc::channel::<Work>();
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let (sched_tx, sched_rx) = mpsc::channel::<scheduler::Ctl>();
+    let jobs = Arc::new(JobsState::default());
 
     tracing::info!("phase 2/4: recovery and processor");
+    // The schedules taken up, and the job runs a stop interrupted settled,
+    // before anything runs: those to run again go first.
+    let schedules = crate::jobs::Schedules::from_config(&cfg.jobs)?;
+    for (job, occurrence) in crate::jobs::runs::take_up(&mut pipeline.conn, &clock, &schedules)? {
+        let due = scheduler::Due {
+            occurrence,
+            cause: crate::jobs::Cause::Schedule,
+        };
+        let _ = work_tx.send(Work::Job(job, due));
+    }
     // Fed from now on: the recovery of a long backlog is work, not a hang.
     let watchdog = watchdog::spawn(pipeline.progress.clone(), shutdown_rx.clone());
     let arriving: Arriving = Arc::default();
@@ -109,11 +147,13 @@ async fn run(config_path: Option<PathBuf>, cfg: Config, clock: Clock, pipeline: 
         .name("processor".into())
         .spawn({
             let arriving = arriving.clone();
-            move || processor::Processor::new(pipeline, work_rx, arriving).run()
+            let sched_tx = sched_tx.clone();
+            let jobs = jobs.clone();
+            move || processor::Processor::new(pipeline, work_rx, arriving, sched_tx, jobs).run()
         })
         .context("cannot start the processor")?;
 
-    tracing::info!("phase 3/4: drop-folder watch, mail, SFTP");
+    tracing::info!("phase 3/4: drop-folder watch, mail, SFTP, scheduler");
     let spool = crate::spool::Spool::new(&cfg.paths.spool);
     let _watcher = if cfg.intake.watch {
         let tx = work_tx.clone();
@@ -162,6 +202,7 @@ async fn run(config_path: Option<PathBuf>, cfg: Config, clock: Clock, pipeline: 
         None
     };
     let (sftp, sftp_reload) = sftp.unzip();
+    let scheduler = scheduler::spawn(cfg.paths.database.clone(), schedules, clock, work_tx.clone(), sched_rx)?;
     let mut reloaders = reload::Reloaders {
         running: cfg.clone(),
         processor: work_tx.clone(),
@@ -183,14 +224,33 @@ async fn run(config_path: Option<PathBuf>, cfg: Config, clock: Clock, pipeline: 
         }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    // No new job from here on; the one in hand (if any) finishes.
+    jobs.stopping.store(true, Ordering::SeqCst);
+    let _ = sched_tx.send(scheduler::Ctl::Stop);
     let _ = shutdown_tx.send(true);
     let _ = work_tx.send(Work::Shutdown);
-    let deadline = Instant::now() + EXIT_DEADLINE;
+    let in_hand = jobs.in_hand.lock().map(|j| *j).unwrap_or(None);
+    let processor_deadline = match in_hand {
+        Some(job) => {
+            tracing::info!(
+                job = job.as_str(),
+                deadline_secs = JOB_EXIT_DEADLINE.as_secs(),
+                "a job is in hand: waiting for it to finish"
+            );
+            JOB_EXIT_DEADLINE
+        }
+        None => EXIT_DEADLINE,
+    };
+    let deadline = Instant::now() + processor_deadline;
     let joined = tokio::task::spawn_blocking(move || processor.join());
-    match tokio::time::timeout(EXIT_DEADLINE, joined).await {
+    match tokio::time::timeout(processor_deadline, joined).await {
         Ok(Ok(Ok(()))) => tracing::info!("processor stopped"),
-        _ => tracing::warn!("processor did not stop in time; the file in hand will be finished at next start"),
+        _ => {
+            tracing::warn!("processor did not stop in time; the file or job in hand will be taken again at next start")
+        }
     }
+    // It is waiting on its channel, or about to hand work nobody takes.
+    let _ = tokio::task::spawn_blocking(move || scheduler.join()).await;
     let left = deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_millis(200));

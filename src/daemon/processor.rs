@@ -9,14 +9,23 @@
 //! an error, a panic — stops the loop: the pipeline counts it (and
 //! quarantines a file that keeps failing), and this loop catches what is
 //! left around the pipeline.
+//!
+//! Jobs come as work too ([`Work::Job`], from the scheduler): run through
+//! [`crate::jobs::runs::execute`] (recorded, a failure or a panic is its
+//! outcome and never the loop's), then the outbound folders are published.
+//! A reloaded configuration's schedules are taken up here, then handed to
+//! the scheduler.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use super::{arriving_key, Arriving, Work};
+use super::scheduler::{Ctl, Due};
+use super::{arriving_key, Arriving, JobsState, Work};
 use crate::intake::{self, Readiness, Recheck, Settle};
+use crate::jobs::{runs, Job, RunKey};
 use crate::pipeline::{Channel, Pipeline};
 
 pub struct Processor {
@@ -32,10 +41,19 @@ pub struct Processor {
     /// Files were finished since the outbound folders were last published:
     /// published as soon as no work is waiting.
     outbound_due: bool,
+    /// The scheduler, told the schedules after a reload.
+    scheduler: mpsc::Sender<Ctl>,
+    jobs: Arc<JobsState>,
 }
 
 impl Processor {
-    pub fn new(p: Pipeline, rx: mpsc::Receiver<Work>, arriving: Arriving) -> Processor {
+    pub fn new(
+        p: Pipeline,
+        rx: mpsc::Receiver<Work>,
+        arriving: Arriving,
+        scheduler: mpsc::Sender<Ctl>,
+        jobs: Arc<JobsState>,
+    ) -> Processor {
         let settle = Settle::new(p.settle_period());
         Processor {
             p,
@@ -46,6 +64,8 @@ impl Processor {
             caisse_due: None,
             last_scan: None,
             outbound_due: true,
+            scheduler,
+            jobs,
         }
     }
 
@@ -114,7 +134,22 @@ impl Processor {
                 Work::Shutdown => break,
                 Work::Reload(cfg) => {
                     self.settle.set_quiet(Duration::from_millis(cfg.intake.settle_ms));
+                    let jobs_changed = cfg.jobs != self.p.cfg.jobs;
                     self.p.cfg = *cfg;
+                    if jobs_changed {
+                        self.guarded("schedules", Processor::take_up_schedules);
+                    }
+                }
+                Work::Job(job, due) => {
+                    if self.jobs.stopping.load(Ordering::SeqCst) {
+                        tracing::info!(
+                            job = job.as_str(),
+                            occurrence = due.occurrence.key(),
+                            "stopping: job not started (its occurrence is owed at the next start)"
+                        );
+                    } else {
+                        self.job(job, due);
+                    }
                 }
                 Work::File(path, Channel::Sftp) => self.take(&path, Channel::Sftp),
                 Work::File(path, Channel::Depot) => self.consider(path),
@@ -152,6 +187,62 @@ impl Processor {
                 .note_error("processor", &format!("{what}: internal error (panic): {msg}"));
         }
         self.p.progress.set_busy(false);
+    }
+
+    /// A job's occurrence: run and recorded (once: an occurrence already
+    /// run is skipped), then what it changed published.
+    fn job(&mut self, job: Job, due: Due) {
+        if let Ok(mut h) = self.jobs.in_hand.lock() {
+            *h = Some(job);
+        }
+        self.guarded("job", |me| {
+            let p = &mut me.p;
+            let key = RunKey::Occurrence(due.occurrence);
+            match runs::execute(&mut p.conn, &p.cfg, &p.clock, job, key, due.cause, Some(&p.progress)) {
+                Ok(Some(_)) => {}
+                Ok(None) => tracing::debug!(
+                    job = job.as_str(),
+                    occurrence = due.occurrence.key(),
+                    "occurrence already run"
+                ),
+                Err(e) => {
+                    tracing::error!(job = job.as_str(), error = format!("{e:#}"), "job run not recorded");
+                    p.note_error("jobs", &format!("{job} ({}): {e:#}", due.occurrence));
+                }
+            }
+            p.publish_outbound();
+        });
+        if let Ok(mut h) = self.jobs.in_hand.lock() {
+            *h = None;
+        }
+    }
+
+    /// A reload changed `[jobs]`: the new schedules are followed from now
+    /// on, then handed to the scheduler.
+    fn take_up_schedules(&mut self) {
+        let schedules = match crate::jobs::Schedules::from_config(&self.p.cfg.jobs) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "schedules not applied");
+                return;
+            }
+        };
+        match runs::follow(&self.p.conn, &schedules, self.p.clock.now()) {
+            Ok(changed) => {
+                for (job, expr) in changed {
+                    tracing::info!(
+                        job = job.as_str(),
+                        schedule = expr.as_deref().unwrap_or("(disabled)"),
+                        "job schedule changed: runs from its next occurrence"
+                    );
+                }
+                let _ = self.scheduler.send(Ctl::Schedules(schedules));
+            }
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "schedules not applied");
+                self.p.note_error("jobs", &format!("schedules not applied: {e:#}"));
+            }
+        }
     }
 
     /// Recovery, what is owed to outbound folders, the caisse drops, then

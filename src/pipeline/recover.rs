@@ -32,6 +32,16 @@ impl Pipeline {
         self.record_orphans()?;
         if startup {
             self.count_interrupted()?;
+            // An invoice committed but not delivered when the last process
+            // stopped goes out now, by the same deliver-once protocol.
+            let now_cfg = self.cfg.clone();
+            if let Err(e) = crate::invoicing::deliver_pending(&mut self.conn, &now_cfg, &self.clock) {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "invoices owed to the payment chain not all delivered"
+                );
+                self.note_error("invoicing", &format!("{e:#}"));
+            }
         }
         let pending = ReceivedFile::select(&self.conn, "state != 'done' AND quarantined_at IS NULL")?;
         // One file that cannot be finished (its work copy deleted by hand,
@@ -56,11 +66,16 @@ impl Pipeline {
     }
 
     /// Temp files left by dead writers in the output folders and the mail
-    /// folder; a staged outbox file (its rename still owed) is kept.
+    /// folder; a staged outbox file (its rename still owed: a received
+    /// file's, an invoice's) is kept.
     fn remove_stale_temps(&self) -> Result<()> {
         let staged: Vec<PathBuf> = self
             .conn
-            .prepare("SELECT staged_path FROM outputs WHERE staged_path IS NOT NULL AND done_at IS NULL")?
+            .prepare(
+                "SELECT staged_path FROM outputs WHERE staged_path IS NOT NULL AND done_at IS NULL
+                 UNION ALL
+                 SELECT staged_path FROM invoices WHERE staged_path IS NOT NULL AND delivered_at IS NULL",
+            )?
             .query_map([], |r| r.get::<_, String>(0))?
             .map(|r| r.map(|rel| self.spool.abs(&rel)))
             .collect::<rusqlite::Result<_>>()?;

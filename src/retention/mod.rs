@@ -18,7 +18,11 @@ pub struct PurgeSummary {
 
 impl fmt::Display for PurgeSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} fichier(s) et {} entrée(s) d'historique supprimés", self.files, self.history)
+        write!(
+            f,
+            "{} fichier(s) et {} entrée(s) d'historique supprimés",
+            self.files, self.history
+        )
     }
 }
 

@@ -42,6 +42,8 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/0008_accepted_periods.sql"),
     ),
     ("0009_habitat", include_str!("migrations/0009_habitat.sql")),
+    ("0010_jobs", include_str!("migrations/0010_jobs.sql")),
+    ("0011_invoicing", include_str!("migrations/0011_invoicing.sql")),
     ("0012_payments", include_str!("migrations/0012_payments.sql")),
 ];
 

@@ -211,6 +211,13 @@ impl<R: Read> Lexer<R> {
         }
         loop {
             match self.scan() {
+                // A window that grew past the limit (it grows by doubling)
+                // can hold a longer construct whole: the limit is its length.
+                Ok(Some(s)) if !matches!(s.raw, Raw::Text { .. }) && s.end - self.pos > self.max_token => {
+                    let e = self.too_long();
+                    self.failed = Some(e.clone());
+                    return Err(e);
+                }
                 Ok(Some(s)) => return Ok(self.commit(s)),
                 Ok(None) => {
                     if let Err(e) = self.refill() {
@@ -306,15 +313,21 @@ impl<R: Read> Lexer<R> {
         }
     }
 
+    /// The error of a construct longer than the limit.
+    #[cold]
+    fn too_long(&self) -> LexError {
+        LexError {
+            line: self.line,
+            message: format!("construction XML de plus de {} octets", self.max_token),
+        }
+    }
+
     /// Reads more input for a token that runs past the window.
     #[cold]
     fn refill(&mut self) -> Result<(), LexError> {
         let pending = self.src.window().len() - self.pos;
         if pending >= self.max_token {
-            return Err(LexError {
-                line: self.line,
-                message: format!("construction XML de plus de {} octets", self.max_token),
-            });
+            return Err(self.too_long());
         }
         self.src.advance(self.pos, self.line);
         self.pos = 0;

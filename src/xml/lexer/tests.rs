@@ -335,6 +335,33 @@ fn markup_longer_than_the_limit_is_refused() {
 }
 
 #[test]
+fn markup_longer_than_the_limit_is_refused_even_when_the_window_holds_it() {
+    // A window larger than the limit (it grows by doubling): the comment,
+    // the tag and the attribute fit in it whole, and are still refused.
+    for doc in [
+        format!("<a><!--{}--></a>", "x".repeat(60)),
+        format!("<a b=\"{}\"/>", "x".repeat(60)),
+        format!("<a><?pi {}?></a>", "x".repeat(60)),
+    ] {
+        let src = Scanner::with_capacity(io::Cursor::new(doc.clone().into_bytes()), 4096);
+        let mut lx = Lexer::with_limits(src, 8, 50);
+        let e = loop {
+            match lx.next_token() {
+                Ok(l) if matches!(l.token, Token::Eof) => panic!("no error for {doc}"),
+                Ok(_) => {}
+                Err(e) => break e,
+            }
+        };
+        assert!(e.message.contains("plus de 50 octets"), "{e:?}");
+    }
+    // At the limit: fine.
+    let doc = format!("<a><!--{}--></a>", "x".repeat(43));
+    let src = Scanner::with_capacity(io::Cursor::new(doc.into_bytes()), 4096);
+    let mut lx = Lexer::with_limits(src, 8, 50);
+    while !matches!(lx.next_token().unwrap().token, Token::Eof) {}
+}
+
+#[test]
 fn any_bytes_give_tokens_or_an_error() {
     // A cheap deterministic fuzz: every prefix and some byte flips of the
     // sample, through a tiny window, must end (Eof or error), never panic.

@@ -90,10 +90,16 @@ fn sixty_days_after_its_date_an_order_is_flagged_and_mailed_once() {
         .iter()
         .any(|m| m.is_about("F01") && m.to.contains("cabinet@ergo59.example")));
 
-    // One "job" history entry per run.
-    let h = g.rows("SELECT interface, comment FROM history WHERE kind = 'job' AND application = 'habitat' ORDER BY id");
+    // One "job" history entry per run from the job, and one from the run's
+    // record (interface "jobs").
+    let h = g.rows(
+        "SELECT interface, comment FROM history WHERE kind = 'job' AND application = 'habitat' AND interface = 'relances' ORDER BY id",
+    );
     assert_eq!(h.len(), 6, "{h:?}");
-    assert!(h.iter().all(|r| r[0] == "relances"));
+    assert_eq!(
+        g.count("SELECT COUNT(*) FROM history WHERE kind = 'job' AND application = 'habitat' AND interface = 'jobs'"),
+        6
+    );
     assert!(
         h[1][1].starts_with("relances : 1 commande sans attestation transmise 60 jours"),
         "{h:?}"
