@@ -134,6 +134,8 @@ fn publish_one(conn: &mut Connection, cfg: &Config, spool: &Spool, id: i64, now:
         fsutil::write_atomic_unsynced(&dir.join(format!("{}.{ext}", r.stem)), |w| w.write_all(bytes))?;
     }
     fsutil::sync_dir(&dir)?;
+    // A stop between the files and their record, on demand (debug builds).
+    crate::fault::hit("anomalies-report", &r.stem);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let n = tx.execute(
         "UPDATE anomaly_reports SET done_at = ?2 WHERE id = ?1 AND done_at IS NULL",

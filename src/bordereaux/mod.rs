@@ -199,6 +199,8 @@ fn publish(conn: &mut Connection, cfg: &Config, spool: &Spool, id: i64, now: Dat
         fsutil::write_atomic_unsynced(&path, |w| w.write_all(bytes))?;
     }
     fsutil::sync_dir(&dir)?;
+    // A stop between the files and their record, on demand (debug builds).
+    crate::fault::hit("bordereau", &st.stem);
     // 3. The record, the history entry and the e-mail, together.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let already: bool = tx
@@ -266,7 +268,24 @@ fn publish(conn: &mut Connection, cfg: &Config, spool: &Spool, id: i64, now: Dat
     }))
 }
 
-/// The base stem of a statement's files (`bordereau-<code>-<rf-paiement>`):
+/// `rf` as a part of a file name: its ASCII letters, digits, `-` and `_`
+/// kept, anything else (a `/`, a `.`, a space, an accented letter) made `_`,
+/// so that no reference can make a path, a second extension or a name the
+/// provider's software would not open.
+pub(crate) fn file_part(rf: &str) -> String {
+    rf.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The base stem of a statement's files (`bordereau-<code>-<rf-paiement>`,
+/// the reference through [`file_part`]):
 /// the one it was first published under, else the first one no other
 /// statement of its provider holds (a provider holding the same convention
 /// code with two caisses gets the caisse's code in the second name).
@@ -282,6 +301,7 @@ pub(crate) fn base_stem(
     if let Some(n) = name {
         return Ok(n);
     }
+    let rf = file_part(rf);
     for candidate in [
         format!("bordereau-{code}-{rf}"),
         format!("bordereau-{id_cram}-{code}-{rf}"),

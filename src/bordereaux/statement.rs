@@ -9,9 +9,9 @@
 //! never the clock), so files written again after a crash are identical.
 //!
 //! Numbers as their readers expect them: in the XML a `.` and two decimals
-//! (`1234.50`); in the CSV a decimal comma without grouping (`1234,50`, a
-//! number to French Excel); in the PDF grouped thousands and the euro sign
-//! (`1 234,50 €`, the spaces no-break).
+//! (`1234.50`); in the CSV grouped thousands and a decimal comma
+//! (`1 234,50`, a number to French Excel); in the PDF the same with the
+//! euro sign (`1 234,50 €`, kept on one line).
 
 use std::fmt::Write as _;
 
@@ -464,9 +464,11 @@ pub fn dot(h: i64) -> String {
     format!("{sign}{}.{:02}", a / 100, a % 100)
 }
 
-/// Hundredths with a decimal comma, no grouping: `1234,50` (CSV).
+/// Hundredths as the CSV writes them: thousands grouped by a plain space,
+/// decimal comma (`1 234,50`), which a French spreadsheet reads as the
+/// number 1234.5 and a reader reads at a glance.
 pub fn comma(h: i64) -> String {
-    dot(h).replacen('.', ",", 1)
+    grouped(h).replace('\u{a0}', " ")
 }
 
 /// Hundredths as a French reader writes them: thousands grouped by a
@@ -500,7 +502,8 @@ mod tests {
         assert_eq!(dot(123450), "1234.50");
         assert_eq!(dot(5), "0.05");
         assert_eq!(dot(-1250), "-12.50");
-        assert_eq!(comma(123450), "1234,50");
+        assert_eq!(comma(123450), "1 234,50");
+        assert_eq!(comma(99), "0,99");
         assert_eq!(grouped(123450), "1\u{a0}234,50");
         assert_eq!(grouped(99), "0,99");
         assert_eq!(grouped(100000000), "1\u{a0}000\u{a0}000,00");

@@ -93,11 +93,11 @@ fn published_once_when_due_with_its_three_forms_history_and_mail() {
     let csv = String::from_utf8(read(&k, &format!("outbound/ergo62/bordereaux/{STEM}.csv"))).unwrap();
     assert!(csv.starts_with("\u{feff}Rubrique;Valeur;;;;;;;\r\n"), "{csv}");
     assert!(
-        csv.contains("\r\nMontant total payé (euros);1314,60;;;;;;;\r\n"),
+        csv.contains("\r\nMontant total payé (euros);1 314,60;;;;;;;\r\n"),
         "{csv}"
     );
     assert!(
-        csv.contains("\r\nFAC-2026-0001;1541299999000;DUPONT;Jean;PPP200;01/10/2026;15/10/2026;1,00;1234,50\r\n"),
+        csv.contains("\r\nFAC-2026-0001;1541299999000;DUPONT;Jean;PPP200;01/10/2026;15/10/2026;1,00;1 234,50\r\n"),
         "{csv}"
     );
     assert!(read(&k, &format!("outbound/ergo62/bordereaux/{STEM}.pdf")).starts_with(b"%PDF-"));

@@ -172,26 +172,6 @@ pub fn rf_commande(v: &str) -> Result<String, Reason> {
     Ok(v.to_string())
 }
 
-/// A reference of the payment chain (`rf-paiement`): ASCII letters, digits,
-/// `-` and `_`, starting with a letter or a digit, 1 to `max`. It names the
-/// files of a payment statement (`bordereau-<code>-<rf-paiement>.pdf`), so
-/// nothing that could make a path, a hidden name or a second extension is
-/// allowed.
-pub fn reference(v: &str, max: usize) -> Result<String, Reason> {
-    required(v)?;
-    let ok_chars = v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    let ok_first = v.as_bytes()[0].is_ascii_alphanumeric();
-    if !ok_chars || !ok_first {
-        return Err(format!(
-            "{v:?} is not a reference (ASCII letters, digits, - and _, starting with a letter or a digit)"
-        ));
-    }
-    if v.len() > max {
-        return Err(format!("{v:?} is longer than {max} characters"));
-    }
-    Ok(v.to_string())
-}
-
 /// Resources of an order: `PS` (personne seule) or `C` (couple).
 pub fn ressources(v: &str) -> Result<&'static str, Reason> {
     match v {
@@ -402,18 +382,6 @@ mod tests {
         for bad in ["ps", "c", "S", "", "PS "] {
             assert!(ressources(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn payment_references() {
-        assert_eq!(reference("P2026-11_0042", 30).unwrap(), "P2026-11_0042");
-        for bad in ["", "-P1", "_P1", "P1.2", "P1/2", "P 1", "é1", ".."] {
-            assert!(
-                reference(bad, 30).unwrap_err().contains("not a reference") || bad.is_empty(),
-                "{bad:?}"
-            );
-        }
-        assert!(reference(&"9".repeat(31), 30).unwrap_err().contains("longer than 30"));
     }
 
     #[test]

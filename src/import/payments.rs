@@ -12,7 +12,9 @@
 //!
 //! Rules of a row: a known caisse, a validated convention of that caisse
 //! (its holder is the statement's provider, whatever its type), a payment
-//! reference fit for a file name, a payment date not after today, an
+//! reference (one line of text, at most 30 characters; its file names keep
+//! only its letters, digits, `-` and `_`), a payment date (one still to come is
+//! taken too: its statement waits for that date + 48 hours), an
 //! `rf-facture` (the billing file's `rf-borfact` or the invoice reference:
 //! only required, since the invoice references are not the gateway's), a
 //! NIR of the billing form, a period whose start is not after its end,
@@ -230,17 +232,8 @@ fn check_row(row: &Row, ctx: &Ctx<'_>, holders: &Holders, errors: &mut Vec<RowEr
     let before = errors.len();
     let line = row.line;
     let mut push = |i: usize, reason: String| errors.push(RowError::cell(line, COLUMNS[i], reason));
-    let rf_paiement = fields::reference(row.get(0), RF_PAIEMENT_MAX)
-        .map_err(|e| push(0, e))
-        .ok();
+    let rf_paiement = fields::text(row.get(0), RF_PAIEMENT_MAX).map_err(|e| push(0, e)).ok();
     let dt_paiement = fields::date(row.get(1)).map_err(|e| push(1, e)).ok();
-    let today = ctx.today();
-    if let Some(d) = dt_paiement.filter(|d| *d > today) {
-        push(
-            1,
-            format!("{d} is after today ({today}): a payment is imported once it is made"),
-        );
-    }
     let id_cram = fields::known(row.get(2), &ctx.cfg.billing.caisses, "caisse id-cram")
         .map_err(|e| push(2, e))
         .ok();

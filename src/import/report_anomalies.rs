@@ -4,7 +4,7 @@
 //!
 //! In: `rf-facture;nir-per;dtd-interv;dtf-interv;code;motif`. Each row
 //! names a line of a billing file the gateway transmitted: `rf-facture` is
-//! the file's `rf-borfact`, `nir-per` and `dtd-interv` the line's NIR and
+//! the file's `rf-borfact` (or its name, `<rf-borfact>.xml`), `nir-per` and `dtd-interv` the line's NIR and
 //! period start. Out: `report_anomalies` rows keyed on rf-facture +
 //! nir-per + dtd-interv, each resolved to the received file, the accepted
 //! line (its `factprest` index) and the provider that delivered the file;
@@ -158,7 +158,14 @@ fn check_row(row: &Row, errors: &mut Vec<RowError>) -> Option<Rec> {
     let before = errors.len();
     let line = row.line;
     let mut push = |i: usize, reason: String| errors.push(RowError::cell(line, COLUMNS[i], reason));
-    let rf = fields::text(row.get(0), RF_FACTURE_MAX).map_err(|e| push(0, e)).ok();
+    // The file's name (`<rf-borfact>.xml`) names it as well as its rf-borfact.
+    let rf = fields::text(row.get(0), RF_FACTURE_MAX)
+        .map_err(|e| push(0, e))
+        .ok()
+        .map(|v| match v.len().checked_sub(4) {
+            Some(n) if v.is_char_boundary(n) && v[n..].eq_ignore_ascii_case(".xml") => v[..n].to_string(),
+            _ => v,
+        });
     let nir = fields::nir(row.get(1)).map_err(|e| push(1, e)).ok();
     let dtd = fields::date(row.get(2)).map_err(|e| push(2, e)).ok();
     let dtf = fields::date(row.get(3)).map_err(|e| push(3, e)).ok();

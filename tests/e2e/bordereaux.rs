@@ -72,9 +72,8 @@ fn bad_payment_rows_are_all_named_and_nothing_is_applied() {
     expect(&out, 2);
     let err = text(&out.stderr);
     for needle in [
-        "payments file paiements.csv: 9 problems found, nothing applied",
+        "payments file paiements.csv: 8 problems found, nothing applied",
         "line 5: column code-convention: C03X9 is not a validated convention of caisse 03",
-        "line 6: column dt-paiement: 2026-11-21 is after today (2026-11-20)",
         "line 6: column id-cram: \"99\" is not a known caisse id-cram",
         "line 6: column rf-facture: must not be empty",
         "line 6: column nir-per: must be 13 characters",
@@ -190,6 +189,9 @@ fn statements_are_published_48_hours_after_the_payment_date_once() {
         assert!(text.contains(needle), "{needle:?} not in the PDF:\n{text}");
     }
     assert!(!text.contains("1234,50") && !text.contains("1234.50"), "{text}");
+    // As copied from the PDF: plain spaces, the amount on one line.
+    let raw = pdf_text(&g.path(&format!("outbound/saadA/bordereaux/{STEM_A}.pdf")));
+    assert!(raw.contains("1 234,50 €") && raw.contains("1 314,60 €"), "{raw}");
 
     // The CSV as a spreadsheet reads it.
     let rows = read_listing_csv(&std::fs::read(g.path(&format!("outbound/saadA/bordereaux/{STEM_A}.csv"))).unwrap());
@@ -203,7 +205,7 @@ fn statements_are_published_48_hours_after_the_payment_date_once() {
     assert_eq!(value("Code convention"), "C03A1");
     assert_eq!(value("Date du paiement"), "19/11/2026");
     assert_eq!(value("Référence du paiement"), RF);
-    assert_eq!(value("Montant total payé (euros)"), "1314,60");
+    assert_eq!(value("Montant total payé (euros)"), "1 314,60");
     let header = rows
         .iter()
         .position(|r| r[0] == "Référence facture")
@@ -219,7 +221,7 @@ fn statements_are_published_48_hours_after_the_payment_date_once() {
             "01/09/2026",
             "28/09/2026",
             "10,00",
-            "1234,50"
+            "1 234,50"
         ]
     );
     assert_eq!(rows.len(), header + 3);
@@ -320,6 +322,8 @@ fn report_anomalies_go_to_the_provider_that_sent_the_file_only() {
     }
     assert!(!err.contains("line 2"), "{err}");
     assert_eq!(g.count("SELECT COUNT(*) FROM anomaly_reports"), 0);
+    assert_eq!(g.count("SELECT COUNT(*) FROM report_anomalies"), 0);
+    assert!(!g.files("outbound").iter().any(|f| f.contains("anomalies")));
 
     let good = format!("{RA_HEADER}{rf};{NIR_A2};2026-09-01;2026-09-30;R12;Bénéficiaire décédé avant la période\n");
     let out = import_bytes(&g, "report-anomalies", "rejets.csv", good.as_bytes());

@@ -5,6 +5,7 @@
 mod accounts;
 mod attestations;
 mod bordereaux;
+mod bordereaux_daemon;
 mod check_cli;
 mod check_oracle;
 mod check_props;

@@ -253,9 +253,12 @@ fn footer(sf: &mut Surface<'_>, cx: &Ctx<'_>, n: usize, total: usize) {
     right(sf, f, 8.0, PAGE_W - MARGIN_X, y, &pages);
 }
 
-/// Draws `s` (cleaned here) with its baseline at `y`.
+/// Draws `s` (cleaned here) with its baseline at `y`. A no-break space
+/// (which keeps `1 234,50 €` on one line when text wraps) is drawn as the
+/// space it looks like, so that the text copied or extracted from the PDF
+/// reads `1 234,50 €` with plain spaces.
 pub(super) fn text(sf: &mut Surface<'_>, face: &Face, size: f32, x: f32, y: f32, s: &str, color: (u8, u8, u8)) {
-    let s = face.clean(s);
+    let s = face.clean(s).replace('\u{a0}', " ");
     if s.trim().is_empty() {
         return;
     }
