@@ -277,3 +277,43 @@ fn one_failing_statement_does_not_hold_up_the_others() {
     std::fs::remove_file(k.path("outbound/ergo62")).unwrap();
     assert_eq!(run_at(&mut k, "2026-11-02T10:00:00Z").published, 1);
 }
+
+#[test]
+fn any_reference_and_a_date_to_come_make_safe_names_published_when_due() {
+    let mut k = Kit::new();
+    // Paid on 5 November, after the import's day: due 7 November 00:00.
+    let row = |rf: &str, f: &str| {
+        A.replace("P2026-1101;2026-10-30", &format!("{rf};2026-11-05"))
+            .replace("FAC-2026-0001", f)
+    };
+    import(
+        &mut k,
+        &format!("{}{}", row("VIR/2026.11 A", "F1"), row("VIR.2026.11 A", "F2")),
+    );
+    assert_eq!(run_at(&mut k, "2026-11-06T23:59:59+01:00").published, 0);
+    assert!(files(&k, "ergo62").is_empty());
+    assert_eq!(run_at(&mut k, "2026-11-07T00:00:00+01:00").published, 2);
+    let names = files(&k, "ergo62");
+    let first = "bordereau-62739900-VIR_2026_11_A";
+    let second = "bordereau-04-62739900-VIR_2026_11_A";
+    for stem in [first, second] {
+        for ext in ["csv", "pdf", "xml"] {
+            assert!(names.contains(&format!("{stem}.{ext}")), "{stem}.{ext} in {names:?}");
+        }
+    }
+    assert_eq!(names.len(), 6, "{names:?}");
+    // The documents show the reference as given.
+    let both =
+        [first, second].map(|s| String::from_utf8(read(&k, &format!("outbound/ergo62/bordereaux/{s}.xml"))).unwrap());
+    assert!(
+        both.iter()
+            .any(|x| x.contains("<rf-paiement>VIR/2026.11 A</rf-paiement>")),
+        "{both:?}"
+    );
+    assert!(
+        both.iter()
+            .any(|x| x.contains("<rf-paiement>VIR.2026.11 A</rf-paiement>")),
+        "{both:?}"
+    );
+    assert_eq!(file_part("a/b.c d-é_9"), "a_b_c_d-__9");
+}
