@@ -10,15 +10,23 @@
 /// Panics when the environment asks for a fault at `point` for `subject`.
 #[inline]
 pub fn hit(point: &str, subject: &str) {
+    if asked(point, subject) {
+        panic!("fault injected at {point} for {subject}");
+    }
+}
+
+/// Whether the environment asks for a fault at `point` for `subject`: the
+/// caller then fails with an error of its own (where a failure, not a
+/// panic, is the bad day to test). Always false in release builds.
+#[inline]
+pub fn asked(point: &str, subject: &str) -> bool {
     if cfg!(debug_assertions) {
         if let Ok(spec) = std::env::var("PPAS_GATEWAY_FAULT") {
-            for one in spec.split(',') {
-                if let Some((p, text)) = one.split_once(':') {
-                    if p == point && !text.is_empty() && subject.contains(text) {
-                        panic!("fault injected at {point} for {subject}");
-                    }
-                }
-            }
+            return spec.split(',').any(|one| {
+                one.split_once(':')
+                    .is_some_and(|(p, text)| p == point && !text.is_empty() && subject.contains(text))
+            });
         }
     }
+    false
 }

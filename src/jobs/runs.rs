@@ -134,6 +134,10 @@ pub fn execute(
         let _hb = beat.map(|b| Heartbeat::install(conn, b));
         // A job that panics, on demand (debug builds; see crate::fault).
         crate::fault::hit("job", job.as_str());
+        // A job that fails with an error, on demand (debug builds).
+        if crate::fault::asked("job-error", job.as_str()) {
+            anyhow::bail!("fault injected: {job} failed");
+        }
         super::run(conn, cfg, clock, job)
     }));
     let outcome: Result<String, String> = match outcome {

@@ -274,14 +274,22 @@ fn an_invoice_is_written_once_across_a_crash_and_after_the_payment_chain_took_it
     g.db()
         .execute("UPDATE invoices SET delivered_at = NULL WHERE id = 2", [])
         .unwrap();
-    // The pipeline's recovery keeps it (its rename is owed) ...
+    // A start of the pipeline delivers it (its rename is owed): the same
+    // bytes under the final name, once.
     expect(&g.process(), 0);
-    assert!(g.exists(&staged), "the staged invoice was removed by the recovery");
-    assert!(
-        invoice_files(&g).is_empty(),
-        "a hidden name is not for the payment chain"
-    );
-    // ... and the next run of either job renames it: the same bytes.
+    assert!(!g.exists(&staged), "the staged invoice stayed hidden after the start");
+    assert_eq!(std::fs::read(g.path(second)).unwrap(), bytes);
+    assert_eq!(g.count("SELECT COUNT(*) FROM invoices WHERE delivered_at IS NULL"), 0);
+    let out = invoice(&g, "invoice-weekly", "2026-11-30T10:30:00+01:00");
+    assert!(!out.contains("interrompu"), "{out}");
+    assert_eq!(invoice_files(&g), [second]);
+
+    // The same crash with no start in between: the next run of either job
+    // renames it, the same bytes.
+    std::fs::rename(g.path(second), g.path(&staged)).unwrap();
+    g.db()
+        .execute("UPDATE invoices SET delivered_at = NULL WHERE id = 2", [])
+        .unwrap();
     let out = invoice(&g, "invoice-threshold", "2026-11-30T11:00:00+01:00");
     assert!(
         out.ends_with("; 1 facture(s) d'un passage interrompu déposée(s)"),
@@ -291,13 +299,22 @@ fn an_invoice_is_written_once_across_a_crash_and_after_the_payment_chain_took_it
     assert!(!g.exists(&staged));
 
     // A crash after the rename, and the payment chain took the file before
-    // the restart: recorded as delivered, not written again.
+    // the restart: recorded as delivered by the start, not written again.
     std::fs::remove_file(g.path(second)).unwrap();
     g.db()
         .execute("UPDATE invoices SET delivered_at = NULL WHERE id = 2", [])
         .unwrap();
     expect(&g.process(), 0);
+    assert_eq!(g.count("SELECT COUNT(*) FROM invoices WHERE delivered_at IS NULL"), 0);
     let out = invoice(&g, "invoice-weekly", "2026-11-30T12:00:00+01:00");
+    assert!(!out.contains("interrompu"), "{out}");
+    assert!(g.files("outbox").is_empty(), "{:?}", g.files("outbox"));
+
+    // The same with no start in between: the job records it as delivered.
+    g.db()
+        .execute("UPDATE invoices SET delivered_at = NULL WHERE id = 2", [])
+        .unwrap();
+    let out = invoice(&g, "invoice-weekly", "2026-11-30T12:30:00+01:00");
     assert!(
         out.ends_with("; 1 facture(s) d'un passage interrompu déposée(s)"),
         "{out}"

@@ -143,8 +143,14 @@ fn run_by_hand_twice_an_unknown_job_a_failing_one_and_under_a_daemon() {
     }
     assert!(err.contains("unknown job \"invoices\""), "{err}");
 
-    // A job that fails (invoicing is not in this build): exit 2, recorded, noted.
-    let out = run_at(&g, NOW, &["run", "invoice-threshold"]);
+    // A job that fails (an error provoked in it): exit 2, recorded, noted.
+    let out = g
+        .cmd()
+        .env("PPAS_GATEWAY_NOW", NOW)
+        .env("PPAS_GATEWAY_FAULT", "job-error:invoice-threshold")
+        .args(["run", "invoice-threshold"])
+        .output()
+        .expect("run ppas-gateway");
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("invoice-threshold : échec — "),
@@ -192,8 +198,8 @@ fn run_by_hand_twice_an_unknown_job_a_failing_one_and_under_a_daemon() {
 
 #[test]
 fn serve_catches_up_a_missed_occurrence_once_and_status_shows_the_runs() {
-    // The hourly check scheduled too: it fails (invoicing is not in this
-    // build) and the daemon goes on.
+    // The hourly check scheduled too: it fails (an error provoked in it on
+    // Friday) and the daemon goes on.
     let g = gw("invoice_threshold = \"0 * * * *\"\ninvoice_weekly = \"\"\nbordereaux = \"\"\npurge = \"\"\n");
     let log = g.dir.path().join("serve.log");
 
@@ -220,7 +226,7 @@ fn serve_catches_up_a_missed_occurrence_once_and_status_shows_the_runs() {
     let st = status_at(&g, friday);
     assert_eq!(job(&st, "relances")["owed"], "2026-11-20T07:00");
     let from = std::fs::read_to_string(&log).unwrap().len();
-    let d = serve_at(&g, friday, &log, None);
+    let d = serve_at(&g, friday, &log, Some("job-error:invoice-threshold"));
     wait_runs(&g, "relances", 1);
     wait_runs(&g, "invoice-threshold", 1);
     assert_eq!(runs(&g, "relances"), [["2026-11-20T07:00", "catch-up", "ok", "1"]]);
