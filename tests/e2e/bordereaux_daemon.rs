@@ -53,11 +53,14 @@ fn serve_at(g: &Gw, now: &str, log: &std::path::Path) -> Daemon {
     d
 }
 
-/// Waits until every run is finished and `n` runs of the job are.
+/// Waits until every run is finished and `n` runs of the job are (read in
+/// one statement: a run begun between two reads is not taken for done).
 fn wait_runs(g: &Gw, n: i64) {
     wait_for(Duration::from_secs(20), &format!("{n} run(s) of bordereaux"), || {
-        g.count("SELECT COUNT(*) FROM job_runs WHERE finished_at IS NULL") == 0
-            && g.count("SELECT COUNT(*) FROM job_runs WHERE job = 'bordereaux'") == n
+        g.count(&format!(
+            "SELECT NOT EXISTS (SELECT 1 FROM job_runs WHERE finished_at IS NULL)
+                    AND (SELECT COUNT(*) FROM job_runs WHERE job = 'bordereaux') = {n}"
+        )) == 1
     });
 }
 
