@@ -353,10 +353,11 @@ impl Statement {
             summary,
             heading: format!("Lignes payées ({n})"),
             columns: vec![
-                col("Facture", 19.0, Align::Left, 2),
+                // Wide enough for a rf-borfact (22 characters) on one line.
+                col("Facture", 23.0, Align::Left, 2),
                 col("NIR", 14.5, Align::Left, 1),
-                col("Bénéficiaire", 21.0, Align::Left, 2),
-                col("Prest.", 8.0, Align::Left, 1),
+                col("Bénéficiaire", 17.5, Align::Left, 2),
+                col("Prest.", 7.5, Align::Left, 1),
                 col("Période", 14.0, Align::Left, 2),
                 col("Quantité", 9.0, Align::Right, 1),
                 col("Montant payé", 14.5, Align::Right, 1),
