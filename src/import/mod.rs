@@ -10,10 +10,13 @@
 //! entry point serves `ppas-gateway import KIND FILE` and the
 //! `caisse/inbound/KIND/` drop folder.
 //!
-//! What an import makes owed to providers (an order listing, a document) is
-//! recorded in the same transaction ([`crate::habitat::mark_listing`],
-//! `documents.done_at IS NULL`); the caller then writes it with
-//! [`crate::outbound::publish_due`].
+//! What an import makes owed to providers (an order listing, a document, a
+//! report of anomalies returned by the payment chain) is recorded in the
+//! same transaction ([`crate::habitat::mark_listing`],
+//! `documents.done_at IS NULL`, `anomaly_reports.done_at IS NULL`); the
+//! caller then writes it with [`crate::outbound::publish_due`]. Payments
+//! wait for the `bordereaux` job ([`crate::bordereaux::run`]), which
+//! publishes each statement 48 hours after its payment date.
 
 use std::fmt;
 
@@ -26,7 +29,9 @@ mod beneficiaries;
 pub mod documents;
 pub mod fields;
 mod orders;
+mod payments;
 mod providers;
+mod report_anomalies;
 pub mod table;
 
 pub use table::RowError;
@@ -217,8 +222,9 @@ pub fn import_file(
         Kind::Providers => providers::import(&tx, &ctx)?,
         Kind::Beneficiaries => beneficiaries::import(&tx, &ctx)?,
         Kind::Orders => orders::import(&tx, &ctx)?,
+        Kind::Payments => payments::import(&tx, &ctx)?,
+        Kind::ReportAnomalies => report_anomalies::import(&tx, &ctx)?,
         Kind::Evaluations | Kind::Decisions => documents::import(&tx, &ctx)?,
-        other => return Err(ImportError::Unsupported(other)),
     };
     tx.commit()?;
     Ok(summary)

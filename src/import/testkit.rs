@@ -13,6 +13,11 @@ use crate::import::{import_file, ImportError, ImportSummary, Kind};
 pub const O_HEADER: &str =
     "rf-commande;id-cram;code-convention;nir-per;nom-per;pn-per;adresse;telephone;ressources;dt-commande\n";
 
+pub const P_HEADER: &str =
+    "rf-paiement;dt-paiement;id-cram;code-convention;rf-facture;nir-per;nom-per;pn-per;rf-prstpap;dtd-interv;dtf-interv;nb-quant;mt-paye\n";
+
+pub const RA_HEADER: &str = "rf-facture;nir-per;dtd-interv;dtf-interv;code;motif\n";
+
 /// ergo62: conventions 04/62739900 and 03/62000003, one user; ergo59:
 /// 04/59111100, no user (its own address receives the mails); saad21:
 /// home care, 03/21999000.
@@ -114,6 +119,49 @@ impl Kit {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap_or((0, 0))
+    }
+
+    /// What the billing pipeline records for a billing file `name` of
+    /// saad21 (site 21999000, caisse 03, PPP100) whose lines `lines`
+    /// (NIR, start, end, line index) were transmitted; returns its id.
+    pub fn billing_file(&self, name: &str, lines: &[(&str, &str, &str, i64)]) -> i64 {
+        let c = &self.conn;
+        let rf = name.trim_end_matches(".xml");
+        c.execute(
+            "INSERT INTO received_files (provider, name, channel, sha256, size, received_at, work_path, state, kind,
+                                         verdict, lines, accepted_lines, accepted_hours, rf_borfact, log_fact, id_cram,
+                                         id_site, rf_prstpap, decided_at)
+             VALUES ('saad21', ?1, 'sftp', ?2, 1, '2026-10-20T08:00:00Z', ?3, 'done', 'billing',
+                     'partial', ?4, ?5, 0, ?6, 'x', '03', '21999000', 'PPP100', '2026-10-20T08:00:01Z')",
+            params![
+                name,
+                format!("sha-{name}"),
+                format!("work/saad21/{name}"),
+                lines.len() as i64 + 1,
+                lines.len() as i64,
+                rf
+            ],
+        )
+        .unwrap();
+        let id = c.last_insert_rowid();
+        let mut ids = Vec::new();
+        for (nir, dtd, dtf, no) in lines {
+            let int = |d: &str| d.replace('-', "").parse::<i64>().unwrap();
+            c.execute(
+                "INSERT INTO accepted_lines (file_id, line_no, plan_id, id_cram, nir_per, nom_per, pn_per, rf_prstpap,
+                                             id_prest, dtd, dtf, nb_quant, mt_tu, mt_total, bo_regul, amount_e4)
+                 VALUES (?1, ?2, NULL, '03', ?3, 'DUPONT', 'Jean', 'PPP100', '21999000', ?4, ?5, 1000, 100, 0, 'F', 100000)",
+                params![id, no, nir, int(dtd), int(dtf)],
+            )
+            .unwrap();
+            ids.push(c.last_insert_rowid());
+        }
+        c.execute(
+            "UPDATE received_files SET lines_from = ?2, lines_to = ?3 WHERE id = ?1",
+            params![id, ids.first().copied().unwrap_or(1), ids.last().copied().unwrap_or(0)],
+        )
+        .unwrap();
+        id
     }
 
     /// What the attestation pipeline does for an accepted attestation of

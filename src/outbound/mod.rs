@@ -17,6 +17,11 @@
 //!   (never lowered): a change committed meanwhile bumped `wanted` again,
 //!   so the listing is written once more at the next call.
 //!
+//! - a report of anomalies returned by the payment chain is rendered from
+//!   the database and written as `.xml`, `.csv` and `.pdf` into
+//!   `reports/`, then marked done with its history entry and e-mail
+//!   ([`crate::bordereaux::anomalies`]).
+//!
 //! Idempotent and crash-safe: whatever is recorded done is never written
 //! again; a kill between a write and its record only means the same bytes
 //! are written again under the same name at the next call. One item that
@@ -47,11 +52,14 @@ pub struct Published {
     pub documents: usize,
     /// Listings written (each in all its forms: `.csv`, and `.xml` but for `historique`).
     pub listings: usize,
+    /// Reports of anomalies returned by the payment chain, written into
+    /// `outbound/<provider>/reports/` (each as `.xml`, `.csv`, `.pdf`).
+    pub reports: usize,
 }
 
 impl Published {
     pub fn is_empty(&self) -> bool {
-        self.documents == 0 && self.listings == 0
+        self.documents == 0 && self.listings == 0 && self.reports == 0
     }
 }
 
@@ -98,6 +106,9 @@ pub fn publish_due(conn: &mut Connection, cfg: &Config, now: DateTime<Utc>) -> R
             }
         }
     }
+    let (reports, failed) = crate::bordereaux::anomalies::publish_reports(conn, cfg, now)?;
+    done.reports += reports;
+    failures.extend(failed);
     if !failures.is_empty() {
         bail!(
             "{} outbound file(s) not written (left owed, retried at the next publication): {}",

@@ -54,7 +54,8 @@ fn everything_owed_is_written_once_and_recorded() {
         p,
         Published {
             documents: 2,
-            listings: 4
+            listings: 4,
+            reports: 0
         }
     );
     assert_eq!(
@@ -149,7 +150,8 @@ fn a_kill_between_write_and_record_writes_the_same_bytes_again() {
         publish(&mut k).unwrap(),
         Published {
             documents: 2,
-            listings: 4
+            listings: 4,
+            reports: 0
         }
     );
     let after: Vec<Vec<u8>> = [
@@ -190,7 +192,8 @@ fn written_follows_the_generation_read_and_is_never_lowered() {
         publish(&mut k).unwrap(),
         Published {
             documents: 0,
-            listings: 1
+            listings: 1,
+            reports: 0
         }
     );
     assert_eq!(k.listing("ergo62"), (10, 10));
@@ -234,7 +237,8 @@ fn a_missing_or_altered_source_holds_up_nothing_else() {
         publish(&mut k).unwrap(),
         Published {
             documents: 1,
-            listings: 1
+            listings: 1,
+            reports: 0
         },
         "the document, and the historique its entry marked"
     );
@@ -254,7 +258,8 @@ fn a_published_version_is_never_replaced() {
         publish(&mut k).unwrap(),
         Published {
             documents: 1,
-            listings: 2
+            listings: 2,
+            reports: 0
         }
     );
     assert_eq!(

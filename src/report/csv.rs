@@ -113,6 +113,35 @@ fn row<W: std::io::Write>(w: &mut csv::Writer<W>, cells: &[&str]) -> csv::Result
     w.write_record(&record)
 }
 
+/// A CSV laid out like the report's (UTF-8 with a BOM, `;`, CRLF), for the
+/// other documents in that form (payment statements, reports of
+/// anomalies): every row padded to `width` cells, each cell a
+/// [`text_cell`]. An empty row is a row of empty cells.
+pub(crate) fn sheet_csv(rows: &[Vec<String>], width: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + rows.len() * 128);
+    out.extend_from_slice("\u{FEFF}".as_bytes());
+    let mut w = csv::WriterBuilder::new()
+        .delimiter(b';')
+        .terminator(csv::Terminator::CRLF)
+        .quote_style(csv::QuoteStyle::Necessary)
+        .from_writer(out);
+    let result = (|| -> csv::Result<()> {
+        for cells in rows {
+            let mut record = csv::StringRecord::with_capacity(128, width);
+            for i in 0..width.max(cells.len()) {
+                record.push_field(&text_cell(cells.get(i).map(String::as_str).unwrap_or("")));
+            }
+            w.write_record(&record)?;
+        }
+        w.flush()?;
+        Ok(())
+    })();
+    match (result, w.into_inner()) {
+        (Ok(()), Ok(bytes)) => bytes,
+        _ => "\u{FEFF}".as_bytes().to_vec(),
+    }
+}
+
 /// A text cell as every CSV of the gateway writes it (the reports, the
 /// listings of `crate::listing`): on one line (controls and line breaks
 /// become spaces), guarded against formulas.

@@ -13,6 +13,12 @@
 //!
 //! Every wording the three forms share is computed once, in [`Summary`], so
 //! they never disagree. The layouts are documented in `docs/formats/report.md`.
+//!
+//! The other documents published in these three forms (payment statements
+//! and reports of anomalies returned by the payment chain, in
+//! [`crate::bordereaux`]) reuse the same page, fonts and drawing through
+//! [`sheet`] (a summary above one table) and the same CSV conventions
+//! through `sheet_csv`; the processing report itself is unchanged by them.
 
 mod csv;
 mod pdf;
@@ -27,10 +33,12 @@ use crate::billing::{FileVerdict, Level};
 
 pub use self::csv::render_csv;
 pub use self::pdf::render_pdf;
+pub use self::pdf::sheet;
 pub use self::xml::render_xml;
 
 // Shared with the listings (`crate::listing`): one way to write a text cell
 // of a CSV, one way to escape text for XML.
+pub(crate) use self::csv::sheet_csv;
 pub(crate) use self::csv::text_cell as csv_text_cell;
 pub(crate) use self::xml::text as xml_text;
 

@@ -162,6 +162,30 @@ impl Walk<'_> {
                 Some(Some(t)) => return Ok(parse_instant(&t).map_or(Dated::Unknown, Dated::At)),
             }
         }
+        // Payment statements and reports of anomalies are recorded by
+        // provider and stem (`outbound/<provider>/<folder>/<stem>.<ext>`).
+        let parts: Vec<&str> = rel.split('/').collect();
+        if let ["outbound", provider, folder, file] = parts[..] {
+            let stem = file.rsplit_once('.').map_or(file, |(s, _)| s);
+            let sql = match folder {
+                "bordereaux" => "SELECT published_at FROM statement_editions WHERE provider = ?1 AND stem = ?2",
+                "reports" => "SELECT done_at FROM anomaly_reports WHERE provider = ?1 AND stem = ?2",
+                _ => "",
+            };
+            if !sql.is_empty() {
+                let row: Option<Option<String>> = self
+                    .conn
+                    .prepare_cached(sql)?
+                    .query_row([provider, stem], |r| r.get(0))
+                    .optional()
+                    .with_context(|| format!("reading the record of {rel}"))?;
+                match row {
+                    None => {}
+                    Some(None) => return Ok(Dated::Owed),
+                    Some(Some(t)) => return Ok(parse_instant(&t).map_or(Dated::Unknown, Dated::At)),
+                }
+            }
+        }
         Ok(modified(path).map_or(Dated::Unknown, Dated::At))
     }
 }

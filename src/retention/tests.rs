@@ -448,3 +448,41 @@ fn zero_keeps_everything_for_ever() {
 }
 
 mod records;
+
+#[test]
+fn statements_and_reports_of_anomalies_by_their_record() {
+    let mut fx = Fx::new();
+    fx.received(3, "done", Some(OLD_12), None, None);
+    fx.conn
+        .execute_batch(&format!(
+            "INSERT INTO statements (id, id_cram, code_convention, rf_paiement, provider, dt_paiement, due_at,
+                 changed_at, created_at)
+               VALUES (1, '03', '21999000', 'P1', 'saad21', '2025-11-01', 'x', 'x', 'x');
+             INSERT INTO statement_editions VALUES (1, 1, 1, 'saad21', 'bordereau-21999000-P1', 1, 100, '{OLD_12}');
+             INSERT INTO statement_editions VALUES (1, 2, 1, 'saad21', 'bordereau-21999000-P1.2', 1, 100, '{KEPT_12}');
+             INSERT INTO anomaly_reports (id, file_id, provider, rf_borfact, occurrence, stem, source, created_at, done_at)
+               VALUES (1, 3, 'saad21', 'F3', 1, 'F3.anomalies-report.1', 'r.csv', '{OLD_12}', '{OLD_12}'),
+                      (2, 3, 'saad21', 'F3', 2, 'F3.anomalies-report.2', 'r.csv', '{KEPT_12}', NULL);"
+        ))
+        .unwrap();
+    let old = [
+        "outbound/saad21/bordereaux/bordereau-21999000-P1.pdf",
+        "outbound/saad21/reports/F3.anomalies-report.1.csv",
+    ];
+    let kept = [
+        "outbound/saad21/bordereaux/bordereau-21999000-P1.2.xml",
+        // Written, its record not yet done: owed, never removed.
+        "outbound/saad21/reports/F3.anomalies-report.2.pdf",
+    ];
+    // The record wins over the file's time, both ways.
+    for f in old {
+        fx.file(f, "2026-11-20T00:00:00Z");
+    }
+    for f in kept {
+        fx.file(f, ANCIENT);
+    }
+    let s = fx.purge(TODAY);
+    assert_eq!(s.outbound_files, 2, "{s}");
+    assert!(old.iter().all(|f| !fx.exists(f)));
+    assert!(kept.iter().all(|f| fx.exists(f)));
+}

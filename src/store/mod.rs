@@ -44,7 +44,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0009_habitat", include_str!("migrations/0009_habitat.sql")),
     ("0010_jobs", include_str!("migrations/0010_jobs.sql")),
     ("0011_invoicing", include_str!("migrations/0011_invoicing.sql")),
-    // 0012: the payments' migration takes this place.
+    ("0012_payments", include_str!("migrations/0012_payments.sql")),
     ("0013_retention", include_str!("migrations/0013_retention.sql")),
 ];
 

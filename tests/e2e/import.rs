@@ -232,7 +232,7 @@ fn beneficiaries_need_the_provider_sites_first() {
 }
 
 #[test]
-fn unknown_or_unsupported_kinds_and_missing_files_exit_2() {
+fn unknown_kinds_wrong_headers_and_missing_files_exit_2() {
     let g = Gateway::new();
     let out = g.import("suppliers", &fixture("providers.csv"));
     assert_eq!(out.status.code(), Some(2));
@@ -244,7 +244,7 @@ fn unknown_or_unsupported_kinds_and_missing_files_exit_2() {
     let out = g.import("payments", &fixture("providers.csv"));
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr).contains("payments: importing this kind is not supported yet"),
+        text(&out.stderr).contains("line 1: column provider: unknown column"),
         "{}",
         text(&out.stderr)
     );

@@ -81,9 +81,14 @@ pub(crate) fn runs(g: &Gw, job: &str) -> Vec<Vec<String>> {
 }
 
 /// Waits until every run recorded is finished and `n` runs of `job` are.
+/// Both read in one statement: a run begun between two reads would be taken
+/// for a finished one.
 pub(crate) fn wait_runs(g: &Gw, job: &str, n: usize) {
     wait_for(Duration::from_secs(20), &format!("{n} run(s) of {job}"), || {
-        g.count("SELECT COUNT(*) FROM job_runs WHERE finished_at IS NULL") == 0 && runs(g, job).len() == n
+        g.count(&format!(
+            "SELECT NOT EXISTS (SELECT 1 FROM job_runs WHERE finished_at IS NULL)
+                    AND (SELECT COUNT(*) FROM job_runs WHERE job = '{job}') = {n}"
+        )) == 1
     });
 }
 

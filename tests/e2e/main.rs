@@ -4,6 +4,8 @@
 
 mod accounts;
 mod attestations;
+mod bordereaux;
+mod bordereaux_daemon;
 mod check_cli;
 mod check_oracle;
 mod check_props;

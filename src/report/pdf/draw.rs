@@ -15,10 +15,10 @@ use super::text::Face;
 use super::*;
 use crate::billing::Verdict;
 
-const BLACK: (u8, u8, u8) = (0, 0, 0);
-const GREY_TEXT: (u8, u8, u8) = (90, 90, 90);
-const HEADER_BG: (u8, u8, u8) = (225, 229, 235);
-const RULE: (u8, u8, u8) = (190, 190, 190);
+pub(super) const BLACK: (u8, u8, u8) = (0, 0, 0);
+pub(super) const GREY_TEXT: (u8, u8, u8) = (90, 90, 90);
+pub(super) const HEADER_BG: (u8, u8, u8) = (225, 229, 235);
+pub(super) const RULE: (u8, u8, u8) = (190, 190, 190);
 
 /// Document information: title, language, and the processing time as the
 /// creation date (never the wall clock: the same report gives the same bytes).
@@ -253,9 +253,12 @@ fn footer(sf: &mut Surface<'_>, cx: &Ctx<'_>, n: usize, total: usize) {
     right(sf, f, 8.0, PAGE_W - MARGIN_X, y, &pages);
 }
 
-/// Draws `s` (cleaned here) with its baseline at `y`.
-fn text(sf: &mut Surface<'_>, face: &Face, size: f32, x: f32, y: f32, s: &str, color: (u8, u8, u8)) {
-    let s = face.clean(s);
+/// Draws `s` (cleaned here) with its baseline at `y`. A no-break space
+/// (which keeps `1 234,50 €` on one line when text wraps) is drawn as the
+/// space it looks like, so that the text copied or extracted from the PDF
+/// reads `1 234,50 €` with plain spaces.
+pub(super) fn text(sf: &mut Surface<'_>, face: &Face, size: f32, x: f32, y: f32, s: &str, color: (u8, u8, u8)) {
+    let s = face.clean(s).replace('\u{a0}', " ");
     if s.trim().is_empty() {
         return;
     }
@@ -269,13 +272,13 @@ fn text(sf: &mut Surface<'_>, face: &Face, size: f32, x: f32, y: f32, s: &str, c
 }
 
 /// Draws `s` right-aligned on `x_right`.
-fn right(sf: &mut Surface<'_>, face: &Face, size: f32, x_right: f32, y: f32, s: &str) {
+pub(super) fn right(sf: &mut Surface<'_>, face: &Face, size: f32, x_right: f32, y: f32, s: &str) {
     let s = face.clean(s);
     let x = x_right - face.width(&s, size);
     text(sf, face, size, x, y, &s, BLACK);
 }
 
-fn rect(sf: &mut Surface<'_>, x: f32, y: f32, w: f32, h: f32, color: (u8, u8, u8)) {
+pub(super) fn rect(sf: &mut Surface<'_>, x: f32, y: f32, w: f32, h: f32, color: (u8, u8, u8)) {
     let Some(r) = Rect::from_xywh(x, y, w, h) else {
         return;
     };
@@ -293,14 +296,14 @@ fn rect(sf: &mut Surface<'_>, x: f32, y: f32, w: f32, h: f32, color: (u8, u8, u8
 }
 
 /// A thin horizontal rule across the table at `y`.
-fn rule(sf: &mut Surface<'_>, y: f32) {
+pub(super) fn rule(sf: &mut Surface<'_>, y: f32) {
     let mut pb = PathBuilder::new();
     pb.move_to(MARGIN_X, y);
     pb.line_to(MARGIN_X + CONTENT_W, y);
     stroke(sf, pb, RULE, 0.4);
 }
 
-fn stroke(sf: &mut Surface<'_>, pb: PathBuilder, color: (u8, u8, u8), width: f32) {
+pub(super) fn stroke(sf: &mut Surface<'_>, pb: PathBuilder, color: (u8, u8, u8), width: f32) {
     let Some(path) = pb.finish() else {
         return;
     };

@@ -14,6 +14,7 @@
 //! with the same function, so they agree on every height.
 
 mod draw;
+pub mod sheet;
 mod text;
 
 use anyhow::Context;
