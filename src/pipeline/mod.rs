@@ -288,7 +288,14 @@ impl Pipeline {
             },
         )?;
         tx.commit()?;
-        tracing::info!(file = name, provider, id, "file received");
+        tracing::info!(
+            event = "file.received",
+            file = name,
+            provider,
+            id,
+            size,
+            "file received"
+        );
         Ok(id)
     }
 

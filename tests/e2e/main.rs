@@ -18,6 +18,7 @@ mod import;
 mod invoicing;
 mod jobs;
 mod listing_beneficiaires;
+mod logs;
 mod mail;
 mod mail_secrets;
 mod pipeline;
