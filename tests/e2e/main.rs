@@ -15,6 +15,7 @@ mod crash_attestations;
 mod habitat;
 mod history;
 mod import;
+mod install;
 mod invoicing;
 mod jobs;
 mod listing_beneficiaires;
