@@ -346,12 +346,15 @@ impl Jobs {
 pub enum LogFormat {
     Human,
     Json,
+    /// Straight to the systemd journal (`tracing-journald`), fields as
+    /// journal fields; human on stderr when the journal cannot be reached.
+    Journald,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
-    /// `human` (default) or `json`.
+    /// `human` (default), `json` or `journald`.
     pub format: LogFormat,
     /// Filter in `tracing` syntax, e.g. `info` or `ppas_gateway=debug`.
     pub level: String,

@@ -9,7 +9,7 @@
 use anyhow::{anyhow, bail, Result};
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
-use rand::Rng;
+use rand::RngExt;
 
 pub const MIN_LEN: usize = 8;
 pub const MAX_LEN: usize = 12;
@@ -101,10 +101,10 @@ const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz234567
 
 /// A random password of 12 characters meeting the rules.
 pub fn generate() -> String {
-    let mut rng = rand::rngs::OsRng;
+    let mut rng = rand::rand_core::UnwrapErr(rand::rngs::SysRng);
     loop {
         let pw: String = (0..MAX_LEN)
-            .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
+            .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
             .collect();
         if check_rules(&pw).is_ok() {
             return pw;

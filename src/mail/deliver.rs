@@ -189,6 +189,15 @@ fn deliver_due(conn: &mut Connection, cfg: &Config, clock: &Clock, max: u32, mar
                 Attempt::Sent => {
                     mark_sent(conn, q, now)?;
                     sum.sent += 1;
+                    tracing::info!(
+                        event = "mail.sent",
+                        id = q.id,
+                        key = %q.dedup_key,
+                        recipients = q.recipient_list().len(),
+                        attempts = q.attempts + 1,
+                        via = if matches!(sink, Sink::Eml(_)) { "eml" } else { "smtp" },
+                        "e-mail sent"
+                    );
                 }
                 Attempt::Failed(err) => {
                     if fail(conn, q, now, &err, max, false)? {

@@ -187,6 +187,8 @@ pub fn decide(p: &mut Pipeline, f: &ReceivedFile) -> Result<Verdict> {
     tx.commit()?;
     let v = &d.v;
     tracing::info!(
+        event = "file.processed",
+        id = f.id,
         file = f.name,
         provider = f.provider,
         kind = kind.as_str(),

@@ -138,7 +138,18 @@ pub struct Pipeline {
 pub fn hash_file(path: &Path) -> Result<(String, u64)> {
     let mut f = fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut h = Sha256::new();
-    let n = std::io::copy(&mut f, &mut h).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut n = 0u64;
+    loop {
+        let k = match std::io::Read::read(&mut f, &mut buf) {
+            Ok(0) => break,
+            Ok(k) => k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
     Ok((hex::encode(h.finalize()), n))
 }
 
@@ -288,7 +299,14 @@ impl Pipeline {
             },
         )?;
         tx.commit()?;
-        tracing::info!(file = name, provider, id, "file received");
+        tracing::info!(
+            event = "file.received",
+            file = name,
+            provider,
+            id,
+            size,
+            "file received"
+        );
         Ok(id)
     }
 

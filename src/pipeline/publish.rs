@@ -134,6 +134,21 @@ pub fn publish(p: &mut Pipeline, id: i64) -> Result<()> {
         params![id, FileState::Done, rfc3339(now), rel_archive],
     )?;
     tx.commit()?;
+    if let Some(first) = reports.first() {
+        let xml = reports
+            .iter()
+            .find(|o| o.kind == OutputKind::ReportXml)
+            .unwrap_or(first);
+        tracing::info!(
+            event = "report.published",
+            id = f.id,
+            file = f.name,
+            provider = f.provider,
+            report = xml.path,
+            forms = reports.len(),
+            "processing report published"
+        );
+    }
     Ok(())
 }
 
@@ -250,6 +265,8 @@ fn deliver_outbox(p: &mut Pipeline, f: &ReceivedFile, o: &Output, convention: Op
     record_written(&tx, p.clock.now(), f, o, convention)?;
     tx.commit()?;
     tracing::info!(
+        event = "outbox.written",
+        id = f.id,
         file = f.name,
         provider = f.provider,
         outbox = o.path,

@@ -56,7 +56,7 @@ pub fn account_has_key(account: &SftpAccount, key: &PublicKey) -> bool {
 /// an unknown login's password is checked against.
 pub fn dummy_hash() -> anyhow::Result<String> {
     let mut secret = [0u8; 24];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
+    rand::Rng::fill_bytes(&mut rand::rand_core::UnwrapErr(rand::rngs::SysRng), &mut secret);
     let hash = Argon2::default()
         .hash_password(&secret)
         .map_err(|e| anyhow::anyhow!("cannot compute the reference password hash: {e}"))?;

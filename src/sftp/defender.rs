@@ -129,6 +129,11 @@ impl Defender {
         policy.base_delay * (1u32 << recent.min(4))
     }
 
+    /// How long a lock lasts now, in seconds (for the lockout event).
+    pub fn lockout_secs(&self) -> u64 {
+        self.policy().lockout.as_secs()
+    }
+
     /// Records one failure.
     pub fn record_failure(&self, ip: IpAddr) -> Recorded {
         let now = Instant::now();

@@ -52,7 +52,7 @@ pub fn fingerprint(key: &PrivateKey) -> String {
 
 fn create(path: &Path) -> Result<PrivateKey> {
     let mut seed = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
+    rand::Rng::fill_bytes(&mut rand::rand_core::UnwrapErr(rand::rngs::SysRng), &mut seed);
     let key = PrivateKey::new(
         KeypairData::Ed25519(Ed25519Keypair::from_seed(&seed)),
         "ppas-gateway host key",

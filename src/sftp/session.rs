@@ -142,11 +142,16 @@ impl Connection {
         if count {
             let r = self.shared.defender.record_failure(self.peer);
             if r.locked {
-                tracing::warn!(peer = %self.peer, "too many failed SFTP logins: source locked");
+                tracing::warn!(
+                    event = "sftp.lockout",
+                    peer = %self.peer,
+                    secs = self.shared.defender.lockout_secs(),
+                    "too many failed SFTP logins: source locked"
+                );
             }
             id = Some(r.id);
         }
-        tracing::info!(peer = %self.peer, login, method, "SFTP login refused: {why}");
+        tracing::info!(event = "sftp.login", outcome = "failed", peer = %self.peer, login, method, reason = why, "SFTP login refused: {why}");
         tokio::time::sleep_until(started + delay).await;
         let auth = Auth::Reject {
             proceed_with_methods: Some(methods()),
@@ -435,6 +440,7 @@ impl russh::server::Handler for Connection {
         match self.shared.user_slot(&account.login) {
             Some(slot) => {
                 tracing::info!(
+                    event = "sftp.login", outcome = "ok",
                     peer = %self.peer, login = %account.login, provider = %account.provider,
                     method = self.method, "SFTP login"
                 );

@@ -201,7 +201,7 @@ fn unit_runs_confined_as_a_notify_service() {
         ("User", "ppas-gateway"),
         (
             "ExecStart",
-            "/usr/local/bin/ppas-gateway --config /etc/ppas-gateway/ppas-gateway.toml serve",
+            "/usr/bin/ppas-gateway --config /etc/ppas-gateway/ppas-gateway.toml serve",
         ),
         ("ExecReload", "/bin/kill -HUP $MAINPID"),
         ("WorkingDirectory", "/var/lib/ppas-gateway"),
@@ -244,7 +244,7 @@ fn unit_passes_systemd_analyze_verify() {
     let dir = tempfile::tempdir().unwrap();
     let unit = dir.path().join("ppas-gateway.service");
     let bin = support::bin();
-    let patched = UNIT.replace("/usr/local/bin/ppas-gateway", bin.to_str().expect("utf-8 path"));
+    let patched = UNIT.replace("/usr/bin/ppas-gateway", bin.to_str().expect("utf-8 path"));
     assert_ne!(patched, UNIT);
     std::fs::write(&unit, patched).unwrap();
     let out = Command::new("systemd-analyze")

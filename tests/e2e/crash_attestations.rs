@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 use crate::pipeline_support::*;
 
@@ -127,8 +127,8 @@ fn sigkill_while_attestations_arrive_records_each_once() {
     let files = plan();
 
     let mut rng = StdRng::seed_from_u64(seed);
-    let kills = rng.gen_range(6..=10);
-    let drop_seed: u64 = rng.gen();
+    let kills = rng.random_range(6..=10);
+    let drop_seed: u64 = rng.random();
     let log = g.dir.path().join("serve.log");
     let spool = g.spool.clone();
     let drops: Vec<(String, String, String)> = files
@@ -143,15 +143,15 @@ fn sigkill_while_attestations_arrive_records_each_once() {
             let tmp = dir.join(format!("{name}.part"));
             std::fs::write(&tmp, &body).unwrap();
             std::fs::rename(&tmp, dir.join(&name)).unwrap();
-            if rng.gen_bool(0.8) {
-                std::thread::sleep(Duration::from_millis(rng.gen_range(20..200)));
+            if rng.random_bool(0.8) {
+                std::thread::sleep(Duration::from_millis(rng.random_range(20..200)));
             }
         }
     });
     let mut in_flight = 0;
     for _ in 0..kills {
         let mut d = Daemon::start(&g, &log);
-        std::thread::sleep(Duration::from_millis(rng.gen_range(30..600)));
+        std::thread::sleep(Duration::from_millis(rng.random_range(30..600)));
         d.child.kill().expect("SIGKILL");
         d.child.wait().expect("reap");
         let cut = g.count("SELECT COUNT(*) FROM received_files WHERE state != 'done'") > 0

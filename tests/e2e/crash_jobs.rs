@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 use crate::habitat::{expect, run_at};
 use crate::invoicing::{all, attest59, attest62, gw, invoice_files, DUE};
@@ -42,7 +42,7 @@ fn jobs_killed_at_random_moments_invoice_each_line_once_and_mail_each_relance_on
     let mut kills = 0;
     let started = Instant::now();
     for round in 0..12 {
-        let job = JOBS[rng.gen_range(0..JOBS.len())];
+        let job = JOBS[rng.random_range(0..JOBS.len())];
         let mut child = g
             .cmd()
             .env("PPAS_GATEWAY_NOW", DUE)
@@ -51,7 +51,7 @@ fn jobs_killed_at_random_moments_invoice_each_line_once_and_mail_each_relance_on
             .stderr(Stdio::null())
             .spawn()
             .expect("run a job");
-        let after = Duration::from_millis(rng.gen_range(0..120));
+        let after = Duration::from_millis(rng.random_range(0..120));
         let t = Instant::now();
         let mut finished = false;
         while t.elapsed() < after {

@@ -83,9 +83,7 @@ fn snapshot(g: &Gw) -> BTreeMap<String, Vec<u8>> {
 }
 
 fn assert_no_nir(logs: &str, what: &str) {
-    for nir in ALL_NIRS {
-        assert!(!logs.contains(nir), "NIR {nir} in clear in the logs of {what}:\n{logs}");
-    }
+    crate::support::assert_no_nir(logs, ALL_NIRS, &format!("the logs of {what}"));
 }
 
 // ---------------------------------------------------------------------------
