@@ -13,7 +13,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
@@ -105,7 +104,7 @@ pub fn run(ctx: &Ctx, json: bool) -> Result<Outcome> {
 
 /// Collects every figure of the status.
 pub fn gather(conn: &mut Connection, ctx: &Ctx) -> Result<Status> {
-    let inbound = inbound_counts(&crate::spool::Spool::new(&ctx.cfg.paths.spool).inbound())?;
+    let inbound = crate::spool::Spool::new(&ctx.cfg.paths.spool).inbound_counts()?;
     let tx = conn.transaction().context("cannot read the database")?;
     let count = |sql: &str| -> Result<i64> {
         tx.query_row(sql, [], |r| r.get(0))
@@ -204,41 +203,6 @@ fn paris(t: &str) -> String {
                 .to_string()
         })
         .unwrap_or_else(|_| t.to_string())
-}
-
-/// Regular files waiting in each `inbound/<provider>/` (a missing folder: none).
-fn inbound_counts(inbound: &Path) -> Result<BTreeMap<String, usize>> {
-    let mut counts = BTreeMap::new();
-    let providers = match std::fs::read_dir(inbound) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(counts),
-        Err(e) => return Err(e).with_context(|| format!("cannot list {}", inbound.display())),
-    };
-    for p in providers {
-        let p = p.with_context(|| format!("cannot list {}", inbound.display()))?;
-        let name = p.file_name().to_string_lossy().into_owned();
-        if crate::spool::is_temp_name(&name)
-            || !p
-                .file_type()
-                .with_context(|| format!("cannot stat {}", p.path().display()))?
-                .is_dir()
-        {
-            continue;
-        }
-        let dir = p.path();
-        let mut n = 0;
-        for f in std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
-            let f = f.with_context(|| format!("cannot list {}", dir.display()))?;
-            let file_type = f
-                .file_type()
-                .with_context(|| format!("cannot stat {}", f.path().display()))?;
-            if file_type.is_file() && !crate::spool::is_temp_name(&f.file_name().to_string_lossy()) {
-                n += 1;
-            }
-        }
-        counts.insert(name, n);
-    }
-    Ok(counts)
 }
 
 /// The screen an operator reads.

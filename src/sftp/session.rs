@@ -144,6 +144,7 @@ impl Connection {
             if r.locked {
                 tracing::warn!(peer = %self.peer, "too many failed SFTP logins: source locked");
             }
+            crate::metrics::global().sftp_auth_failure(method, r.locked);
             id = Some(r.id);
         }
         tracing::info!(peer = %self.peer, login, method, "SFTP login refused: {why}");

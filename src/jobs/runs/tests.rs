@@ -113,7 +113,9 @@ fn runs_by_hand_repeat_and_cover_the_occurrence_before_them() {
 fn a_failed_run_is_recorded_noted_and_its_occurrence_done() {
     let mut e = env();
     // A job that fails: invoicing finds no table of invoices.
-    e.conn.execute_batch("ALTER TABLE invoices RENAME TO invoices_elsewhere").unwrap();
+    e.conn
+        .execute_batch("ALTER TABLE invoices RENAME TO invoices_elsewhere")
+        .unwrap();
     let clock = at("2026-11-20T10:00:00+01:00");
     let key = RunKey::Occurrence(occ("2026-11-20T10:00"));
     let rec = execute(
@@ -128,7 +130,10 @@ fn a_failed_run_is_recorded_noted_and_its_occurrence_done() {
     .unwrap()
     .unwrap();
     assert_eq!(rec.outcome.as_deref(), Some("error"));
-    assert!(rec.summary.as_deref().unwrap().contains("no such table: invoices"), "{rec:?}");
+    assert!(
+        rec.summary.as_deref().unwrap().contains("no such table: invoices"),
+        "{rec:?}"
+    );
     assert_eq!(count(&e.conn, "SELECT COUNT(*) FROM errors WHERE worker = 'jobs'"), 1);
     let h: String = e
         .conn
