@@ -20,6 +20,7 @@ mod jobs;
 mod listing_beneficiaires;
 mod mail;
 mod mail_secrets;
+mod metrics;
 mod pipeline;
 mod pipeline_support;
 mod report;
