@@ -42,35 +42,56 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// unreachable (and a scrape leaves the queue gauges as they were).
 pub const DB_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A blocking read with a deadline, one at a time.
-#[derive(Clone, Default)]
-struct Bounded(Arc<AtomicBool>);
+/// Blocking reads with a deadline, one at a time: concurrent requests wait
+/// for each other (within the deadline), and a read that outlived its
+/// deadline is not started again until it ends.
+#[derive(Clone)]
+struct Bounded {
+    turn: Arc<tokio::sync::Mutex<()>>,
+    running: Arc<AtomicBool>,
+    deadline: Duration,
+}
 
 impl Bounded {
-    /// Runs `f` on a blocking thread; `Err` with the reason when the
-    /// previous run is still going, `f` panicked, or the deadline passed.
+    fn new(deadline: Duration) -> Bounded {
+        Bounded {
+            turn: Arc::default(),
+            running: Arc::default(),
+            deadline,
+        }
+    }
+
+    /// Runs `f` on a blocking thread; `Err` with the reason (French) when
+    /// it fails, panics or misses the deadline, or when an earlier read
+    /// that missed it is still going.
     async fn run<T: Send + 'static>(
         &self,
         what: &str,
         f: impl FnOnce() -> Result<T> + Send + 'static,
     ) -> Result<T, String> {
-        if self.0.swap(true, Ordering::SeqCst) {
-            return Err(format!("{what} : la lecture précédente n'a pas encore répondu"));
+        let late = || format!("{what} : pas de réponse en {} ms", self.deadline.as_millis());
+        let started = tokio::time::Instant::now();
+        let Ok(_turn) = tokio::time::timeout(self.deadline, self.turn.lock()).await else {
+            return Err(late());
+        };
+        if self.running.load(Ordering::SeqCst) {
+            return Err(format!("{what} : une lecture précédente n'a toujours pas répondu"));
         }
-        let flag = self.0.clone();
+        self.running.store(true, Ordering::SeqCst);
+        let running = self.running.clone();
         let task = tokio::task::spawn_blocking(move || {
             let r = f();
-            flag.store(false, Ordering::SeqCst);
+            running.store(false, Ordering::SeqCst);
             r
         });
-        match tokio::time::timeout(DB_TIMEOUT, task).await {
+        match tokio::time::timeout_at(started + self.deadline, task).await {
             Ok(Ok(Ok(v))) => Ok(v),
             Ok(Ok(Err(e))) => Err(format!("{what} : {e:#}")),
             Ok(Err(e)) => {
-                self.0.store(false, Ordering::SeqCst);
+                self.running.store(false, Ordering::SeqCst);
                 Err(format!("{what} : erreur interne ({e})"))
             }
-            Err(_) => Err(format!("{what} : pas de réponse en {} s", DB_TIMEOUT.as_secs())),
+            Err(_) => Err(late()),
         }
     }
 }
@@ -93,7 +114,7 @@ impl Health {
             progress,
             stall,
             database,
-            probe: Bounded::default(),
+            probe: Bounded::new(DB_TIMEOUT),
         }
     }
 
@@ -171,7 +192,7 @@ impl Server {
             metrics,
             health,
             cfg,
-            scrape: Bounded::default(),
+            scrape: Bounded::new(DB_TIMEOUT),
             healthy: AtomicBool::new(true),
         });
         let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
@@ -312,26 +333,55 @@ mod tests {
     }
 
     #[test]
-    fn a_read_still_running_is_not_started_again() {
+    fn concurrent_reads_wait_their_turn_and_a_late_one_is_not_started_again() {
         rt().block_on(async {
-            let b = Bounded::default();
+            let b = Bounded::new(Duration::from_secs(30));
             let (tx, rx) = std::sync::mpsc::channel::<()>();
-            // The first read is in flight (its flag set) until it is let go.
-            let slow = tokio::spawn({
+            let first = tokio::spawn({
                 let b = b.clone();
                 async move {
                     b.run("lecture", move || {
                         let _ = rx.recv();
-                        Ok(())
+                        Ok(1)
                     })
                     .await
                 }
             });
+            let second = tokio::spawn({
+                let b = b.clone();
+                async move { b.run("lecture", || Ok(2)).await }
+            });
             tokio::task::yield_now().await;
-            let again = b.run("lecture", || Ok(())).await;
-            assert!(again.unwrap_err().contains("n'a pas encore répondu"));
             tx.send(()).unwrap();
-            assert_eq!(slow.await.unwrap(), Ok(()));
+            assert_eq!((first.await.unwrap(), second.await.unwrap()), (Ok(1), Ok(2)));
+
+            // A read that misses its deadline: the next one is refused
+            // without being run, until the late one ends.
+            let b = Bounded::new(Duration::from_millis(20));
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let late = b
+                .run("lecture", move || {
+                    let _ = rx.recv();
+                    Ok(())
+                })
+                .await;
+            assert!(late.unwrap_err().contains("pas de réponse en 20 ms"));
+            let ran = Arc::new(AtomicBool::new(false));
+            let r = ran.clone();
+            let refused = b
+                .run("lecture", move || {
+                    r.store(true, Ordering::SeqCst);
+                    Ok(())
+                })
+                .await;
+            assert!(refused.unwrap_err().contains("n'a toujours pas répondu"));
+            assert!(!ran.load(Ordering::SeqCst));
+            tx.send(()).unwrap();
+            let t = std::time::Instant::now();
+            while b.running.load(Ordering::SeqCst) {
+                assert!(t.elapsed() < Duration::from_secs(10), "the late read never ended");
+                tokio::task::yield_now().await;
+            }
             assert_eq!(b.run("lecture", || Ok(7)).await, Ok(7));
         });
     }
