@@ -34,6 +34,7 @@ pub struct Config {
     pub retention: Retention,
     pub jobs: Jobs,
     pub log: Log,
+    pub metrics: Metrics,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -369,6 +370,40 @@ impl Default for Log {
     }
 }
 
+/// The Prometheus `/metrics` and `/healthz` endpoint of `serve`
+/// ([`crate::metrics`]). Off unless `listen` is set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// Address:port the HTTP endpoint listens on (`127.0.0.1:9187`); absent:
+    /// no endpoint.
+    pub listen: Option<String>,
+    /// Allow a `listen` address other than loopback. The endpoint has no
+    /// authentication and tells the state of the exchanges (volumes, error
+    /// rates, queue depths): exposing it beyond the host is a decision.
+    pub allow_remote: bool,
+}
+
+impl Metrics {
+    /// The address to listen on, when the endpoint is on; an address that
+    /// is not loopback is refused unless `allow_remote`.
+    pub fn address(&self) -> Result<Option<SocketAddr>> {
+        let Some(listen) = &self.listen else {
+            return Ok(None);
+        };
+        let addr = listen
+            .parse::<SocketAddr>()
+            .with_context(|| format!("[metrics] listen: {listen:?} is not an address:port"))?;
+        if !addr.ip().is_loopback() && !self.allow_remote {
+            bail!(
+                "[metrics] listen: {listen} is not a loopback address; the endpoint has no authentication \
+                 and tells the state of the exchanges: set allow_remote = true to expose it anyway"
+            );
+        }
+        Ok(Some(addr))
+    }
+}
+
 impl Config {
     /// Reads and validates the configuration. A missing file is only
     /// tolerated at the default path (the embedded default then applies).
@@ -488,6 +523,7 @@ impl Config {
             }
         }
         crate::jobs::Schedules::from_config(&self.jobs)?;
+        self.metrics.address()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .with_context(|| format!("[log] level: {:?}", self.log.level))?;
         Ok(())
@@ -566,6 +602,21 @@ mod tests {
         assert!(format!("{e:#}").contains("mail"), "{e:#}");
         let again = Config::parse(&c.to_toml()).unwrap();
         assert_eq!(again.jobs, c.jobs);
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_loopback_unless_allowed() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.metrics.address().unwrap(), None);
+        let c = Config::parse("[metrics]\nlisten = \"127.0.0.1:9187\"\n").unwrap();
+        assert_eq!(c.metrics.address().unwrap(), Some("127.0.0.1:9187".parse().unwrap()));
+        assert!(Config::parse("[metrics]\nlisten = \"[::1]:9187\"\n").is_ok());
+        let e = Config::parse("[metrics]\nlisten = \"0.0.0.0:9187\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("allow_remote"), "{e:#}");
+        let e = Config::parse("[metrics]\nlisten = \"localhost\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("[metrics] listen"), "{e:#}");
+        let c = Config::parse("[metrics]\nlisten = \"0.0.0.0:9187\"\nallow_remote = true\n").unwrap();
+        assert_eq!(Config::parse(&c.to_toml()).unwrap().metrics, c.metrics);
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //! - [`history`], [`mail`]: the exchange history and the mail queue,
 //!   written in the same transaction as what they record.
 //! - [`sftp`]: the embedded SFTP server (providers' `/in` and `/out`).
+//! - [`metrics`]: the Prometheus metrics and the `/metrics` and `/healthz`
+//!   endpoint of `serve`.
 //! - [`cli`]: the `ppas-gateway` command line.
 //!
 //! See `ARCHITECTURE.md` for the bird's-eye view and the invariants.
@@ -39,6 +41,7 @@ pub mod jobs;
 pub mod listing;
 pub mod logging;
 pub mod mail;
+pub mod metrics;
 pub mod outbound;
 pub mod outbox;
 pub mod pipeline;

@@ -13,9 +13,10 @@
 //! mail/                        .eml files when no relay is configured
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::fsutil;
 
@@ -101,6 +102,42 @@ impl Spool {
     /// Absolute (or working-directory relative) path of a spool-relative one.
     pub fn abs(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
+    }
+
+    /// Regular files waiting in each `inbound/<provider>/`, temporary names
+    /// excluded (a missing folder, or one removed while listed: none).
+    pub fn inbound_counts(&self) -> Result<BTreeMap<String, usize>> {
+        let inbound = self.inbound();
+        let mut counts = BTreeMap::new();
+        let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+        let providers = match std::fs::read_dir(&inbound) {
+            Ok(d) => d,
+            Err(e) if gone(&e) => return Ok(counts),
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", inbound.display())),
+        };
+        for p in providers {
+            let p = p.with_context(|| format!("cannot list {}", inbound.display()))?;
+            let name = p.file_name().to_string_lossy().into_owned();
+            if is_temp_name(&name) || !p.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let dir = p.path();
+            let files = match std::fs::read_dir(&dir) {
+                Ok(d) => d,
+                Err(e) if gone(&e) => continue,
+                Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+            };
+            let mut n = 0;
+            for f in files {
+                let f = f.with_context(|| format!("cannot list {}", dir.display()))?;
+                // A file taken while listed is simply not counted.
+                if f.file_type().is_ok_and(|t| t.is_file()) && !is_temp_name(&f.file_name().to_string_lossy()) {
+                    n += 1;
+                }
+            }
+            counts.insert(name, n);
+        }
+        Ok(counts)
     }
 
     /// The spool-relative form of a path under the spool.

@@ -5,15 +5,16 @@
 //! flight, the outputs owed but not yet written, the mail queue, the last
 //! files processed and the last errors, the database path and schema
 //! version, whether a daemon is processing this spool, the quarantined
-//! files and the e-mails that failed, each with its error, and every job
-//! with its schedule, last run and next occurrence. Everything is
+//! files and the e-mails that failed, each with its error, the files
+//! decided over the last 24 hours by kind and verdict, and every job
+//! with its schedule, last run and next occurrence (the numbers of
+//! `/metrics`, read the same way). Everything is
 //! read in one read transaction so the counts agree with each other. A
 //! missing database is an error saying where it was looked for: `status`
 //! never creates state.
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
@@ -57,12 +58,23 @@ pub struct Status {
     pub mail_failures: Vec<crate::mail::queue::Failure>,
     /// Files that failed again and again (`ppas-gateway retry` puts them back).
     pub quarantined: Vec<QuarantineLine>,
+    /// Files decided in the 24 hours before now, per kind (both kinds
+    /// always listed).
+    pub last_24h: Vec<DecidedCounts>,
     pub last_files: Vec<FileLine>,
     pub last_errors: Vec<ErrorLine>,
     /// Every job (`ppas-gateway run JOB` names): its schedule (a cron
     /// expression in Europe/Paris time, or how it runs without one), its
     /// last run (times in Paris time) and its next occurrence.
     pub jobs: Vec<crate::jobs::runs::JobStatus>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct DecidedCounts {
+    pub kind: String,
+    pub accepted: i64,
+    pub partial: i64,
+    pub rejected: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -109,7 +121,7 @@ pub fn run(ctx: &Ctx, json: bool) -> Result<Outcome> {
 
 /// Collects every figure of the status.
 pub fn gather(conn: &mut Connection, ctx: &Ctx) -> Result<Status> {
-    let inbound = inbound_counts(&crate::spool::Spool::new(&ctx.cfg.paths.spool).inbound())?;
+    let inbound = crate::spool::Spool::new(&ctx.cfg.paths.spool).inbound_counts()?;
     let tx = conn.transaction().context("cannot read the database")?;
     let count = |sql: &str| -> Result<i64> {
         tx.query_row(sql, [], |r| r.get(0))
@@ -135,6 +147,8 @@ pub fn gather(conn: &mut Connection, ctx: &Ctx) -> Result<Status> {
     let outputs_owed = count("SELECT COUNT(*) FROM outputs WHERE done_at IS NULL")?;
     let mail = crate::mail::queue::status(&tx, &ctx.cfg, ctx.clock.now()).context("cannot read the mail queue")?;
 
+    let since = crate::pipeline::rfc3339(ctx.clock.now() - chrono::Duration::hours(24));
+    let last_24h = decided_since(&tx, &since)?;
     let mut stmt = tx.prepare(
         "SELECT decided_at, provider, name, verdict, lines, accepted_lines FROM received_files
          WHERE decided_at IS NOT NULL ORDER BY decided_at DESC, id DESC LIMIT ?1",
@@ -193,10 +207,46 @@ pub fn gather(conn: &mut Connection, ctx: &Ctx) -> Result<Status> {
         mail_next_attempt_at: mail.next_attempt_at.as_deref().map(paris),
         mail_failures: mail.failed_messages,
         quarantined,
+        last_24h,
         last_files,
         last_errors,
         jobs,
     })
+}
+
+/// Files decided at `since` (RFC 3339, UTC) or later, by kind and verdict.
+fn decided_since(conn: &Connection, since: &str) -> Result<Vec<DecidedCounts>> {
+    let mut out: Vec<DecidedCounts> = [
+        crate::anomaly::FileKind::Billing,
+        crate::anomaly::FileKind::Attestations,
+    ]
+    .into_iter()
+    .map(|k| DecidedCounts {
+        kind: k.as_str().to_string(),
+        ..Default::default()
+    })
+    .collect();
+    let mut stmt = conn.prepare(
+        "SELECT kind, verdict, COUNT(*) FROM received_files
+         WHERE decided_at >= ?1 AND verdict IS NOT NULL GROUP BY kind, verdict",
+    )?;
+    let rows = stmt
+        .query_map([since], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .context("cannot count the files decided over the last 24 hours")?;
+    for (kind, verdict, n) in rows {
+        let Some(c) = out.iter_mut().find(|c| c.kind == kind) else {
+            continue;
+        };
+        match verdict.as_str() {
+            "accepted" => c.accepted += n,
+            "partial" => c.partial += n,
+            _ => c.rejected += n,
+        }
+    }
+    Ok(out)
 }
 
 /// A stored RFC 3339 instant shown in Europe/Paris; anything else as stored.
@@ -209,41 +259,6 @@ fn paris(t: &str) -> String {
                 .to_string()
         })
         .unwrap_or_else(|_| t.to_string())
-}
-
-/// Regular files waiting in each `inbound/<provider>/` (a missing folder: none).
-fn inbound_counts(inbound: &Path) -> Result<BTreeMap<String, usize>> {
-    let mut counts = BTreeMap::new();
-    let providers = match std::fs::read_dir(inbound) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(counts),
-        Err(e) => return Err(e).with_context(|| format!("cannot list {}", inbound.display())),
-    };
-    for p in providers {
-        let p = p.with_context(|| format!("cannot list {}", inbound.display()))?;
-        let name = p.file_name().to_string_lossy().into_owned();
-        if crate::spool::is_temp_name(&name)
-            || !p
-                .file_type()
-                .with_context(|| format!("cannot stat {}", p.path().display()))?
-                .is_dir()
-        {
-            continue;
-        }
-        let dir = p.path();
-        let mut n = 0;
-        for f in std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
-            let f = f.with_context(|| format!("cannot list {}", dir.display()))?;
-            let file_type = f
-                .file_type()
-                .with_context(|| format!("cannot stat {}", f.path().display()))?;
-            if file_type.is_file() && !crate::spool::is_temp_name(&f.file_name().to_string_lossy()) {
-                n += 1;
-            }
-        }
-        counts.insert(name, n);
-    }
-    Ok(counts)
 }
 
 /// The screen an operator reads.
@@ -331,6 +346,17 @@ pub fn write_human(out: &mut impl Write, s: &Status) -> std::io::Result<()> {
             clean(q.last_error.as_deref().unwrap_or("-"))
         )?;
     }
+    let day: Vec<String> = s
+        .last_24h
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} accepted, {} partial, {} rejected",
+                c.kind, c.accepted, c.partial, c.rejected
+            )
+        })
+        .collect();
+    writeln!(out, "last 24 hours   {}", day.join("; "))?;
     writeln!(out, "last files processed")?;
     if s.last_files.is_empty() {
         writeln!(out, "  (none)")?;

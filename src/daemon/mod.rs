@@ -16,7 +16,15 @@
 //!   missed while stopped, and the runs a stop interrupted, once);
 //! - the **watchdog** ([`watchdog`]): WATCHDOG pings to systemd while the
 //!   processor is idle or making progress, so a long backlog never gets the
-//!   daemon killed and a stuck processor does.
+//!   daemon killed and a stuck processor does;
+//! - the **status line** ([`status_line`]): the queue in systemd's
+//!   `STATUS=`, when it changes, at most once a second;
+//! - the **metrics endpoint** ([`crate::metrics::server`]), when `[metrics]
+//!   listen` is set: `/metrics` and `/healthz`, whose processor check is
+//!   the watchdog's.
+//!
+//! READY is sent once every phase is through (the recovery is under way in
+//! the processor by then: a long backlog is work, fed to the watchdog).
 //!
 //! SIGTERM/SIGINT stop it cleanly: no new file is taken, the file in hand is
 //! finished (a file in flight is never left half-decided: see
@@ -46,6 +54,7 @@ mod processor;
 pub mod reload;
 pub mod scheduler;
 mod sftp_glue;
+pub mod status_line;
 pub mod watchdog;
 
 /// Work for the processor thread.
@@ -142,6 +151,7 @@ async fn run(config_path: Option<PathBuf>, cfg: Config, clock: Clock, mut pipeli
     }
     // Fed from now on: the recovery of a long backlog is work, not a hang.
     let watchdog = watchdog::spawn(pipeline.progress.clone(), shutdown_rx.clone());
+    let progress = pipeline.progress.clone();
     let arriving: Arriving = Arc::default();
     let processor = std::thread::Builder::new()
         .name("processor".into())
@@ -153,7 +163,7 @@ async fn run(config_path: Option<PathBuf>, cfg: Config, clock: Clock, mut pipeli
         })
         .context("cannot start the processor")?;
 
-    tracing::info!("phase 3/4: drop-folder watch, mail, SFTP, scheduler");
+    tracing::info!("phase 3/4: drop-folder watch, mail, SFTP, scheduler, metrics");
     let spool = crate::spool::Spool::new(&cfg.paths.spool);
     let _watcher = if cfg.intake.watch {
         let tx = work_tx.clone();
@@ -203,6 +213,27 @@ async fn run(config_path: Option<PathBuf>, cfg: Config, clock: Clock, mut pipeli
     };
     let (sftp, sftp_reload) = sftp.unzip();
     let scheduler = scheduler::spawn(cfg.paths.database.clone(), schedules, clock, work_tx.clone(), sched_rx)?;
+    let metrics = match cfg.metrics.address()? {
+        Some(addr) => {
+            let server = crate::metrics::server::Server::bind(addr).await?;
+            // The watchdog's rule: a busy processor without progress that long is stuck.
+            let stall = watchdog::stall_limit(sd_notify::watchdog_enabled().unwrap_or_default());
+            let health = crate::metrics::server::Health::new(progress, stall, cfg.paths.database.clone());
+            tracing::info!(
+                stall_secs = stall.as_secs(),
+                "metrics endpoint listening on {} (GET /metrics, GET /healthz)",
+                server.local_addr()
+            );
+            Some(tokio::spawn(server.run(
+                crate::metrics::global(),
+                health,
+                mail_cfg_tx.subscribe(),
+                shutdown_rx.clone(),
+            )))
+        }
+        None => None,
+    };
+    let status_cfg = mail_cfg_tx.subscribe();
     let mut reloaders = reload::Reloaders {
         running: cfg.clone(),
         processor: work_tx.clone(),
@@ -212,6 +243,8 @@ async fn run(config_path: Option<PathBuf>, cfg: Config, clock: Clock, mut pipeli
 
     tracing::info!("phase 4/4: ready");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("prêt")]);
+    // From now on the status line tells the queue.
+    let status_line = status_line::spawn(status_cfg, shutdown_rx.clone());
 
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
@@ -265,8 +298,8 @@ async fn run(config_path: Option<PathBuf>, cfg: Config, clock: Clock, mut pipeli
             tracing::warn!("SFTP server did not stop in time");
         }
     }
-    if let Some(w) = watchdog {
-        w.abort();
+    for task in [watchdog, metrics, status_line].into_iter().flatten() {
+        task.abort();
     }
     Ok(())
 }

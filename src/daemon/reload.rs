@@ -70,7 +70,7 @@ impl Reloaders {
 
 /// Keys a running daemon cannot change: they name what it has opened or
 /// bound at start (folders, the database, the listening socket, the host
-/// key, the watcher, the log format).
+/// key, the watcher, the log format, the metrics endpoint).
 pub const RESTART_KEYS: &[&str] = &[
     "paths.spool",
     "paths.database",
@@ -79,6 +79,8 @@ pub const RESTART_KEYS: &[&str] = &[
     "sftp.host_key",
     "intake.watch",
     "log.format",
+    "metrics.listen",
+    "metrics.allow_remote",
 ];
 
 /// The keys whose values differ between two configurations, as

@@ -156,6 +156,7 @@ pub fn execute(
         b.beat();
     }
     let rec = finish(conn, clock.now(), id, job, &outcome)?;
+    crate::metrics::global().job_run(job, outcome.is_ok());
     match &outcome {
         Ok(summary) => tracing::info!(
             job = job.as_str(),

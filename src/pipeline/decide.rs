@@ -155,10 +155,21 @@ pub fn validate_path(
     Ok(v)
 }
 
+/// What [`decide`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    /// The file's kind when this call decided it (`None`: already decided).
+    pub kind: Option<FileKind>,
+}
+
 /// Decides received file `f` (no-op when already decided) and returns its verdict.
-pub fn decide(p: &mut Pipeline, f: &ReceivedFile) -> Result<Verdict> {
+pub fn decide(p: &mut Pipeline, f: &ReceivedFile) -> Result<Decision> {
     if f.state != FileState::Received {
-        return Ok(f.verdict.unwrap_or(Verdict::Rejected));
+        return Ok(Decision {
+            verdict: f.verdict.unwrap_or(Verdict::Rejected),
+            kind: None,
+        });
     }
     crate::fault::hit("decide", &f.name);
     let now = p.clock.now();
@@ -186,6 +197,8 @@ pub fn decide(p: &mut Pipeline, f: &ReceivedFile) -> Result<Verdict> {
     record_decision(&tx, f, kind, &d, now)?;
     tx.commit()?;
     let v = &d.v;
+    let codes: Vec<Code> = v.anomalies.iter().map(|a| a.code).collect();
+    crate::metrics::global().file_decided(kind, v.verdict, &codes, v.lines.into(), v.accepted_lines.into());
     tracing::info!(
         event = "file.processed",
         id = f.id,
@@ -198,7 +211,10 @@ pub fn decide(p: &mut Pipeline, f: &ReceivedFile) -> Result<Verdict> {
         anomalies = v.anomalies.len(),
         "file decided"
     );
-    Ok(v.verdict)
+    Ok(Decision {
+        verdict: v.verdict,
+        kind: Some(kind),
+    })
 }
 
 /// Records the decision of `f`, the same way for every kind: verdict,

@@ -48,11 +48,11 @@ use crate::intake::{Readiness, Settle};
 use crate::spool::{is_safe_component, is_temp_name, Spool};
 
 pub use caisse::import_drops as import_caisse_drops;
-pub use decide::{decide, kind_of, validate_path, Validated};
+pub use decide::{decide, kind_of, validate_path, Decision, Validated};
 pub use progress::Progress;
 pub use publish::publish;
 pub use quarantine::Attempt;
-pub use received::{FileState, OutputKind, ReceivedFile};
+pub use received::{FileKind, FileState, OutputKind, ReceivedFile};
 
 /// How a file came in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,6 +307,9 @@ impl Pipeline {
             size,
             "file received"
         );
+        // Counted once recorded; the kind is its root element's (what the
+        // decision will read; an unreadable file is read as billing).
+        crate::metrics::global().file_received(decide::kind_of(work).unwrap_or(FileKind::Billing), channel);
         Ok(id)
     }
 
@@ -324,12 +327,17 @@ impl Pipeline {
     fn finish(&mut self, id: i64) -> Result<Verdict> {
         let f = ReceivedFile::get(&self.conn, id)?;
         self.progress.beat();
-        let verdict = decide(self, &f)?;
+        let started = std::time::Instant::now();
+        let decided = decide(self, &f)?;
         // The decision's pages are copied into the database while the outputs are written.
         self.checkpointer.request();
         publish(self, id)?;
         self.progress.beat();
-        Ok(verdict)
+        if let Some(kind) = decided.kind {
+            // Decided and finished here: the processing time of the file.
+            crate::metrics::global().file_processed(kind, started.elapsed());
+        }
+        Ok(decided.verdict)
     }
 
     /// One pass: recovery, the caisse's reference data, then every waiting

@@ -139,6 +139,7 @@ impl Shared {
             return None;
         }
         *n += 1;
+        crate::metrics::global().sftp_session_opened();
         Some(UserSlot {
             shared: self.clone(),
             login: login.to_string(),
@@ -198,6 +199,7 @@ pub(crate) struct UserSlot {
 
 impl Drop for UserSlot {
     fn drop(&mut self) {
+        crate::metrics::global().sftp_session_closed();
         let mut m = self.shared.per_user.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = m.get_mut(&self.login) {
             *n = n.saturating_sub(1);

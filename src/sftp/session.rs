@@ -149,6 +149,7 @@ impl Connection {
                     "too many failed SFTP logins: source locked"
                 );
             }
+            crate::metrics::global().sftp_auth_failure(method, r.locked);
             id = Some(r.id);
         }
         tracing::info!(event = "sftp.login", outcome = "failed", peer = %self.peer, login, method, reason = why, "SFTP login refused: {why}");

@@ -26,6 +26,7 @@ mod logs;
 mod mail;
 mod mail_restart;
 mod mail_secrets;
+mod metrics;
 mod pipeline;
 mod pipeline_support;
 mod report;

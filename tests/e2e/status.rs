@@ -152,6 +152,14 @@ fn fill(g: &Gateway) {
             Some(&format!("2026-11-01T07:0{minute}:00Z")),
         );
     }
+    for (name, at) in [
+        ("att-in.xml", "2026-11-01T09:00:00Z"),
+        ("att-out.xml", "2026-11-01T08:59:59Z"),
+    ] {
+        let id = file(&c, "ergo62", name, "done", Some("accepted"), Some(at));
+        c.execute("UPDATE received_files SET kind = 'attestations' WHERE id = ?1", [id])
+            .unwrap();
+    }
     let f = file(
         &c,
         "saad21",
@@ -223,6 +231,14 @@ fn counts_match_the_spool_and_the_database() {
     assert_eq!(v["mail_pending"], 2, "unsent, fewer than 3 attempts");
     assert_eq!(v["mail_failed"], 2, "unsent, 3 attempts or more");
     assert_eq!(v["mail_next_attempt_at"], "2026-11-02 09:00:00");
+    assert_eq!(
+        v["last_24h"],
+        serde_json::json!([
+            {"kind": "billing", "accepted": 0, "partial": 1, "rejected": 1},
+            {"kind": "attestations", "accepted": 1, "partial": 0, "rejected": 0}
+        ]),
+        "decided since 2026-11-01 09:00 UTC (the clock is 2026-11-02 09:00 UTC)"
+    );
 
     let files: Vec<(&str, &str)> = v["last_files"]
         .as_array()
@@ -235,9 +251,9 @@ fn counts_match_the_spool_and_the_database() {
         [
             ("decided2.xml", "rejected"),
             ("decided.xml", "partial"),
-            ("done1.xml", "accepted"),
-            ("done3.xml", "accepted"),
-            ("done4.xml", "accepted")
+            ("att-in.xml", "accepted"),
+            ("att-out.xml", "accepted"),
+            ("done1.xml", "accepted")
         ],
         "the 5 most recently decided, newest first"
     );
@@ -262,6 +278,7 @@ fn counts_match_the_spool_and_the_database() {
         "in flight       4 (1 received, 3 decided)",
         "outputs owed    3",
         "mail            2 pending, 2 failed (next attempt 2026-11-02 09:00:00)",
+        "last 24 hours   billing 0 accepted, 1 partial, 1 rejected; attestations 1 accepted, 0 partial, 0 rejected\n",
         "  2026-11-02 09:11:00  rejected  saad21/decided2.xml  (2/3 lines accepted)",
         "  2026-11-02 08:00:00  intake: erreur 7 [2J",
     ] {
