@@ -15,6 +15,7 @@ mod config;
 mod crash;
 mod crash_attestations;
 mod crash_jobs;
+mod faults;
 mod habitat;
 mod history;
 mod import;
