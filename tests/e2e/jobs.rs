@@ -406,3 +406,57 @@ fn sighup_takes_a_new_schedule() {
         text(&out.stderr)
     );
 }
+
+/// A daily 02:30 across both clock changes of 2026, the daemon restarted
+/// around each: on 29 March 02:30 does not exist and the occurrence runs
+/// once, at the first instant after the gap; on 25 October 02:30 comes
+/// twice and the occurrence runs once, whichever pass the daemon sees.
+#[test]
+fn a_daily_0230_runs_once_on_each_dst_sunday_across_restarts() {
+    // The purge itself, kept from removing its own earlier runs (6 months
+    // apart here) by keeping the history for ever.
+    let g = gw(
+        "invoice_threshold = \"\"\ninvoice_weekly = \"\"\nrelances = \"\"\nbordereaux = \"\"\n\
+                purge = \"30 2 * * *\"\n[retention]\nhistory_months = 0\n",
+    );
+    let log = g.dir.path().join("serve.log");
+    // Starts the daemon at `now`, waits until the scheduler has handed
+    // what is due at start and `n` runs of purge are finished, stops it.
+    let start = |now: &str, n: usize| {
+        let from = std::fs::read_to_string(&log).map(|l| l.len()).unwrap_or(0);
+        let d = serve_at(&g, now, &log, None);
+        wait_for(Duration::from_secs(20), "the scheduler's start", || {
+            log_since(&log, from).contains("occurrences due at start handed to the processor")
+        });
+        wait_runs(&g, "purge", n);
+        assert_eq!(d.terminate().0, Some(0));
+    };
+    // Saturday 28 March: the schedule is taken up.
+    start("2026-03-28T12:00:00+01:00", 0);
+    assert!(runs(&g, "purge").is_empty());
+    // Sunday 29 March, 01:59 (winter time): not yet due.
+    start("2026-03-29T01:59:00+01:00", 0);
+    assert!(runs(&g, "purge").is_empty());
+    // 03:05 summer time, just after the gap: the 02:30 occurrence, once.
+    start("2026-03-29T03:05:00+02:00", 1);
+    assert_eq!(runs(&g, "purge")[0][0], "2026-03-29T02:30");
+    start("2026-03-29T03:40:00+02:00", 1);
+    assert_eq!(runs(&g, "purge").len(), 1, "not twice");
+
+    // Sunday 25 October: 02:40 in summer time (first pass) runs it...
+    start("2026-10-25T02:40:00+02:00", 2);
+    assert_eq!(runs(&g, "purge").len(), 2);
+    assert_eq!(runs(&g, "purge")[1][0], "2026-10-25T02:30");
+    // ... and 02:40 again, in winter time (second pass), finds it done.
+    start("2026-10-25T02:40:00+01:00", 2);
+    start("2026-10-25T09:00:00+01:00", 2);
+    assert_eq!(runs(&g, "purge").len(), 2, "the repeated hour runs nothing twice");
+    // Monday: Monday's occurrence, once.
+    start("2026-10-26T02:31:00+01:00", 3);
+    assert_eq!(runs(&g, "purge").len(), 3);
+    assert!(
+        runs(&g, "purge").iter().all(|r| r[2] == "ok"),
+        "{:?}",
+        runs(&g, "purge")
+    );
+}
