@@ -11,6 +11,8 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use chrono::{TimeZone, Utc};
 use libfuzzer_sys::fuzz_target;
@@ -53,20 +55,46 @@ fn digest(conn: &Connection) -> Vec<(String, usize, u64)> {
         .collect()
 }
 
+/// A database with the schema and the seed providers, made once: each input
+/// starts from a copy of it (making the schema for every input would spend
+/// most of the time in migrations).
+fn template() -> &'static (tempfile::TempDir, PathBuf) {
+    static T: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    T.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let (cfg, now) = (config(dir.path()), now());
+        let path = cfg.paths.database.clone();
+        let mut conn = ppas_gateway::store::open(&path).expect("the schema");
+        import_file(&mut conn, &cfg, Kind::Providers, "providers.csv", PROVIDERS, now).expect("the seed providers");
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").expect("checkpoint");
+        drop(conn);
+        (dir, path)
+    })
+}
+
+fn config(root: &Path) -> Config {
+    let mut cfg = Config::default();
+    cfg.paths.spool = root.join("spool");
+    cfg.paths.database = root.join("spool/state/gateway.db");
+    cfg
+}
+
+fn now() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).single().expect("an instant")
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&k, bytes)) = data.split_first() else {
         return;
     };
     let kind = KINDS[k as usize % KINDS.len()];
     let dir = tempfile::tempdir().expect("a temporary folder");
-    let mut cfg = Config::default();
-    cfg.paths.spool = dir.path().join("spool");
-    cfg.paths.database = dir.path().join("spool/state/gateway.db");
-    let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).single().expect("an instant");
-    let mut conn = ppas_gateway::store::open_in_memory().expect("the schema");
-    import_file(&mut conn, &cfg, Kind::Providers, "providers.csv", PROVIDERS, now).expect("the seed providers");
+    let cfg = config(dir.path());
+    std::fs::create_dir_all(cfg.paths.database.parent().expect("a folder")).expect("state folder");
+    std::fs::copy(&template().1, &cfg.paths.database).expect("a copy of the template");
+    let mut conn = ppas_gateway::store::open(&cfg.paths.database).expect("the copy opens");
     let before = digest(&conn);
-    match import_file(&mut conn, &cfg, kind, "fuzz.csv", bytes, now) {
+    match import_file(&mut conn, &cfg, kind, "fuzz.csv", bytes, now()) {
         Ok(summary) => {
             assert_eq!(summary.kind, kind);
             assert!(summary.new + summary.updated <= summary.rows, "{summary:?}");
