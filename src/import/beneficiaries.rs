@@ -15,8 +15,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::fields;
 use super::table::{self, Row, RowError};
-use super::{single, Ctx, ImportError, ImportSummary};
-use crate::history::{self, Entry};
+use super::{single, Ctx, ImportError, ImportSummary, Scope};
 use crate::store::reference::to_hundredths;
 
 const COLUMNS: &[&str] = &[
@@ -233,18 +232,11 @@ fn apply(
     for p in listed {
         crate::habitat::mark_listing(tx, p, crate::habitat::Listing::Beneficiaires)?;
     }
-    history::record(
-        tx,
-        ctx.now,
-        &Entry {
-            kind: "import",
-            application: "aide-a-domicile",
-            interface: "referentiel",
-            id_cram: single(recs.iter().map(|r| r.id_cram.as_str())),
-            provider: single(providers.into_iter()),
-            comment: ctx.comment(&summary),
-            ..Default::default()
-        },
-    )?;
+    let scope = Scope {
+        id_cram: single(recs.iter().map(|r| r.id_cram.as_str())),
+        provider: single(providers.into_iter()),
+        convention: None,
+    };
+    ctx.record(tx, &summary, "aide-a-domicile", "referentiel", scope)?;
     Ok(summary)
 }

@@ -19,9 +19,8 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{fields, Ctx, ImportError, ImportSummary, Kind};
+use super::{fields, Ctx, ImportError, ImportSummary, Kind, Scope};
 use crate::habitat::{self, Listing, Order, OrderState};
-use crate::history::{self, Entry};
 
 /// A PDF ends with `%%EOF`, possibly followed by a line end or some bytes
 /// of padding: readers look for it within the last 1024 bytes.
@@ -218,20 +217,12 @@ pub(super) fn import(tx: &Connection, ctx: &Ctx<'_>) -> Result<ImportSummary, Im
         updated: 0,
         note: Some(note),
     };
-    history::record(
-        tx,
-        ctx.now,
-        &Entry {
-            kind: "import",
-            application: "habitat",
-            interface: "documents",
-            id_cram: Some(&order.id_cram),
-            provider: Some(&order.provider),
-            convention: Some(&order.code_convention),
-            comment: ctx.comment(&summary),
-            ..Default::default()
-        },
-    )?;
+    let scope = Scope {
+        id_cram: Some(&order.id_cram),
+        provider: Some(&order.provider),
+        convention: Some(&order.code_convention),
+    };
+    ctx.record(tx, &summary, "habitat", "documents", scope)?;
     Ok(summary)
 }
 

@@ -271,6 +271,52 @@ impl Ctx<'_> {
         let digest = self.sha256();
         format!("import {} {}: {s}, sha256 {}", self.kind, self.name, &digest[..16])
     }
+
+    /// The history entry of an applied file, in its transaction; `scope` is
+    /// what every row shares (see [`single`]).
+    fn record(
+        &self,
+        tx: &Connection,
+        summary: &ImportSummary,
+        application: &str,
+        interface: &str,
+        scope: Scope<'_>,
+    ) -> Result<(), ImportError> {
+        crate::history::record(
+            tx,
+            self.now,
+            &crate::history::Entry {
+                kind: "import",
+                application,
+                interface,
+                id_cram: scope.id_cram,
+                provider: scope.provider,
+                convention: scope.convention,
+                comment: self.comment(summary),
+                ..Default::default()
+            },
+        )?;
+        Ok(())
+    }
+}
+
+/// What the rows of an applied file share, for its history entry.
+#[derive(Debug, Default, Clone, Copy)]
+struct Scope<'a> {
+    id_cram: Option<&'a str>,
+    provider: Option<&'a str>,
+    convention: Option<&'a str>,
+}
+
+/// A file whose rows are all ergothérapeutes' belongs to the "habitat"
+/// application of the history; any home-care provider's makes it
+/// "aide-a-domicile".
+fn application_of(all_ergo: bool) -> &'static str {
+    if all_ergo {
+        "habitat"
+    } else {
+        "aide-a-domicile"
+    }
 }
 
 /// The one value shared by every row, if they all agree.

@@ -29,9 +29,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::fields;
 use super::table::{self, Row, RowError};
-use super::{single, Ctx, ImportError, ImportSummary};
+use super::{single, Ctx, ImportError, ImportSummary, Scope};
 use crate::habitat::{self, Listing, Order, OrderState};
-use crate::history::{self, Entry};
 
 const COLUMNS: &[&str] = &[
     "rf-commande",
@@ -376,20 +375,12 @@ fn apply(
         updated,
         note: (unchanged > 0).then(|| format!("{unchanged} without change")),
     };
-    history::record(
-        tx,
-        ctx.now,
-        &Entry {
-            kind: "import",
-            application: "habitat",
-            interface: "referentiel",
-            id_cram: single(recs.iter().map(|r| r.id_cram.as_str())),
-            provider: single(recs.iter().map(|r| r.provider.as_str())),
-            convention: single(recs.iter().map(|r| r.code.as_str())),
-            comment: ctx.comment(&summary),
-            ..Default::default()
-        },
-    )?;
+    let scope = Scope {
+        id_cram: single(recs.iter().map(|r| r.id_cram.as_str())),
+        provider: single(recs.iter().map(|r| r.provider.as_str())),
+        convention: single(recs.iter().map(|r| r.code.as_str())),
+    };
+    ctx.record(tx, &summary, "habitat", "referentiel", scope)?;
     Ok(summary)
 }
 

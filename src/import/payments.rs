@@ -40,8 +40,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::fields;
 use super::table::{self, Row, RowError};
-use super::{single, Ctx, ImportError, ImportSummary};
-use crate::history::{self, Entry};
+use super::{application_of, single, Ctx, ImportError, ImportSummary, Scope};
 use crate::store::reference::to_hundredths;
 
 const COLUMNS: &[&str] = &[
@@ -465,27 +464,13 @@ fn apply(
         updated,
         note: Some(note),
     };
-    // The ergothérapeutes' payments are the habitat application's; any
-    // home-care provider's make it the home-care one.
-    let application = if !recs.is_empty() && recs.iter().all(|r| r.provider_type == "ergo") {
-        "habitat"
-    } else {
-        "aide-a-domicile"
+    let all_ergo = !recs.is_empty() && recs.iter().all(|r| r.provider_type == "ergo");
+    let scope = Scope {
+        id_cram: single(recs.iter().map(|r| r.id_cram.as_str())),
+        provider: single(recs.iter().map(|r| r.provider.as_str())),
+        convention: single(recs.iter().map(|r| r.code.as_str())),
     };
-    history::record(
-        tx,
-        ctx.now,
-        &Entry {
-            kind: "import",
-            application,
-            interface: "paiements",
-            id_cram: single(recs.iter().map(|r| r.id_cram.as_str())),
-            provider: single(recs.iter().map(|r| r.provider.as_str())),
-            convention: single(recs.iter().map(|r| r.code.as_str())),
-            comment: ctx.comment(&summary),
-            ..Default::default()
-        },
-    )?;
+    ctx.record(tx, &summary, application_of(all_ergo), "paiements", scope)?;
     Ok(summary)
 }
 

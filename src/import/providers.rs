@@ -19,8 +19,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::fields;
 use super::table::{self, Row, RowError};
-use super::{single, Ctx, ImportError, ImportSummary};
-use crate::history::{self, Entry};
+use super::{application_of, single, Ctx, ImportError, ImportSummary, Scope};
 
 const COLUMNS: &[&str] = &[
     "provider",
@@ -299,25 +298,12 @@ fn apply(tx: &Connection, ctx: &Ctx<'_>, recs: &[Rec]) -> Result<ImportSummary, 
     for p in saad {
         crate::habitat::mark_listing(tx, p, crate::habitat::Listing::Beneficiaires)?;
     }
-    // A file of ergothérapeutes only is the "habitat" application; home help otherwise.
-    let application = if !recs.is_empty() && recs.iter().all(|r| r.typ == "ergo") {
-        "habitat"
-    } else {
-        "aide-a-domicile"
+    let all_ergo = !recs.is_empty() && recs.iter().all(|r| r.typ == "ergo");
+    let scope = Scope {
+        id_cram: single(recs.iter().map(|r| r.id_cram.as_str())),
+        provider: single(recs.iter().map(|r| r.provider.as_str())),
+        convention: single(recs.iter().map(|r| r.code.as_str())),
     };
-    history::record(
-        tx,
-        ctx.now,
-        &Entry {
-            kind: "import",
-            application,
-            interface: "referentiel",
-            id_cram: single(recs.iter().map(|r| r.id_cram.as_str())),
-            provider: single(recs.iter().map(|r| r.provider.as_str())),
-            convention: single(recs.iter().map(|r| r.code.as_str())),
-            comment: ctx.comment(&summary),
-            ..Default::default()
-        },
-    )?;
+    ctx.record(tx, &summary, application_of(all_ergo), "referentiel", scope)?;
     Ok(summary)
 }

@@ -32,8 +32,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::fields;
 use super::table::{self, Row, RowError};
-use super::{single, Ctx, ImportError, ImportSummary};
-use crate::history::{self, Entry};
+use super::{single, Ctx, ImportError, ImportSummary, Scope};
 use crate::store::dates::to_int;
 
 const COLUMNS: &[&str] = &["rf-facture", "nir-per", "dtd-interv", "dtf-interv", "code", "motif"];
@@ -342,19 +341,12 @@ fn apply(
     };
     let used: HashSet<i64> = recs.iter().map(|r| r.file_id).collect();
     let used: Vec<&File> = files.values().copied().filter(|f| used.contains(&f.id)).collect();
-    history::record(
-        tx,
-        ctx.now,
-        &Entry {
-            kind: "import",
-            application: "aide-a-domicile",
-            interface: "anomalies-de-report",
-            id_cram: single(used.iter().filter_map(|f| f.id_cram.as_deref())),
-            provider: single(used.iter().map(|f| f.provider.as_str())),
-            comment: ctx.comment(&summary),
-            ..Default::default()
-        },
-    )?;
+    let scope = Scope {
+        id_cram: single(used.iter().filter_map(|f| f.id_cram.as_deref())),
+        provider: single(used.iter().map(|f| f.provider.as_str())),
+        convention: None,
+    };
+    ctx.record(tx, &summary, "aide-a-domicile", "anomalies-de-report", scope)?;
     Ok(summary)
 }
 
