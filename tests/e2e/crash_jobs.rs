@@ -41,7 +41,7 @@ fn jobs_killed_at_random_moments_invoice_each_line_once_and_mail_each_relance_on
     let mut taken: Vec<(String, Vec<u8>)> = Vec::new();
     let mut kills = 0;
     let started = Instant::now();
-    for round in 0..12 {
+    for round in 0..24 {
         let job = JOBS[rng.random_range(0..JOBS.len())];
         let mut child = g
             .cmd()
@@ -51,7 +51,7 @@ fn jobs_killed_at_random_moments_invoice_each_line_once_and_mail_each_relance_on
             .stderr(Stdio::null())
             .spawn()
             .expect("run a job");
-        let after = Duration::from_millis(rng.random_range(0..120));
+        let after = Duration::from_millis(rng.random_range(0..30));
         let t = Instant::now();
         let mut finished = false;
         while t.elapsed() < after {
@@ -150,6 +150,10 @@ fn jobs_killed_at_random_moments_invoice_each_line_once_and_mail_each_relance_on
     d.wait_ready(Duration::from_secs(30));
     assert_eq!(d.terminate().0, Some(0));
     assert_eq!(g.count("SELECT COUNT(*) FROM job_runs WHERE finished_at IS NULL"), 0);
+    eprintln!(
+        "{} run(s) interrupted by a kill",
+        g.count("SELECT COUNT(*) FROM job_runs WHERE summary LIKE 'interrompue%'")
+    );
     assert_eq!(
         g.count("SELECT COUNT(*) FROM invoices"),
         taken.len() as i64,
