@@ -1,5 +1,6 @@
 //! libFuzzer target: arbitrary bytes through the caisse's CSV imports
-//! (`import providers|beneficiaries|orders`, spec §5), on a database that
+//! (`import providers|beneficiaries|orders|payments|report-anomalies`,
+//! spec §5), on a database that
 //! already holds providers, so that orders and plans can name them.
 //!
 //! The first byte picks the kind, the rest is the file. An import must
@@ -20,7 +21,13 @@ use ppas_gateway::config::Config;
 use ppas_gateway::import::{import_file, Kind};
 use rusqlite::Connection;
 
-const KINDS: [Kind; 3] = [Kind::Providers, Kind::Beneficiaries, Kind::Orders];
+const KINDS: [Kind; 5] = [
+    Kind::Providers,
+    Kind::Beneficiaries,
+    Kind::Orders,
+    Kind::Payments,
+    Kind::ReportAnomalies,
+];
 
 const PROVIDERS: &[u8] = b"provider;raison-sociale;siret;email;telephone;type;id-cram;code-convention;id-site\n\
 ergo62;Cabinet Artois;44306184100047;cabinet@ergo62.example;03 21 00 00 62;ergo;04;62739900;62739900\n\

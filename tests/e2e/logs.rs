@@ -40,7 +40,7 @@ fn attestations(items: &[(&str, &str)]) -> String {
     s
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -49,7 +49,7 @@ fn free_port() -> u16 {
 
 /// The gateway of the test: the cast, SFTP on `port` with fast refusals
 /// and a lock after 2 failures, JSON logs at debug level.
-fn gateway(port: u16) -> Gw {
+pub(crate) fn gateway(port: u16) -> Gw {
     let g = Gw::new_with("\n[log]\nformat = \"json\"\nlevel = \"debug\"\n");
     let text = std::fs::read_to_string(&g.config).unwrap();
     let sftp = format!(
@@ -72,7 +72,7 @@ fn run(g: &Gw, args: &[&str], code: i32, logs: &mut String) -> Output {
 }
 
 /// `sftp` as `login` with `key`, running `batch`; whether it succeeded.
-fn sftp(port: u16, login: &str, key: &Path, batch: &str, dir: &Path) -> (bool, String) {
+pub(crate) fn sftp(port: u16, login: &str, key: &Path, batch: &str, dir: &Path) -> (bool, String) {
     let file = dir.join(format!("batch-{login}"));
     std::fs::write(&file, batch).unwrap();
     let mut cmd = Command::new("sftp");

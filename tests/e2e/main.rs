@@ -15,6 +15,7 @@ mod config;
 mod crash;
 mod crash_attestations;
 mod crash_jobs;
+mod crash_sftp;
 mod faults;
 mod habitat;
 mod history;
