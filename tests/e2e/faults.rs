@@ -219,3 +219,61 @@ fn a_database_locked_by_another_process_delays_and_never_loses_a_decision() {
     assert_eq!(outbox, 3, "one outbox file per file");
     assert_eq!(d.terminate().0, Some(0));
 }
+
+#[test]
+fn an_upload_into_a_full_spool_fails_cleanly_and_succeeds_once_space_is_back() {
+    use crate::logs::{free_port, gateway, sftp};
+    use crate::sftp_support::{keygen, pubkey};
+    let port = free_port();
+    let g = gateway(port);
+    let Some(_fs) = Tmpfs::mount(&g.spool, "24m") else {
+        return;
+    };
+    g.import("providers", &providers_csv());
+    g.import("beneficiaries", &beneficiaries_csv());
+    let key = keygen(g.dir.path(), "saada", "ed25519", None);
+    let pubfile = g.dir.path().join("saada.pub");
+    std::fs::write(&pubfile, pubkey(&key)).unwrap();
+    let out = g.run(&[
+        "user",
+        "add",
+        "--provider",
+        "saadA",
+        "--login",
+        "saada1",
+        "--email",
+        "compta@saada.example",
+        "--key",
+        pubfile.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let log = g.dir.path().join("serve.log");
+    let mut d = Daemon::start(&g, &log);
+    d.wait_ready(Duration::from_secs(60));
+
+    // A file of 400 lines (far more than the few bytes left).
+    let bill = Bill::new(SITE_A, 20).lines((0..400).map(|i| BLine::month(NIR_A1, SITE_A, i % 12 + 1, "0.01")));
+    let local = g.dir.path().join(bill.name());
+    std::fs::write(&local, bill.xml()).unwrap();
+    let batch = format!("put {} /in/{}\n", local.display(), bill.name());
+    let filler = g.path("filler");
+    fill(&filler);
+    let (ok, err) = sftp(port, "saada1", &key, &batch, g.dir.path());
+    assert!(!ok, "the upload into a full disk is refused: {err}");
+    assert!(g.files("inbound/saadA").is_empty(), "{:?}", g.files("inbound/saadA"));
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.contains("upload failed"), "the operator reads why");
+    assert!(logs.to_lowercase().contains("no space left"), "the operator reads why");
+    assert!(d.child.try_wait().unwrap().is_none(), "the daemon runs on");
+
+    // Space is back: the same upload goes through and is processed once.
+    std::fs::remove_file(&filler).unwrap();
+    let (ok, err) = sftp(port, "saada1", &key, &batch, g.dir.path());
+    assert!(ok, "{err}");
+    wait_for(Duration::from_secs(60), "the upload processed", || {
+        g.count("SELECT COUNT(*) FROM received_files WHERE state = 'done'") == 1
+    });
+    assert_eq!(g.count("SELECT COUNT(*) FROM received_files"), 1);
+    visible_outputs_are_whole(&g);
+    assert_eq!(d.terminate().0, Some(0));
+}
