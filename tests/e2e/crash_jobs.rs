@@ -1,5 +1,5 @@
 //! Crash test of the scheduled jobs (spec §9 and §6): `run invoice-threshold`,
-//! `run invoice-weekly` and `run relances` killed with SIGKILL at random
+//! `run invoice-weekly`, `run relances` and `run purge` killed with SIGKILL at random
 //! moments (seeded: `PPAS_CRASH_SEED` replays a run), again and again, then
 //! run to the end. A due line is in exactly one invoice, each invoice file
 //! reaches the payment chain's folder once (read back line by line, even
@@ -23,7 +23,7 @@ const ATTESTED62: usize = 55;
 /// ergo59's orders B001…B012, all attested: under the 50-line threshold.
 const N59: usize = 12;
 
-const JOBS: [&str; 3] = ["invoice-threshold", "invoice-weekly", "relances"];
+const JOBS: [&str; 4] = ["invoice-threshold", "invoice-weekly", "relances", "purge"];
 
 #[test]
 fn jobs_killed_at_random_moments_invoice_each_line_once_and_mail_each_relance_once() {

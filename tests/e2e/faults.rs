@@ -1,8 +1,10 @@
 //! Bad days provoked on the real binary: a spool on a small tmpfs that
-//! fills up under the daemon, and a database held locked by another
-//! process. Nothing half-written is ever visible under a final name, no
-//! file is lost, a clear error is logged and shown by `status`, and all is
-//! finished by the daemon itself once the fault is gone.
+//! fills up under the daemon (a provider's drop, a caisse file, an SFTP
+//! upload, the publication of reports and outbox), and a database held
+//! locked by another process. Nothing half-written is ever visible under
+//! a final name, no file is lost, a clear error is logged and shown by
+//! `status`, and all is finished by the daemon itself once the fault is
+//! gone.
 //!
 //! The tmpfs needs root (CI runs as root); elsewhere the test says so and
 //! stops early.
