@@ -55,13 +55,17 @@ impl Daemon {
         }
     }
 
-    /// SIGTERM; returns the exit code and how long it took.
+    /// SIGTERM; returns the exit code and how long it took. Every line
+    /// this daemon logged is checked for NIRs first (spec: never logged).
     pub fn terminate(mut self) -> (Option<i32>, Duration) {
         let t = Instant::now();
         // SAFETY: sending a signal to our own child process.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
+                let logs = std::fs::read(&self.log).unwrap_or_default();
+                let mine = String::from_utf8_lossy(logs.get(self.from..).unwrap_or_default());
+                crate::support::assert_no_nir(&mine, &[], "the daemon's log");
                 return (st.code(), t.elapsed());
             }
             if t.elapsed() > Duration::from_secs(15) {
