@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::logs::{free_port, gateway, sftp};
+use crate::logs::{cast_and_sftp_user, free_port, gateway, sftp};
 use crate::pipeline_support::*;
-use crate::sftp_support::{keygen, pubkey};
 use crate::support;
 
 const FILES: u32 = 20;
@@ -34,24 +33,7 @@ fn sigkill_under_sftp_uploads_loses_no_acknowledged_file_and_doubles_no_line() {
     let mut rng = StdRng::seed_from_u64(seed);
     let port = free_port();
     let g = gateway(port);
-    g.import("providers", &providers_csv());
-    g.import("beneficiaries", &beneficiaries_csv());
-    let key = keygen(g.dir.path(), "saada", "ed25519", None);
-    let pubfile = g.dir.path().join("saada.pub");
-    std::fs::write(&pubfile, pubkey(&key)).unwrap();
-    let out = g.run(&[
-        "user",
-        "add",
-        "--provider",
-        "saadA",
-        "--login",
-        "saada1",
-        "--email",
-        "compta@saada.example",
-        "--key",
-        pubfile.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let key = cast_and_sftp_user(&g);
 
     // One hour a month for one beneficiary, a file per day of the month.
     let local = g.dir.path().join("to-send");

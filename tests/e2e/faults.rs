@@ -224,31 +224,13 @@ fn a_database_locked_by_another_process_delays_and_never_loses_a_decision() {
 
 #[test]
 fn an_upload_into_a_full_spool_fails_cleanly_and_succeeds_once_space_is_back() {
-    use crate::logs::{free_port, gateway, sftp};
-    use crate::sftp_support::{keygen, pubkey};
+    use crate::logs::{cast_and_sftp_user, free_port, gateway, sftp};
     let port = free_port();
     let g = gateway(port);
     let Some(_fs) = Tmpfs::mount(&g.spool, "24m") else {
         return;
     };
-    g.import("providers", &providers_csv());
-    g.import("beneficiaries", &beneficiaries_csv());
-    let key = keygen(g.dir.path(), "saada", "ed25519", None);
-    let pubfile = g.dir.path().join("saada.pub");
-    std::fs::write(&pubfile, pubkey(&key)).unwrap();
-    let out = g.run(&[
-        "user",
-        "add",
-        "--provider",
-        "saadA",
-        "--login",
-        "saada1",
-        "--email",
-        "compta@saada.example",
-        "--key",
-        pubfile.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let key = cast_and_sftp_user(&g);
     let log = g.dir.path().join("serve.log");
     let mut d = Daemon::start(&g, &log);
     d.wait_ready(Duration::from_secs(60));

@@ -63,6 +63,35 @@ pub(crate) fn gateway(port: u16) -> Gw {
     g
 }
 
+/// The cast's providers and plans imported, and login `saada1` of provider
+/// saadA with a new Ed25519 key, by the command line; returns the key.
+pub(crate) fn cast_and_sftp_user(g: &Gw) -> std::path::PathBuf {
+    g.import("providers", &providers_csv());
+    g.import("beneficiaries", &beneficiaries_csv());
+    let key = keygen(g.dir.path(), "saada", "ed25519", None);
+    let pubfile = g.dir.path().join("saada.pub");
+    std::fs::write(&pubfile, pubkey(&key)).unwrap();
+    let mut logs = String::new();
+    run(
+        g,
+        &[
+            "user",
+            "add",
+            "--provider",
+            "saadA",
+            "--login",
+            "saada1",
+            "--email",
+            "compta@saada.example",
+            "--key",
+            pubfile.to_str().unwrap(),
+        ],
+        0,
+        &mut logs,
+    );
+    key
+}
+
 /// Runs a command of the gateway, expecting `code`; keeps its stderr.
 fn run(g: &Gw, args: &[&str], code: i32, logs: &mut String) -> Output {
     let out = g.run(args);
