@@ -22,8 +22,6 @@ use crate::billing::facets::char_len;
 use crate::xml::lexer::{Lexeme, Lexer, Tag, Token};
 use crate::xml::{self, input};
 
-mod attrs;
-
 /// The root element.
 pub const ROOT: &str = "attvisites";
 /// The repeated child of the root (one or more).
@@ -57,8 +55,6 @@ const MAX_DEPTH: usize = 256;
 pub const MAX_VALUE: usize = 64 * 1024;
 /// A01 details kept per file; a count of the rest is reported.
 const MAX_SCHEMA_ANOMALIES: usize = 10_000;
-
-const XSI_NS: &[u8] = b"http://www.w3.org/2001/XMLSchema-instance";
 
 /// What the controls need to know of an item beyond its values.
 #[derive(Debug, Clone, Default)]
@@ -144,7 +140,7 @@ struct State<'s, S: ItemSink> {
     depth: usize,
     /// Namespace declarations in scope: (depth, prefix, uri). Empty prefix:
     /// default namespace.
-    ns: Vec<(usize, Vec<u8>, Vec<u8>)>,
+    ns: crate::xml::names::Namespaces,
     schema_errors: usize,
     seen_root: bool,
     first_event: bool,
@@ -179,7 +175,7 @@ pub fn parse<R: Read + 'static, S: ItemSink>(reader: R, sink: &mut S) -> Parsed 
         leaf_had_child: false,
         scratch: Vec::new(),
         depth: 0,
-        ns: Vec::new(),
+        ns: Default::default(),
         schema_errors: 0,
         seen_root: false,
         first_event: true,
@@ -291,7 +287,7 @@ impl<S: ItemSink> State<'_, S> {
         // namespace in scope.
         if self.at == Where::Item
             && !tag.has_attributes()
-            && self.resolve(b"").is_none_or(<[u8]>::is_empty)
+            && self.ns.resolve(b"").is_none_or(<[u8]>::is_empty)
             && ITEM_SEQ.get(self.item_pos).is_some_and(|s| s.as_bytes() == name)
             && self.depth < MAX_DEPTH
         {
@@ -309,8 +305,8 @@ impl<S: ItemSink> State<'_, S> {
             return fatal(line, format!("imbrication de plus de {MAX_DEPTH} éléments"));
         }
         let depth = self.depth;
-        let refused_attr = self.attributes(tag, line, depth)?;
-        let local = self.local_name(name, line)?;
+        let refused_attr = self.ns.attributes(tag, line, depth)?;
+        let local = self.ns.local_name(name, line)?;
         let shown = lossy(name);
         let shown: &str = &shown;
         let refused_attr = refused_attr.filter(|_| !matches!(self.at, Where::Skip(_)));
@@ -451,9 +447,7 @@ impl<S: ItemSink> State<'_, S> {
     fn end(&mut self, line: u64) -> Step {
         self.depth = self.depth.saturating_sub(1);
         let depth = self.depth;
-        while self.ns.last().is_some_and(|(d, _, _)| *d > depth) {
-            self.ns.pop();
-        }
+        self.ns.close(depth);
         match self.at {
             Where::Skip(1) => self.at = self.parent,
             Where::Skip(d) => self.at = Where::Skip(d - 1),

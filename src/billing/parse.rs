@@ -25,7 +25,6 @@ use crate::anomaly::{Anomaly, Code};
 use crate::xml::lexer::{Lexeme, Lexer, Tag, Token};
 use crate::xml::{self, input};
 
-mod attrs;
 mod leaf;
 
 /// Children of `factbord`, in order. Index 5 (`factprest`) repeats, 0..n.
@@ -68,8 +67,6 @@ const MAX_DEPTH: usize = 256;
 const MAX_VALUE: usize = 64 * 1024;
 /// F02 anomalies kept per file; a count of the rest is reported.
 const MAX_SCHEMA_ANOMALIES: usize = 10_000;
-
-const XSI_NS: &[u8] = b"http://www.w3.org/2001/XMLSchema-instance";
 
 /// Per-line facts the stateless controls need beyond the typed values.
 #[derive(Debug, Clone, Default)]
@@ -149,7 +146,7 @@ struct State<'s, S: LineSink> {
     depth: usize,
     /// Namespace declarations in scope: (depth, prefix, uri). Empty prefix:
     /// default namespace.
-    ns: Vec<(usize, Vec<u8>, Vec<u8>)>,
+    ns: crate::xml::names::Namespaces,
     schema_errors: usize,
     seen_root: bool,
     first_event: bool,
@@ -182,7 +179,7 @@ pub fn parse<R: Read + 'static, S: LineSink>(reader: R, sink: &mut S) -> Parsed 
         value_too_long: false,
         leaf_had_child: false,
         depth: 0,
-        ns: Vec::new(),
+        ns: Default::default(),
         schema_errors: 0,
         seen_root: false,
         first_event: true,
@@ -279,7 +276,7 @@ impl<S: LineSink> State<'_, S> {
         // (the root's `xmlns:xsi` does not change an unprefixed name).
         if self.at == Where::Line
             && !tag.has_attributes()
-            && self.resolve(b"").is_none_or(<[u8]>::is_empty)
+            && self.ns.resolve(b"").is_none_or(<[u8]>::is_empty)
             && LINE_SEQ.get(self.line_pos).is_some_and(|s| s.as_bytes() == name)
             && self.depth < MAX_DEPTH
         {
@@ -300,8 +297,8 @@ impl<S: LineSink> State<'_, S> {
             return fatal(line, format!("imbrication de plus de {MAX_DEPTH} éléments"));
         }
         let depth = self.depth;
-        let refused_attr = self.attributes(tag, line, depth)?;
-        let local = self.local_name(name, line)?;
+        let refused_attr = self.ns.attributes(tag, line, depth)?;
+        let local = self.ns.local_name(name, line)?;
         let shown = String::from_utf8_lossy(name);
         let shown: &str = &shown;
         if let Some(msg) = refused_attr {
@@ -450,9 +447,7 @@ impl<S: LineSink> State<'_, S> {
     fn end(&mut self, line: u64) -> Step {
         self.depth = self.depth.saturating_sub(1);
         let depth = self.depth;
-        while self.ns.last().is_some_and(|(d, _, _)| *d > depth) {
-            self.ns.pop();
-        }
+        self.ns.close(depth);
         match self.at {
             Where::Skip(1) => self.at = self.parent,
             Where::Skip(d) => self.at = Where::Skip(d - 1),

@@ -10,6 +10,7 @@
 pub mod decl;
 pub mod input;
 pub mod lexer;
+pub mod names;
 pub mod sniff;
 
 /// XML whitespace (S production): space, tab, CR, LF.

@@ -1,26 +1,33 @@
-//! Attributes and namespaces of the attestation reader (as the billing
-//! reader judges them: the two schemas have no attribute and no target
-//! namespace).
+//! Attributes and namespaces, as both readers of the project's schemas
+//! judge them (neither schema has an attribute or a target namespace).
 //!
-//! In: a start tag whose syntax the lexer already checked. Out: the
-//! namespace declarations in scope, the element's name as the schema sees
-//! it, a message for an attribute the schema does not allow, or a fatal
-//! error for a namespace error (an undeclared prefix, an empty prefixed
-//! declaration), as libxml2 reports them. All of them are A01.
+//! In: an element's start tag, its line and depth. Out: the namespace
+//! declarations it makes (kept in scope until [`Namespaces::close`]), the
+//! first attribute the schema does not allow (only namespace declarations
+//! and the `xsi:` schema-location hints are), or a fatal error for a
+//! namespace error (an undeclared prefix, an empty prefixed declaration),
+//! as libxml2 reports them. The readers turn these into their own codes
+//! (F02/F01 for billing files, A01 for attestation files).
 
-use super::{fatal, ItemSink, State, XSI_NS};
 use crate::xml::{self, lexer::Tag};
 
-impl<S: ItemSink> State<'_, S> {
+const XSI_NS: &[u8] = b"http://www.w3.org/2001/XMLSchema-instance";
+
+/// Namespace declarations in scope: (depth, prefix, uri). Empty prefix:
+/// the default namespace.
+#[derive(Debug, Default)]
+pub struct Namespaces(Vec<(usize, Vec<u8>, Vec<u8>)>);
+
+fn fatal<T>(line: u64, msg: impl Into<String>) -> Result<T, (u64, String)> {
+    Err((line, msg.into()))
+}
+
+impl Namespaces {
     /// Checks the attributes of an element: only namespace declarations and
     /// the `xsi:` schema-location hints are allowed. Returns a message
-    /// for an attribute the schema does not allow.
-    pub(super) fn attributes(
-        &mut self,
-        tag: &Tag<'_>,
-        line: u64,
-        depth: usize,
-    ) -> Result<Option<String>, (u64, String)> {
+    /// for an attribute the schema does not allow (the caller's code: F02,
+    /// A01), and an error (line, message) for a namespace error.
+    pub fn attributes(&mut self, tag: &Tag<'_>, line: u64, depth: usize) -> Result<Option<String>, (u64, String)> {
         if !tag.has_attributes() {
             return Ok(None);
         }
@@ -39,12 +46,12 @@ impl<S: ItemSink> State<'_, S> {
             // Namespace declarations apply to the element's own attributes,
             // whatever their order: record them before resolving prefixes.
             if key == b"xmlns" {
-                self.ns.push((depth, Vec::new(), value));
+                self.0.push((depth, Vec::new(), value));
             } else if let Some(p) = key.strip_prefix(b"xmlns:") {
                 if value.is_empty() {
                     return fatal(line, "un préfixe d'espace de noms ne peut pas être déclaré vide");
                 }
-                self.ns.push((depth, p.to_vec(), value));
+                self.0.push((depth, p.to_vec(), value));
             } else {
                 attrs.push(key);
             }
@@ -75,8 +82,8 @@ impl<S: ItemSink> State<'_, S> {
         Ok(refused)
     }
 
-    pub(super) fn resolve(&self, prefix: &[u8]) -> Option<&[u8]> {
-        self.ns
+    pub fn resolve(&self, prefix: &[u8]) -> Option<&[u8]> {
+        self.0
             .iter()
             .rev()
             .find(|(_, p, _)| p == prefix)
@@ -85,7 +92,7 @@ impl<S: ItemSink> State<'_, S> {
 
     /// The element's name as the schema sees it: `None` when it is in a
     /// namespace (the schema has no target namespace: never valid).
-    pub(super) fn local_name<'n>(&self, name: &'n [u8], line: u64) -> Result<Option<&'n [u8]>, (u64, String)> {
+    pub fn local_name<'n>(&self, name: &'n [u8], line: u64) -> Result<Option<&'n [u8]>, (u64, String)> {
         if let Some(i) = memchr::memchr(b':', name) {
             let prefix = &name[..i];
             if prefix == b"xml" || self.resolve(prefix).is_some() {
@@ -96,6 +103,14 @@ impl<S: ItemSink> State<'_, S> {
         match self.resolve(b"") {
             Some(uri) if !uri.is_empty() => Ok(None),
             _ => Ok(Some(name)),
+        }
+    }
+
+    /// Forgets the declarations of the elements deeper than `depth` (the
+    /// element at `depth + 1` has just ended).
+    pub fn close(&mut self, depth: usize) {
+        while self.0.last().is_some_and(|(d, _, _)| *d > depth) {
+            self.0.pop();
         }
     }
 }
